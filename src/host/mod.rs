@@ -1,0 +1,196 @@
+//! What this machine has: users and groups, the kind of a path, the caller's ids.
+//!
+//! Readers only; nothing here writes. Every reader works below `root`, so tests point it at a
+//! temporary directory holding `etc/passwd`, `etc/group` and whatever paths they need.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// A user from `etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// A group from `etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+/// What a path is, without following a final symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+/// A view of the host below `root`.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub root: PathBuf,
+    /// The effective uid and gid stockade runs with.
+    pub euid: u32,
+    pub egid: u32,
+}
+
+impl Host {
+    /// The real host, as seen by this process.
+    pub fn current() -> Self {
+        Host {
+            root: PathBuf::from("/"),
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
+    /// `path` (absolute, as the profile writes it) below the host root.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    pub fn user_by_name(&self, name: &str) -> io::Result<Option<User>> {
+        Ok(self.passwd()?.into_iter().find(|u| u.name == name))
+    }
+
+    pub fn user_by_id(&self, uid: u32) -> io::Result<Option<User>> {
+        Ok(self.passwd()?.into_iter().find(|u| u.uid == uid))
+    }
+
+    pub fn group_by_name(&self, name: &str) -> io::Result<Option<Group>> {
+        Ok(self.groups()?.into_iter().find(|g| g.name == name))
+    }
+
+    fn passwd(&self) -> io::Result<Vec<User>> {
+        let text = read_optional(&self.path("/etc/passwd"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 7).then_some(())?;
+                Some(User {
+                    name: f[0].to_owned(),
+                    uid: f[2].parse().ok()?,
+                    gid: f[3].parse().ok()?,
+                    home: f[5].to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    fn groups(&self) -> io::Result<Vec<Group>> {
+        let text = read_optional(&self.path("/etc/group"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 3).then_some(())?;
+                Some(Group {
+                    name: f[0].to_owned(),
+                    gid: f[2].parse().ok()?,
+                })
+            })
+            .collect())
+    }
+
+    /// The kind of `path` below `base` (a host path), or None when it does not exist.
+    /// A symlink anywhere on the way is reported as [`PathKind::Symlink`], because mounting
+    /// onto or from a path through a symlink would resolve it against the wrong root.
+    pub fn kind_below(&self, base: &str, path: &str) -> io::Result<Option<(PathKind, PathBuf)>> {
+        let mut cur = self.path(base);
+        let mut shown = PathBuf::from("/");
+        for c in Path::new(path).components() {
+            let Component::Normal(c) = c else { continue };
+            cur.push(c);
+            shown.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Ok(Some((PathKind::Symlink, shown)));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let m = fs::symlink_metadata(&cur)?;
+        let kind = if m.is_dir() {
+            PathKind::Dir
+        } else if m.is_file() {
+            PathKind::File
+        } else {
+            PathKind::Other
+        };
+        Ok(Some((kind, shown)))
+    }
+
+    /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
+    pub fn kind(&self, path: &str) -> io::Result<Option<PathKind>> {
+        match fs::metadata(self.path(path)) {
+            Ok(m) if m.is_dir() => Ok(Some(PathKind::Dir)),
+            Ok(m) if m.is_file() => Ok(Some(PathKind::File)),
+            Ok(_) => Ok(Some(PathKind::Other)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn read_optional(path: &Path) -> io::Result<String> {
+    match fs::read_to_string(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_with(files: &[(&str, &str)]) -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, text) in files {
+            let full = dir.path().join(p);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(full, text).unwrap();
+        }
+        let host = Host {
+            root: dir.path().to_owned(),
+            euid: 0,
+            egid: 0,
+        };
+        (dir, host)
+    }
+
+    #[test]
+    fn reads_users_and_groups_below_root() {
+        let (_d, host) = host_with(&[
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nredis:x:101:105::/var/lib/redis:/usr/sbin/nologin\n"),
+            ("etc/group", "root:x:0:\nredis:x:105:\n"),
+        ]);
+        let u = host.user_by_name("redis").unwrap().unwrap();
+        assert_eq!((u.uid, u.gid), (101, 105));
+        assert_eq!(host.group_by_name("redis").unwrap().unwrap().gid, 105);
+        assert!(host.user_by_name("nobody").unwrap().is_none());
+    }
+
+    #[test]
+    fn kind_below_reports_symlinks_on_the_way() {
+        let (d, host) = host_with(&[("srv/real/file", "x")]);
+        std::os::unix::fs::symlink("real", d.path().join("srv/link")).unwrap();
+        let (k, at) = host.kind_below("/srv", "/link/file").unwrap().unwrap();
+        assert_eq!(k, PathKind::Symlink);
+        assert_eq!(at, PathBuf::from("/link"));
+        assert_eq!(
+            host.kind_below("/srv", "/real/file").unwrap().unwrap().0,
+            PathKind::File
+        );
+        assert!(host.kind_below("/srv", "/nope").unwrap().is_none());
+    }
+}

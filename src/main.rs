@@ -1,0 +1,152 @@
+//! stockade: wires the command line to the stages (profile → plan → sandbox) and maps every
+//! error to an exit code. Errors are printed here, once.
+
+mod cli;
+mod host;
+mod plan;
+mod profile;
+mod sandbox;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use profile::{SearchPath, Section};
+use std::process::ExitCode;
+
+/// The profile is invalid (sysexits' EX_CONFIG, as systemd uses it).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let search = SearchPath::new(
+        &cli.profile_path,
+        std::env::var_os("STOCKADE_PROFILE_PATH").as_deref(),
+    );
+    match cli.command {
+        Command::Run { profile, args } => run(&profile, args, &search),
+        Command::Check { profiles } => check(profiles, &search),
+        Command::Show { profile } => show(&profile, &search),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::DEBUG,
+        (false, _) => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn print_problems(lines: &[String]) {
+    for l in lines {
+        eprintln!("{l}");
+    }
+}
+
+/// Loads and plans a profile; on failure prints every problem.
+fn load_and_plan(
+    arg: &str,
+    extra_args: Vec<String>,
+    search: &SearchPath,
+) -> Result<plan::LaunchPlan, ()> {
+    let loaded = profile::load(arg, search).map_err(|inv| print_problems(&inv.lines()))?;
+    let inv = plan::Invocation {
+        extra_args,
+        env: std::env::vars().collect(),
+        volume_dir: plan::VOLUME_DIR.into(),
+    };
+    plan::build(
+        &loaded.name,
+        &loaded.profile,
+        &loaded.path,
+        &host::Host::current(),
+        &inv,
+    )
+    .map_err(|problems| {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| p.render(&loaded.sources))
+            .collect();
+        print_problems(&lines)
+    })
+}
+
+fn run(arg: &str, args: Vec<String>, search: &SearchPath) -> ExitCode {
+    let Ok(plan) = load_and_plan(arg, args, search) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    tracing::debug!(?plan, "launch plan");
+    match sandbox::run(&plan) {
+        Ok(exit) => {
+            tracing::debug!(?exit, "service ended");
+            ExitCode::from(exit.code())
+        }
+        Err(e) => {
+            eprintln!("stockade: {}: {e}", plan.name);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn check(profiles: Vec<String>, search: &SearchPath) -> ExitCode {
+    let names = if profiles.is_empty() {
+        search.all_names()
+    } else {
+        profiles
+    };
+    if names.is_empty() {
+        eprintln!(
+            "stockade: no profiles found in {}",
+            search
+                .dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut ok = true;
+    for name in &names {
+        match load_and_plan(name, Vec::new(), search) {
+            Ok(_) => println!("{name}: ok"),
+            Err(()) => ok = false,
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn show(arg: &str, search: &SearchPath) -> ExitCode {
+    match profile::load(arg, search) {
+        Ok(loaded) => {
+            let mut r = profile::schema::Render {
+                map: &loaded.sources,
+                out: String::new(),
+            };
+            loaded.profile.render("", &mut r);
+            let files: Vec<String> = loaded
+                .sources
+                .files()
+                .map(|f| f.path.display().to_string())
+                .collect();
+            println!("# profile {} from {}", loaded.name, files.join(", "));
+            print!("{}", r.out);
+            ExitCode::SUCCESS
+        }
+        Err(inv) => {
+            print_problems(&inv.lines());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

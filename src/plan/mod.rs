@@ -1,0 +1,408 @@
+//! What stockade will do: a pure [`LaunchPlan`] built from a validated profile and a view of
+//! the host. It resolves users, decides the uid/gid maps, orders the mount operations (parents
+//! first) and decides which mount points may be created, checks bind sources and targets, and
+//! lists the final security steps. It performs no syscalls and writes nothing, so every
+//! decision is unit-tested without root; after it succeeds, only the kernel can refuse.
+
+mod mounts;
+#[cfg(test)]
+mod tests;
+
+use crate::host::Host;
+use crate::profile::schema::or;
+use crate::profile::validate::capability;
+use crate::profile::values::{IdRange, IdRef, Limit};
+use crate::profile::{At, Problem, Profile, Src};
+use std::path::{Path, PathBuf};
+
+pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
+
+/// Where named volumes live on the host.
+pub const VOLUME_DIR: &str = "/var/lib/stockade/volumes";
+
+/// Which namespaces to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    User,
+    Pid,
+    Mount,
+    Net,
+    Ipc,
+    Uts,
+    Cgroup,
+    Time,
+}
+
+/// The uid_map and gid_map contents, ready to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uid_map: Vec<IdRange>,
+    pub gid_map: Vec<IdRange>,
+    /// Unprivileged user namespaces must deny setgroups before writing gid_map.
+    pub deny_setgroups: bool,
+}
+
+/// The identity the service runs with, as seen inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// setgroups(2) is unavailable (denied in an unprivileged user namespace).
+    pub setgroups_denied: bool,
+}
+
+/// A volume directory to create on the host before the sandbox starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host_path: PathBuf,
+    /// Owner as seen from the host: the service's ids translated through the idmap.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+}
+
+/// The steps taken in the service's process just before exec, in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalSteps {
+    pub rlimits: Vec<(String, Limit)>,
+    pub umask: u32,
+    /// Landlock rules; None means no landlock at all.
+    pub landlock: Option<Vec<(String, Access)>>,
+    pub capabilities: Vec<caps::Capability>,
+    pub no_new_privs: bool,
+}
+
+/// Everything `stockade run` will do, in order. `Debug` output is the plan an admin can read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchPlan {
+    pub name: String,
+    pub namespaces: Vec<Namespace>,
+    pub idmap: Option<IdMaps>,
+    pub hostname: Option<String>,
+    pub volumes: Vec<Volume>,
+    /// None when the profile runs without a mount namespace.
+    pub fs: Option<FsPlan>,
+    pub loopback_up: bool,
+    pub creds: Credentials,
+    pub finals: FinalSteps,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+}
+
+impl LaunchPlan {
+    pub fn has(&self, ns: Namespace) -> bool {
+        self.namespaces.contains(&ns)
+    }
+}
+
+/// What the caller adds to the profile.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Arguments after `--`.
+    pub extra_args: Vec<String>,
+    /// The caller's environment (PATH, LANG and TERM are passed on).
+    pub env: Vec<(String, String)>,
+    /// Where volumes live; [`VOLUME_DIR`] unless a test says otherwise.
+    pub volume_dir: PathBuf,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Builds the plan, or returns every problem that needs the host to be found.
+pub fn build(
+    name: &str,
+    profile: &Profile,
+    profile_path: &Path,
+    host: &Host,
+    inv: &Invocation,
+) -> Result<LaunchPlan, Vec<Problem>> {
+    let mut b = Builder {
+        host,
+        problems: Vec::new(),
+        profile_path,
+    };
+    let namespaces = namespaces(profile);
+    let userns = namespaces.contains(&Namespace::User);
+    let creds = b.credentials(profile, userns);
+    let idmap = if userns {
+        b.idmap(profile, &creds)
+    } else {
+        None
+    };
+    b.privileges(profile, userns);
+    let volumes = b.volumes(profile, inv, idmap.as_ref(), &creds);
+    let fs = if namespaces.contains(&Namespace::Mount) {
+        mounts::plan(&mut b, profile, &volumes, &namespaces)
+    } else {
+        None
+    };
+    let argv = b.argv(profile, inv);
+    let finals = b.finals(profile);
+    if !b.problems.is_empty() {
+        return Err(b.problems);
+    }
+    let mut env: Vec<(String, String)> = inv
+        .env
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "PATH" | "LANG" | "TERM"))
+        .cloned()
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    for (k, v) in &profile.exec.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.value.clone()));
+    }
+    Ok(LaunchPlan {
+        name: name.to_owned(),
+        loopback_up: namespaces.contains(&Namespace::Net),
+        namespaces,
+        idmap,
+        hostname: profile.network.hostname.as_ref().map(|h| h.value.clone()),
+        volumes: volumes.into_iter().map(|(v, _)| v).collect(),
+        fs,
+        creds,
+        finals,
+        argv,
+        env,
+        workdir: or(&profile.exec.workdir, "/".to_owned()),
+    })
+}
+
+fn namespaces(p: &Profile) -> Vec<Namespace> {
+    let all = [
+        Namespace::User,
+        Namespace::Pid,
+        Namespace::Mount,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Cgroup,
+        Namespace::Time,
+    ];
+    all.into_iter()
+        .zip(p.namespaces.enabled())
+        .filter(|(_, (_, on))| *on)
+        .map(|(ns, _)| ns)
+        .collect()
+}
+
+pub(crate) struct Builder<'a> {
+    pub(crate) host: &'a Host,
+    pub(crate) problems: Vec<Problem>,
+    profile_path: &'a Path,
+}
+
+impl Builder<'_> {
+    pub(crate) fn err<T>(&mut self, v: &Src<T>, key: &str, msg: impl Into<String>) {
+        self.problems.push(Problem::at(v.origin, key, msg));
+    }
+
+    fn file_err(&mut self, key: &str, msg: impl Into<String>) {
+        self.problems.push(Problem::new(
+            At::File(self.profile_path.to_owned()),
+            Some(key.to_owned()),
+            msg,
+        ));
+    }
+
+    fn credentials(&mut self, p: &Profile, userns: bool) -> Credentials {
+        let e = &p.exec;
+        let (uid, user_gid) = match &e.user {
+            None => (0, Some(0)),
+            Some(u) => match &u.value {
+                IdRef::Id(id) => (*id, self.host.user_by_id(*id).ok().flatten().map(|u| u.gid)),
+                IdRef::Name(n) => match self.host.user_by_name(n) {
+                    Ok(Some(user)) => (user.uid, Some(user.gid)),
+                    Ok(None) => {
+                        self.err(u, "exec.user", format!("no user `{n}` in {}", self.host.path("/etc/passwd").display()));
+                        (0, Some(0))
+                    }
+                    Err(err) => {
+                        self.err(u, "exec.user", format!("cannot read the user database: {err}"));
+                        (0, Some(0))
+                    }
+                },
+            },
+        };
+        let gid = match &e.group {
+            None => user_gid.unwrap_or(uid),
+            Some(g) => self.gid_of(g, "exec.group").unwrap_or(0),
+        };
+        let mut groups = Vec::new();
+        if let Some(list) = &e.supplementary_groups {
+            for g in &list.value {
+                let src = Src::new(g.clone(), list.origin);
+                if let Some(id) = self.gid_of(&src, "exec.supplementary_groups") {
+                    groups.push(id);
+                }
+            }
+        }
+        Credentials {
+            uid,
+            gid,
+            groups,
+            setgroups_denied: userns && self.host.euid != 0,
+        }
+    }
+
+    fn gid_of(&mut self, g: &Src<IdRef>, key: &str) -> Option<u32> {
+        match &g.value {
+            IdRef::Id(id) => Some(*id),
+            IdRef::Name(n) => match self.host.group_by_name(n) {
+                Ok(Some(group)) => Some(group.gid),
+                Ok(None) => {
+                    self.err(g, key, format!("no group `{n}` in {}", self.host.path("/etc/group").display()));
+                    None
+                }
+                Err(err) => {
+                    self.err(g, key, format!("cannot read the group database: {err}"));
+                    None
+                }
+            },
+        }
+    }
+
+    fn idmap(&mut self, p: &Profile, creds: &Credentials) -> Option<IdMaps> {
+        let root = self.host.euid == 0;
+        // The default maps the caller to root inside, plus the service's own ids to
+        // themselves so files it writes to volumes carry its real ids on the host.
+        let default = |caller: u32, wanted: &[u32]| {
+            let mut v = vec![IdRange { inside: 0, outside: caller, count: 1 }];
+            for &id in wanted {
+                if id != 0 && root && !v.iter().any(|r| r.inside == id || r.outside == id) {
+                    v.push(IdRange { inside: id, outside: id, count: 1 });
+                }
+            }
+            v
+        };
+        let uid_map = p.idmap.uid.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| default(self.host.euid, &[creds.uid]));
+        let mut wanted_gids = vec![creds.gid];
+        wanted_gids.extend(&creds.groups);
+        let gid_map = p.idmap.gid.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| default(self.host.egid, &wanted_gids));
+        let mapped = |map: &[IdRange], id: u32| map.iter().any(|r| id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count));
+        if !mapped(&uid_map, creds.uid) {
+            match (&p.idmap.uid, &p.exec.user) {
+                (Some(m), _) => self.err(m, "idmap.uid", format!("the service's uid {} is not mapped inside the sandbox", creds.uid)),
+                (None, Some(u)) => self.err(u, "exec.user", format!("uid {} cannot be mapped without root: an unprivileged user namespace maps only your own uid (as 0)", creds.uid)),
+                (None, None) => {}
+            }
+        }
+        for gid in wanted_gids {
+            if !mapped(&gid_map, gid) {
+                match &p.idmap.gid {
+                    Some(m) => self.err(m, "idmap.gid", format!("gid {gid} used by the service is not mapped inside the sandbox")),
+                    None => self.file_err("exec.group", format!("gid {gid} cannot be mapped without root: an unprivileged user namespace maps only your own gid (as 0)")),
+                }
+            }
+        }
+        Some(IdMaps {
+            uid_map,
+            gid_map,
+            deny_setgroups: !root,
+        })
+    }
+
+    /// Without root, only a user namespace mapping the caller alone is possible.
+    fn privileges(&mut self, p: &Profile, userns: bool) {
+        if self.host.euid == 0 {
+            return;
+        }
+        let why = format!("needs root (stockade runs as uid {})", self.host.euid);
+        if !userns {
+            match &p.namespaces.user {
+                Some(u) => self.err(u, "namespaces.user", format!("{why}: without a user namespace, creating namespaces and mounts requires CAP_SYS_ADMIN")),
+                None => self.file_err("namespaces.user", why.clone()),
+            }
+        }
+        for (key, map) in [("idmap.uid", &p.idmap.uid), ("idmap.gid", &p.idmap.gid)] {
+            if let Some(m) = map {
+                self.err(m, key, format!("{why}: only root can map ids other than its own"));
+            }
+        }
+        if let Some(g) = &p.exec.supplementary_groups {
+            if !g.value.is_empty() {
+                self.err(g, "exec.supplementary_groups", format!("{why}: setgroups is denied in an unprivileged user namespace"));
+            }
+        }
+    }
+
+    fn volumes<'p>(
+        &mut self,
+        p: &'p Profile,
+        inv: &Invocation,
+        idmap: Option<&IdMaps>,
+        creds: &Credentials,
+    ) -> Vec<(Volume, &'p Src<crate::profile::schema::Mount>)> {
+        let outside = |map: Option<&Vec<IdRange>>, id: u32| match map {
+            None => Some(id),
+            Some(m) => m.iter().find_map(|r| {
+                (id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count))
+                    .then(|| r.outside + (id - r.inside))
+            }),
+        };
+        let mut out = Vec::new();
+        for m in p.mount.iter().filter(|m| m.kind.as_ref().is_some_and(|k| k.value == crate::profile::values::MountType::Volume)) {
+            let Some(name) = &m.name else { continue };
+            if self.host.euid != 0 {
+                self.err(name, "mount.name", format!("needs root (stockade runs as uid {}): volumes live in {}", self.host.euid, inv.volume_dir.display()));
+            }
+            let uid = outside(idmap.map(|i| &i.uid_map), creds.uid).unwrap_or(creds.uid);
+            let gid = outside(idmap.map(|i| &i.gid_map), creds.gid).unwrap_or(creds.gid);
+            out.push((
+                Volume { host_path: inv.volume_dir.join(&name.value), uid, gid },
+                m,
+            ));
+        }
+        out
+    }
+
+    fn argv(&mut self, p: &Profile, inv: &Invocation) -> Vec<String> {
+        let mut argv = p.exec.command.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+        if !inv.extra_args.is_empty() {
+            if or(&p.exec.args_append, false) {
+                argv.extend(inv.extra_args.iter().cloned());
+            } else {
+                match &p.exec.args_append {
+                    Some(a) => self.err(a, "exec.args_append", "this profile does not accept extra arguments after `--`"),
+                    None => self.file_err("exec.args_append", "this profile does not accept extra arguments after `--` (set `args_append = true` in [exec] to allow them)"),
+                }
+            }
+        }
+        argv
+    }
+
+    fn finals(&mut self, p: &Profile) -> FinalSteps {
+        let s = &p.security;
+        let landlock = s.landlock.as_ref().map(|l| {
+            let mut rules = Vec::new();
+            for (list, access) in [(&l.read, Access::Read), (&l.write, Access::Write), (&l.exec, Access::Exec)] {
+                for path in list.iter().flat_map(|v| v.value.iter()) {
+                    rules.push((crate::profile::validate::normalize_abs(path).unwrap_or_else(|_| path.clone()), access));
+                }
+            }
+            rules
+        });
+        FinalSteps {
+            rlimits: p.exec.rlimits.iter().map(|(k, v)| (k.clone(), v.value)).collect(),
+            umask: p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
+            landlock,
+            capabilities: s
+                .capabilities
+                .iter()
+                .flat_map(|c| c.value.iter())
+                .filter_map(|c| capability(c))
+                .collect(),
+            no_new_privs: or(&s.no_new_privileges, true),
+        }
+    }
+}

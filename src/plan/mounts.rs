@@ -1,0 +1,307 @@
+//! The mount half of the plan: the new root, the standard private mounts (/proc, /dev, /tmp),
+//! hidden paths and the profile's `[[mount]]` entries, as one list ordered parents first.
+//!
+//! Mount points are created only on filesystems stockade itself made (its tmpfs mounts, the
+//! "empty" root); on the host's root they must already exist, because creating them would
+//! write to the host.
+
+use super::{Builder, Namespace, Volume};
+use crate::host::PathKind;
+use crate::profile::schema::{or, Mount, Profile};
+use crate::profile::validate::normalize_abs;
+use crate::profile::values::MountType;
+use crate::profile::Src;
+
+/// Where the sandbox root comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// A host directory ("/" for the host root), bound recursively.
+    Host(String),
+    /// A fresh tmpfs.
+    Empty,
+}
+
+/// What a missing mount point is created as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Dir,
+    File,
+}
+
+/// One mount operation. Targets are paths inside the sandbox; bind sources are host paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+        /// Create the mount point first (it lies on a stockade tmpfs).
+        create: Option<NodeKind>,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+        mode: u32,
+        noexec: bool,
+        read_only: bool,
+        create: bool,
+    },
+    Proc {
+        target: String,
+        create: bool,
+    },
+    Devpts {
+        target: String,
+    },
+    Mqueue {
+        target: String,
+    },
+    Symlink {
+        target: String,
+        text: String,
+    },
+    /// An empty, mode 0000 file bound read-only over a file to hide it.
+    HideFile {
+        target: String,
+    },
+}
+
+impl MountOp {
+    pub fn target(&self) -> &str {
+        match self {
+            MountOp::Bind { target, .. }
+            | MountOp::Tmpfs { target, .. }
+            | MountOp::Proc { target, .. }
+            | MountOp::Devpts { target }
+            | MountOp::Mqueue { target }
+            | MountOp::Symlink { target, .. }
+            | MountOp::HideFile { target } => target,
+        }
+    }
+
+    fn set_create(&mut self, kind: NodeKind) {
+        match self {
+            MountOp::Bind { create, .. } => *create = Some(kind),
+            MountOp::Tmpfs { create, .. } | MountOp::Proc { create, .. } => *create = true,
+            // These are only ever planned on stockade's own tmpfs and always create.
+            MountOp::Devpts { .. }
+            | MountOp::Mqueue { .. }
+            | MountOp::Symlink { .. }
+            | MountOp::HideFile { .. } => {}
+        }
+    }
+}
+
+/// The filesystem half of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsPlan {
+    pub root: RootSource,
+    /// Make the root read-only: recursively right after binding it (host roots), or after
+    /// every mount point is made (the empty root).
+    pub read_only: bool,
+    pub ops: Vec<MountOp>,
+}
+
+fn depth(path: &str) -> usize {
+    path.split('/').filter(|c| !c.is_empty()).count()
+}
+
+fn is_below(path: &str, ancestor: &str) -> bool {
+    ancestor == "/" || path.starts_with(&format!("{ancestor}/"))
+}
+
+/// One planned operation with what the plan must still check about its target.
+struct Entry<'p> {
+    op: MountOp,
+    /// The kind of node the target must be.
+    kind: NodeKind,
+    /// Where the mount was written, for messages; None for built-in mounts.
+    origin: Option<(&'p Src<String>, String)>,
+    /// Makes its target a tmpfs on which later mount points may be created.
+    own_tmpfs: bool,
+}
+
+pub(super) fn plan(
+    b: &mut Builder,
+    p: &Profile,
+    volumes: &[(Volume, &Src<Mount>)],
+    namespaces: &[Namespace],
+) -> Option<FsPlan> {
+    let fs = &p.filesystem;
+    let root_text = or(&fs.root, "/".to_owned());
+    let root = if root_text == "empty" {
+        RootSource::Empty
+    } else {
+        let r = normalize_abs(&root_text).unwrap_or(root_text.clone());
+        if r != "/" {
+            match b.host.kind(&r) {
+                Ok(Some(PathKind::Dir)) => {}
+                _ => {
+                    if let Some(src) = &fs.root {
+                        b.err(src, "filesystem.root", format!("`{r}` is not a directory on the host"));
+                    }
+                }
+            }
+        }
+        RootSource::Host(r)
+    };
+
+    let mut entries: Vec<Entry> = Vec::new();
+    let builtin = |op: MountOp, kind: NodeKind, own_tmpfs: bool| Entry {
+        op,
+        kind,
+        origin: None,
+        own_tmpfs,
+    };
+    let tmpfs = |target: &str, mode: u32, noexec: bool| MountOp::Tmpfs {
+        target: target.into(),
+        size: None,
+        mode,
+        noexec,
+        read_only: false,
+        create: false,
+    };
+    if or(&fs.proc, true) {
+        entries.push(builtin(MountOp::Proc { target: "/proc".into(), create: false }, NodeKind::Dir, false));
+    }
+    if or(&fs.private_dev, true) {
+        entries.push(builtin(tmpfs("/dev", 0o755, true), NodeKind::Dir, true));
+        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let path = format!("/dev/{dev}");
+            entries.push(builtin(
+                MountOp::Bind { source: path.clone(), target: path, read_only: false, create: None },
+                NodeKind::File,
+                false,
+            ));
+        }
+        entries.push(builtin(MountOp::Devpts { target: "/dev/pts".into() }, NodeKind::Dir, false));
+        entries.push(builtin(MountOp::Symlink { target: "/dev/ptmx".into(), text: "pts/ptmx".into() }, NodeKind::File, false));
+        entries.push(builtin(tmpfs("/dev/shm", 0o1777, false), NodeKind::Dir, true));
+        if namespaces.contains(&Namespace::Ipc) {
+            entries.push(builtin(MountOp::Mqueue { target: "/dev/mqueue".into() }, NodeKind::Dir, false));
+        }
+        for (name, text) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+            entries.push(builtin(MountOp::Symlink { target: format!("/dev/{name}"), text: text.into() }, NodeKind::File, false));
+        }
+    }
+    if or(&fs.private_tmp, true) {
+        entries.push(builtin(tmpfs("/tmp", 0o1777, false), NodeKind::Dir, true));
+        entries.push(builtin(tmpfs("/var/tmp", 0o1777, false), NodeKind::Dir, true));
+    }
+    let mut hidden: Vec<String> = Vec::new();
+    if let Some(hide) = &fs.hide {
+        for h in &hide.value {
+            let Ok(target) = normalize_abs(h) else { continue };
+            let kind = match &root {
+                RootSource::Host(r) => b.host.kind_below(r, &target),
+                RootSource::Empty => Ok(None),
+            };
+            let op = match kind {
+                Ok(None) => continue, // nothing there, nothing to hide
+                Ok(Some((PathKind::Dir, _))) => MountOp::Tmpfs { target: target.clone(), size: Some(4096), mode: 0, noexec: true, read_only: true, create: false },
+                Ok(Some((PathKind::Symlink, at))) => {
+                    b.err(hide, "filesystem.hide", format!("`{target}` passes through the symlink `{}`; hide the path it points to", at.display()));
+                    continue;
+                }
+                Ok(Some(_)) => MountOp::HideFile { target: target.clone() },
+                Err(e) => {
+                    b.err(hide, "filesystem.hide", format!("cannot inspect `{target}`: {e}"));
+                    continue;
+                }
+            };
+            hidden.push(target);
+            entries.push(Entry { kind: NodeKind::Dir, origin: None, own_tmpfs: false, op });
+        }
+    }
+
+    let mut volumes = volumes.iter();
+    for (i, m) in p.mount.iter().enumerate() {
+        let (Some(kind), Some(target_src)) = (&m.kind, &m.target) else { continue };
+        let Ok(target) = normalize_abs(&target_src.value) else { continue };
+        let key = format!("mount[{}]", i + 1);
+        let read_only = or(&m.read_only, false);
+        let (op, node, own_tmpfs) = match kind.value {
+            MountType::Bind => {
+                let Some(source) = &m.source else { continue };
+                let node = match b.host.kind(&source.value) {
+                    Ok(Some(PathKind::Dir)) => NodeKind::Dir,
+                    Ok(Some(_)) => NodeKind::File,
+                    Ok(None) if or(&m.optional, false) => continue,
+                    Ok(None) => {
+                        b.err(source, &format!("{key}.source"), format!("bind source `{}` does not exist on the host (set `optional = true` to skip it when missing)", source.value));
+                        continue;
+                    }
+                    Err(e) => {
+                        b.err(source, &format!("{key}.source"), format!("cannot inspect `{}`: {e}", source.value));
+                        continue;
+                    }
+                };
+                (MountOp::Bind { source: source.value.clone(), target: target.clone(), read_only, create: None }, node, false)
+            }
+            MountType::Volume => {
+                let Some((vol, _)) = volumes.next() else { continue };
+                (MountOp::Bind { source: vol.host_path.display().to_string(), target: target.clone(), read_only, create: None }, NodeKind::Dir, false)
+            }
+            MountType::Tmpfs => (
+                MountOp::Tmpfs { target: target.clone(), size: m.size.as_ref().and_then(|s| s.value.bytes()), mode: m.mode.as_ref().map_or(0o755, |m| m.value.0), noexec: false, read_only: false, create: false },
+                NodeKind::Dir,
+                true,
+            ),
+            MountType::Symlink => {
+                let Some(source) = &m.source else { continue };
+                (MountOp::Symlink { target: target.clone(), text: source.value.clone() }, NodeKind::File, false)
+            }
+        };
+        if let Some(h) = hidden.iter().find(|h| is_below(&target, h) || **h == target) {
+            b.err(target_src, &format!("{key}.target"), format!("`{target}` is inside the hidden path `{h}`"));
+            continue;
+        }
+        entries.push(Entry { op, kind: node, origin: Some((target_src, format!("{key}.target"))), own_tmpfs });
+    }
+
+    // Parents before children, so a mount is never hidden by a later mount of its parent.
+    entries.sort_by_key(|e| depth(e.op.target()));
+
+    // Decide, in order, which targets must exist and which stockade creates.
+    let mut own: Vec<String> = Vec::new();
+    if root == RootSource::Empty {
+        own.push("/".into());
+    }
+    let mut ops = Vec::with_capacity(entries.len());
+    for mut e in entries {
+        let target = e.op.target().to_owned();
+        let on_own_tmpfs = own.iter().any(|o| is_below(&target, o));
+        let always_created = matches!(e.op, MountOp::Devpts { .. } | MountOp::Mqueue { .. } | MountOp::Symlink { .. });
+        if on_own_tmpfs {
+            e.op.set_create(e.kind);
+        } else if always_created {
+            if let Some((src, key)) = &e.origin {
+                b.err(*src, key, format!("a symlink can only be created on a tmpfs stockade mounts (such as /tmp, /dev or a [[mount]] of type tmpfs), not at `{target}` on the host's filesystem"));
+            }
+        } else if let RootSource::Host(r) = &root {
+            let found = b.host.kind_below(r, &target);
+            let complain = |b: &mut Builder, msg: String| match &e.origin {
+                Some((src, key)) => b.err(*src, key, msg),
+                None => b.problems.push(crate::profile::Problem::new(crate::profile::At::Nowhere, Some("filesystem".to_owned()), msg)),
+            };
+            match found {
+                Ok(Some((PathKind::Symlink, at))) => complain(b, format!("mount target `{target}` passes through the symlink `{}` in the sandbox root; use the path it points to", at.display())),
+                Ok(Some((PathKind::Dir, _))) if e.kind == NodeKind::File => complain(b, format!("`{target}` is a directory but the mount is a file")),
+                Ok(Some((PathKind::File | PathKind::Other, _))) if e.kind == NodeKind::Dir => complain(b, format!("`{target}` is a file but the mount is a directory")),
+                Ok(Some(_)) => {}
+                Ok(None) => complain(b, format!("mount target `{target}` does not exist in the sandbox root `{r}`, and stockade never creates files on the host; create it there, or mount a tmpfs on a parent directory")),
+                Err(err) => complain(b, format!("cannot inspect mount target `{target}`: {err}")),
+            }
+        }
+        if e.own_tmpfs {
+            own.push(target);
+        }
+        ops.push(e.op);
+    }
+
+    Some(FsPlan {
+        root,
+        read_only: or(&fs.read_only, true),
+        ops,
+    })
+}

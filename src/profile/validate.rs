@@ -1,0 +1,420 @@
+//! Host-independent checks of a merged profile: required keys, absolute paths, mount keys
+//! per type, idmap ranges, names of capabilities and limits. Everything here can be decided
+//! from the profile alone; checks that need the host (users, bind sources) live in the plan.
+
+use super::problem::{closest, At, Problem};
+use super::schema::{or, Profile};
+use super::source::{FileId, Src};
+use super::values::{IdRange, MountType};
+use std::path::Path;
+
+/// Resource limit names, as in `prlimit(1)` and systemd's `Limit*=` without the prefix.
+pub const RLIMITS: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// The capability a profile name means: `net_bind_service`, `CAP_NET_BIND_SERVICE`, ... .
+pub fn capability(name: &str) -> Option<caps::Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    full.parse().ok()
+}
+
+/// An absolute path with `.` and `..` resolved lexically; `..` may not climb above `/`,
+/// because inside the sandbox that would leave the sandbox root.
+pub fn normalize_abs(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err(format!("`{path}` is not an absolute path"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("`{path}` resolves outside the sandbox root"));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+pub fn validate(p: &Profile, _main: FileId, path: &Path) -> Vec<Problem> {
+    let mut v = Validator {
+        out: Vec::new(),
+        path,
+    };
+    v.exec(p);
+    v.namespaces(p);
+    v.filesystem(p);
+    v.mounts(p);
+    v.security(p);
+    v.out
+}
+
+struct Validator<'a> {
+    out: Vec<Problem>,
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, v: &Src<T>, key: &str, msg: impl Into<String>) {
+        self.out.push(Problem::at(v.origin, key, msg));
+    }
+
+    fn missing(&mut self, key: &str, msg: &str) {
+        self.out.push(Problem::new(
+            At::File(self.path.to_owned()),
+            Some(key.to_owned()),
+            msg,
+        ));
+    }
+
+    fn abs_path(&mut self, v: &Src<String>, key: &str, what: &str) {
+        if !v.value.starts_with('/') {
+            self.err(v, key, format!("{what} must be an absolute path, not `{}`", v.value));
+        }
+    }
+
+    fn exec(&mut self, p: &Profile) {
+        let e = &p.exec;
+        match &e.command {
+            None => self.missing(
+                "exec.command",
+                "missing: every profile needs `command = [\"/absolute/path\", ...]` in [exec]",
+            ),
+            Some(c) if c.value.is_empty() => {
+                self.err(c, "exec.command", "must name a program: the list is empty")
+            }
+            Some(c) if !c.value[0].starts_with('/') => self.err(
+                c,
+                "exec.command",
+                format!(
+                    "the program must be an absolute path, not `{}` (there is no PATH lookup)",
+                    c.value[0]
+                ),
+            ),
+            Some(c) if c.value.iter().any(|a| a.contains('\0')) => {
+                self.err(c, "exec.command", "arguments cannot contain NUL bytes")
+            }
+            Some(_) => {}
+        }
+        if let Some(w) = &e.workdir {
+            self.abs_path(w, "exec.workdir", "the working directory");
+        }
+        for (k, val) in &e.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || val.value.contains('\0') {
+                self.err(val, &format!("exec.env.{k}"), "not a valid environment variable");
+            }
+        }
+        if let Some(u) = &e.umask {
+            if u.value.0 > 0o777 {
+                self.err(u, "exec.umask", "a umask has at most three octal digits");
+            }
+        }
+        for (name, val) in &e.rlimits {
+            if !RLIMITS.contains(&name.as_str()) {
+                self.out.push(
+                    Problem::at(
+                        val.origin,
+                        &format!("exec.rlimits.{name}"),
+                        "unknown resource limit",
+                    )
+                    .suggest(closest(name, RLIMITS)),
+                );
+            }
+        }
+    }
+
+    fn namespaces(&mut self, p: &Profile) {
+        let ns = &p.namespaces;
+        if !ns.is("user") {
+            for (key, map) in [("idmap.uid", &p.idmap.uid), ("idmap.gid", &p.idmap.gid)] {
+                if let Some(m) = map {
+                    self.err(m, key, "an idmap needs a user namespace: set `user = true` in [namespaces] or remove [idmap]");
+                }
+            }
+        }
+        for (key, map) in [("idmap.uid", &p.idmap.uid), ("idmap.gid", &p.idmap.gid)] {
+            if let Some(m) = map {
+                if let Some(msg) = idmap_problem(&m.value) {
+                    self.err(m, key, msg);
+                }
+            }
+        }
+        if let Some(h) = &p.network.hostname {
+            if !ns.is("uts") {
+                self.err(
+                    h,
+                    "network.hostname",
+                    "setting a hostname needs `uts = true` in [namespaces]",
+                );
+            }
+            let ok = !h.value.is_empty()
+                && h.value.len() <= 64
+                && !h.value.starts_with('-')
+                && h
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !ok {
+                self.err(h, "network.hostname", format!("`{}` is not a valid hostname (letters, digits, `-` and `.`, at most 64)", h.value));
+            }
+        }
+        let needs_mount_ns = p.filesystem.root.is_some()
+            || !p.mount.is_empty()
+            || p.filesystem.hide.is_some()
+            || [
+                &p.filesystem.read_only,
+                &p.filesystem.private_tmp,
+                &p.filesystem.private_dev,
+                &p.filesystem.proc,
+            ]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|s| s.value));
+        if !ns.is("mount") && needs_mount_ns {
+            if let Some(m) = &ns.mount {
+                self.err(m, "namespaces.mount", "[filesystem] and [[mount]] settings need a mount namespace; set filesystem.read_only, private_tmp, private_dev and proc to false and remove mounts, or keep `mount = true`");
+            }
+        }
+        if let Some(t) = &ns.time {
+            if t.value && !ns.is("pid") {
+                self.err(t, "namespaces.time", "a time namespace needs `pid = true`");
+            }
+        }
+    }
+
+    fn filesystem(&mut self, p: &Profile) {
+        let fs = &p.filesystem;
+        if let Some(root) = &fs.root {
+            if root.value != "empty" && !root.value.starts_with('/') {
+                self.err(
+                    root,
+                    "filesystem.root",
+                    format!(
+                        "expected \"/\", \"empty\" or an absolute directory, not `{}`",
+                        root.value
+                    ),
+                );
+            }
+        }
+        if let Some(hide) = &fs.hide {
+            for h in &hide.value {
+                match normalize_abs(h) {
+                    Ok(n) if n == "/" => self.err(hide, "filesystem.hide", "cannot hide `/`"),
+                    Ok(_) => {}
+                    Err(msg) => self.err(hide, "filesystem.hide", msg),
+                }
+            }
+        }
+        if !or(&fs.proc, true) {
+            // Nothing to check: the host's /proc stays visible (read-only with the root).
+        }
+    }
+
+    fn mounts(&mut self, p: &Profile) {
+        let mut targets: Vec<(String, &Src<String>)> = Vec::new();
+        for (i, m) in p.mount.iter().enumerate() {
+            let prefix = format!("mount[{}]", i + 1);
+            let key = |k: &str| format!("{prefix}.{k}");
+            let Some(kind) = &m.kind else {
+                self.out.push(Problem::at(
+                    m.origin,
+                    &key("type"),
+                    "missing: one of bind, volume, tmpfs, symlink",
+                ));
+                continue;
+            };
+            let kind = kind.value;
+            // Which keys each type needs and accepts.
+            let (required, allowed): (&[&str], &[&str]) = match kind {
+                MountType::Bind => (&["source", "target"], &["read_only", "optional"]),
+                MountType::Volume => (&["name", "target"], &["read_only"]),
+                MountType::Tmpfs => (&["target"], &["size", "mode"]),
+                MountType::Symlink => (&["source", "target"], &[]),
+            };
+            let set: [(&str, Option<crate::profile::Origin>); 7] = [
+                ("source", m.source.as_ref().map(|v| v.origin)),
+                ("target", m.target.as_ref().map(|v| v.origin)),
+                ("read_only", m.read_only.as_ref().map(|v| v.origin)),
+                ("optional", m.optional.as_ref().map(|v| v.origin)),
+                ("name", m.name.as_ref().map(|v| v.origin)),
+                ("size", m.size.as_ref().map(|v| v.origin)),
+                ("mode", m.mode.as_ref().map(|v| v.origin)),
+            ];
+            for (name, origin) in set {
+                match origin {
+                    None if required.contains(&name) => self.out.push(Problem::at(
+                        m.origin,
+                        &key(name),
+                        format!("missing: a {kind} mount needs `{name}`"),
+                    )),
+                    Some(o) if !required.contains(&name) && !allowed.contains(&name) => {
+                        self.out.push(Problem::at(
+                            o,
+                            &key(name),
+                            format!("does not apply to a {kind} mount"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(t) = &m.target {
+                match normalize_abs(&t.value) {
+                    Ok(n) if n == "/" => self.err(t, &key("target"), "cannot mount over `/`; use filesystem.root"),
+                    Ok(n) => {
+                        if let Some((_, first)) = targets.iter().find(|(o, _)| *o == n) {
+                            let line = first.origin.start;
+                            let _ = line;
+                            self.err(t, &key("target"), format!("`{n}` is already the target of an earlier mount"));
+                        } else {
+                            targets.push((n, t));
+                        }
+                    }
+                    Err(msg) => self.err(t, &key("target"), msg),
+                }
+            }
+            match kind {
+                MountType::Bind => {
+                    if let Some(s) = &m.source {
+                        self.abs_path(s, &key("source"), "a bind source");
+                    }
+                }
+                MountType::Symlink => {
+                    if let Some(s) = &m.source {
+                        if s.value.is_empty() || s.value.contains('\0') {
+                            self.err(s, &key("source"), "the link text cannot be empty");
+                        }
+                    }
+                }
+                MountType::Volume => {
+                    if let Some(n) = &m.name {
+                        let ok = n.value.len() <= 64
+                            && n.value.starts_with(|c: char| c.is_ascii_alphanumeric())
+                            && n.value.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
+                            });
+                        if !ok {
+                            self.err(n, &key("name"), format!("`{}` is not a valid volume name (letters, digits, `-`, `_`, `.`; starting with a letter or digit; at most 64)", n.value));
+                        }
+                    }
+                }
+                MountType::Tmpfs => {
+                    if let Some(mode) = &m.mode {
+                        if mode.value.0 > 0o7777 {
+                            self.err(mode, &key("mode"), "not a valid mode");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn security(&mut self, p: &Profile) {
+        let s = &p.security;
+        if let Some(c) = &s.capabilities {
+            for name in &c.value {
+                if capability(name).is_none() {
+                    let all: Vec<String> = caps::all()
+                        .iter()
+                        .map(|c| c.to_string().trim_start_matches("CAP_").to_lowercase())
+                        .collect();
+                    let bare = name.to_lowercase();
+                    let bare = bare.trim_start_matches("cap_");
+                    let sugg = closest(bare, all.iter().map(String::as_str));
+                    self.out.push(
+                        Problem::at(
+                            c.origin,
+                            "security.capabilities",
+                            format!("unknown capability `{name}`"),
+                        )
+                        .suggest(sugg),
+                    );
+                }
+            }
+        }
+        if let Some(l) = &s.landlock {
+            for (key, list) in [
+                ("security.landlock.read", &l.read),
+                ("security.landlock.write", &l.write),
+                ("security.landlock.exec", &l.exec),
+            ] {
+                if let Some(list) = list {
+                    for path in &list.value {
+                        if let Err(msg) = normalize_abs(path) {
+                            self.err(list, key, msg);
+                        }
+                    }
+                }
+            }
+            if let Some(cmd) = p.exec.command.as_ref().and_then(|c| c.value.first()) {
+                let exec_paths = l.exec.as_ref().map(|e| e.value.clone()).unwrap_or_default();
+                let covered = exec_paths
+                    .iter()
+                    .filter_map(|e| normalize_abs(e).ok())
+                    .any(|e| Path::new(cmd).starts_with(&e));
+                if !covered && cmd.starts_with('/') {
+                    let origin = l.exec.as_ref().map(|e| e.origin);
+                    let problem = format!("landlock would forbid executing the service itself: `{cmd}` is not under any `exec` path");
+                    match origin {
+                        Some(o) => self.out.push(Problem::at(o, "security.landlock.exec", problem)),
+                        None => self.missing("security.landlock.exec", &problem),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Overlapping or empty ranges make the kernel refuse the whole map; say which ones.
+fn idmap_problem(ranges: &[IdRange]) -> Option<String> {
+    if ranges.is_empty() {
+        return Some("an empty map maps nobody; remove it to get the default".into());
+    }
+    for r in ranges {
+        if r.count == 0 {
+            return Some(format!("range inside={} outside={} has count 0", r.inside, r.outside));
+        }
+        for (start, what) in [(r.inside, "inside"), (r.outside, "outside")] {
+            if u64::from(start) + u64::from(r.count) > u64::from(u32::MAX) {
+                return Some(format!("range {what}={start} count={} goes past the largest id", r.count));
+            }
+        }
+    }
+    for (i, a) in ranges.iter().enumerate() {
+        for b in &ranges[i + 1..] {
+            let overlap = |x: u32, y: u32| {
+                u64::from(x) < u64::from(y) + u64::from(b.count)
+                    && u64::from(y) < u64::from(x) + u64::from(a.count)
+            };
+            if overlap(a.inside, b.inside) {
+                return Some(format!("ranges overlap inside the sandbox: {}..{} and {}..{}", a.inside, u64::from(a.inside) + u64::from(a.count), b.inside, u64::from(b.inside) + u64::from(b.count)));
+            }
+            if overlap(a.outside, b.outside) {
+                return Some(format!("ranges overlap on the host: {}..{} and {}..{}", a.outside, u64::from(a.outside) + u64::from(a.count), b.outside, u64::from(b.outside) + u64::from(b.count)));
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,127 @@
+//! The typed protocol between the supervisor and the sandbox's init and service processes,
+//! over a close-on-exec SOCK_SEQPACKET socketpair (one message per datagram).
+//!
+//! The supervisor tells the child when the id maps are written; the child reports a failure
+//! with its exit code and a message. A successful exec closes the last child copy of the
+//! socket, so the supervisor reading end-of-file means "the service is running".
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+enum Message {
+    /// Supervisor → child: maps are written, go on.
+    Proceed,
+    /// Child → supervisor: setup or exec failed.
+    Failed { exit_code: u8, message: String },
+}
+
+impl Message {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Message::Proceed => vec![b'P'],
+            Message::Failed { exit_code, message } => {
+                let mut v = vec![b'F', *exit_code];
+                v.extend_from_slice(message.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(buf: &[u8]) -> Option<Message> {
+        match buf {
+            [b'P'] => Some(Message::Proceed),
+            [b'F', code, rest @ ..] => Some(Message::Failed {
+                exit_code: *code,
+                message: String::from_utf8_lossy(rest).into_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn send(sock: &mut UnixStream, m: &Message) -> std::io::Result<()> {
+    sock.write_all(&m.encode())
+}
+
+fn recv(sock: &mut UnixStream) -> std::io::Result<Option<Message>> {
+    let mut buf = [0u8; 4096];
+    let n = sock.read(&mut buf)?;
+    Ok(if n == 0 {
+        None
+    } else {
+        Message::decode(&buf[..n])
+    })
+}
+
+/// A failure the sandbox reported before the service could start.
+#[derive(Debug, Clone)]
+pub struct ChildFailure {
+    pub exit_code: u8,
+    pub message: String,
+}
+
+/// The supervisor's end.
+pub struct SupervisorEnd(UnixStream);
+
+/// The end held by init and then by the service until its exec.
+pub struct ChildEnd(UnixStream);
+
+pub fn pair() -> nix::Result<(SupervisorEnd, ChildEnd)> {
+    let (a, b): (OwnedFd, OwnedFd) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((
+        SupervisorEnd(UnixStream::from(a)),
+        ChildEnd(UnixStream::from(b)),
+    ))
+}
+
+impl SupervisorEnd {
+    pub fn tell_proceed(&mut self) -> std::io::Result<()> {
+        send(&mut self.0, &Message::Proceed)
+    }
+
+    /// Blocks until the service has exec'd (Ok) or a failure is reported (Err). End of file
+    /// without a report means the child died silently; the caller learns why from waitpid.
+    pub fn wait_for_exec(&mut self) -> Result<(), ChildFailure> {
+        loop {
+            match recv(&mut self.0) {
+                Ok(Some(Message::Failed { exit_code, message })) => {
+                    return Err(ChildFailure { exit_code, message })
+                }
+                Ok(Some(Message::Proceed)) => continue,
+                Ok(None) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(ChildFailure {
+                        exit_code: 125,
+                        message: format!("lost contact with the sandbox: {e}"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl ChildEnd {
+    /// Waits for the supervisor; false when it went away (then the child must exit).
+    pub fn wait_for_proceed(&mut self) -> bool {
+        matches!(recv(&mut self.0), Ok(Some(Message::Proceed)))
+    }
+
+    pub fn report_failure(&mut self, exit_code: u8, message: &str) {
+        // If the supervisor is gone there is no one left to tell; the exit code remains.
+        let _ = send(
+            &mut self.0,
+            &Message::Failed {
+                exit_code,
+                message: message.to_owned(),
+            },
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! The sandbox's first process: pid 1 of the new pid namespace. It finishes the setup that
+//! must happen inside the namespaces (hostname, mounts, loopback), forks the service, then
+//! stays as a minimal init: it forwards signals to the service, reaps every zombie, and exits
+//! with the service's status (128+N for death by signal N), which takes the rest of the
+//! namespace down with it.
+//!
+//! This code never returns into the supervisor's code: every path ends in exec or `_exit`.
+
+use super::channel::ChildEnd;
+use super::error::{check, SetupError};
+use super::{exec, mounts, sys, FORWARDED};
+use crate::plan::{LaunchPlan, Namespace};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+pub fn run(plan: &LaunchPlan, mut chan: ChildEnd) -> ! {
+    // If the supervisor dies, so does the sandbox: init's death kills its pid namespace.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || !chan.wait_for_proceed() {
+        sys::exit_now(125);
+    }
+    if let Err(e) = setup(plan) {
+        chan.report_failure(e.exit_code, &e.to_string());
+        sys::exit_now(e.exit_code);
+    }
+    match sys::fork() {
+        Err(errno) => {
+            let e = SetupError::sys("start the service", "fork()", errno);
+            chan.report_failure(e.exit_code, &e.to_string());
+            sys::exit_now(e.exit_code)
+        }
+        Ok(sys::Forked::Child) => {
+            let e = match reset_signals() {
+                Ok(()) => exec::exec_service(plan),
+                Err(e) => e,
+            };
+            chan.report_failure(e.exit_code, &e.to_string());
+            sys::exit_now(e.exit_code)
+        }
+        Ok(sys::Forked::Parent(service)) => {
+            // Only the service's copy may remain, so the supervisor sees EOF at its exec.
+            drop(chan);
+            supervise(service)
+        }
+    }
+}
+
+fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
+    if let Some(h) = &plan.hostname {
+        check(nix::unistd::sethostname(h), "set the hostname", || format!("sethostname({h:?})"))?;
+    }
+    if let Some(fs) = &plan.fs {
+        mounts::apply(fs)?;
+    }
+    if plan.loopback_up {
+        check(sys::loopback_up(), "bring up the loopback interface", || "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)".into())?;
+    }
+    if !plan.has(Namespace::Pid) {
+        // Without a pid namespace, orphans of the service are still ours to reap.
+        check(nix::sys::prctl::set_child_subreaper(true), "become a subreaper", || "prctl(PR_SET_CHILD_SUBREAPER, 1)".into())?;
+    }
+    // The service must not be able to open /proc/1/mem or /proc/1/exe of stockade's init.
+    check(nix::sys::prctl::set_dumpable(false), "protect init", || "prctl(PR_SET_DUMPABLE, 0)".into())?;
+    for sig in FORWARDED {
+        check(sys::install_noop_handler(sig), "install signal handlers", || format!("sigaction({sig})"))?;
+    }
+    Ok(())
+}
+
+/// The service starts with default dispositions and nothing blocked.
+fn reset_signals() -> Result<(), SetupError> {
+    for sig in FORWARDED {
+        check(sys::default_handler(sig), "reset signal handlers", || format!("signal({sig}, SIG_DFL)"))?;
+    }
+    check(nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None), "unblock signals", || "sigprocmask(SIG_SETMASK, {})".into())
+}
+
+fn supervise(service: Pid) -> ! {
+    let mut set = SigSet::empty();
+    for sig in FORWARDED {
+        set.add(sig);
+    }
+    set.add(Signal::SIGCHLD);
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(service, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == service => sys::exit_now(code as u8),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == service => {
+                    sys::exit_now(128u8.wrapping_add(sig as u8))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue, // an orphan reaped
+            }
+        }
+    }
+}

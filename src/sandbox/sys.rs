@@ -1,0 +1,149 @@
+//! Every `unsafe` block and raw syscall of stockade lives here, each wrapped in a small safe
+//! function whose error names the call. Callers elsewhere never see a raw pointer.
+#![allow(unsafe_code)]
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, Signal};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Result of [`clone_namespaces`]: which side of the clone we are on.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// clone(2) with namespace flags and fork semantics (no new stack: the child continues on a
+/// copy of the parent's). Must be called while the process is single-threaded.
+pub fn clone_namespaces(flags: libc::c_int) -> Result<Forked, Errno> {
+    // SAFETY: with a null stack, clone behaves like fork(2): the child gets a copy of the
+    // address space. The caller guarantees no other threads exist, so no lock can be held
+    // by a thread that does not exist in the child.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::try_from(flags | libc::SIGCHLD).unwrap_or(0),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
+    }
+}
+
+/// fork(2), for the single-threaded init process.
+pub fn fork() -> Result<Forked, Errno> {
+    // SAFETY: the init process is single-threaded (it was cloned from the single-threaded
+    // supervisor and started no threads), so the child may run arbitrary code.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Installs a handler that does nothing. A pid namespace's init only receives signals it
+/// has a handler for; the signal itself stays blocked and is collected with sigwait.
+pub fn install_noop_handler(sig: Signal) -> Result<(), Errno> {
+    let action = nix::sys::signal::SigAction::new(
+        SigHandler::Handler(ignore_signal),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler is an empty extern "C" function, trivially async-signal-safe.
+    unsafe { nix::sys::signal::sigaction(sig, &action) }.map(drop)
+}
+
+/// Restores the default disposition, so the service starts with a clean signal state.
+pub fn default_handler(sig: Signal) -> Result<(), Errno> {
+    // SAFETY: SIG_DFL involves no code of ours.
+    unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }.map(drop)
+}
+
+fn cpath(path: &Path) -> Result<CString, Errno> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) making `path` and every mount below it read-only in one call, which a
+/// remount loop over mountinfo could not do atomically.
+pub fn make_readonly_recursive(path: &Path) -> Result<(), Errno> {
+    let c = cpath(path)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `attr` a properly laid out
+    // struct mount_attr that outlives the call; its size is passed alongside.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so the service inherits only 0, 1, 2
+/// while our own channel still reports an exec failure.
+pub fn cloexec_from_3() -> Result<(), Errno> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags of this process's descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    Errno::result(ret).map(drop)
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into the ifreq we own; the socket is open.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: ifr_ifru is a union; SIOCGIFFLAGS filled its flags member.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: as above, with the flags we just set.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// Ends a forked child at once, without running exit handlers or flushing buffers that
+/// belong to the parent's copy of the process.
+pub fn exit_now(code: u8) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(libc::c_int::from(code)) }
+}
