@@ -207,7 +207,7 @@ impl Builder<'_> {
         self.problems.push(Problem::at(v.origin, key, msg));
     }
 
-    fn file_err(&mut self, key: &str, msg: impl Into<String>) {
+    pub(crate) fn file_err(&mut self, key: &str, msg: impl Into<String>) {
         self.problems.push(Problem::new(
             At::File(self.profile_path.to_owned()),
             Some(key.to_owned()),

@@ -50,6 +50,10 @@ pub enum MountOp {
         target: String,
         create: bool,
     },
+    /// A fresh, read-only sysfs, so /sys/class/net shows the sandbox's network namespace.
+    Sysfs {
+        target: String,
+    },
     Devpts {
         target: String,
     },
@@ -73,6 +77,7 @@ impl MountOp {
             | MountOp::Tmpfs { target, .. }
             | MountOp::Proc { target, .. }
             | MountOp::Devpts { target }
+            | MountOp::Sysfs { target }
             | MountOp::Mqueue { target }
             | MountOp::Symlink { target, .. }
             | MountOp::HideFile { target } => target,
@@ -85,6 +90,7 @@ impl MountOp {
             MountOp::Tmpfs { create, .. } | MountOp::Proc { create, .. } => *create = true,
             // These are only ever planned on stockade's own tmpfs and always create.
             MountOp::Devpts { .. }
+            | MountOp::Sysfs { .. }
             | MountOp::Mqueue { .. }
             | MountOp::Symlink { .. }
             | MountOp::HideFile { .. } => {}
@@ -117,6 +123,8 @@ struct Entry<'p> {
     kind: NodeKind,
     /// Where the mount was written, for messages; None for built-in mounts.
     origin: Option<(&'p Src<String>, String)>,
+    /// The setting a built-in mount comes from, for messages.
+    setting: &'static str,
     /// Makes its target a tmpfs on which later mount points may be created.
     own_tmpfs: bool,
 }
@@ -147,10 +155,12 @@ pub(super) fn plan(
     };
 
     let mut entries: Vec<Entry> = Vec::new();
-    let builtin = |op: MountOp, kind: NodeKind, own_tmpfs: bool| Entry {
+    let mut setting = "filesystem.proc";
+    let builtin = |op: MountOp, kind: NodeKind, own_tmpfs: bool, setting: &'static str| Entry {
         op,
         kind,
         origin: None,
+        setting,
         own_tmpfs,
     };
     let tmpfs = |target: &str, mode: u32, noexec: bool| MountOp::Tmpfs {
@@ -162,31 +172,49 @@ pub(super) fn plan(
         create: false,
     };
     if or(&fs.proc, true) {
-        entries.push(builtin(MountOp::Proc { target: "/proc".into(), create: false }, NodeKind::Dir, false));
+        // A procfs belongs to a pid namespace: without our own, show the host's read-only.
+        let op = if namespaces.contains(&Namespace::Pid) {
+            MountOp::Proc { target: "/proc".into(), create: false }
+        } else {
+            MountOp::Bind { source: "/proc".into(), target: "/proc".into(), read_only: true, create: None }
+        };
+        entries.push(builtin(op, NodeKind::Dir, false, setting));
     }
+    // The host's /sys would show the host's network devices; a root without /sys gets none.
+    let has_sys = match &root {
+        RootSource::Host(r) => matches!(b.host.kind_below(r, "/sys"), Ok(Some((PathKind::Dir, _)))),
+        RootSource::Empty => false,
+    };
+    setting = "namespaces.net";
+    if namespaces.contains(&Namespace::Net) && has_sys {
+        entries.push(builtin(MountOp::Sysfs { target: "/sys".into() }, NodeKind::Dir, false, setting));
+    }
+    setting = "filesystem.private_dev";
     if or(&fs.private_dev, true) {
-        entries.push(builtin(tmpfs("/dev", 0o755, true), NodeKind::Dir, true));
+        entries.push(builtin(tmpfs("/dev", 0o755, true), NodeKind::Dir, true, setting));
         for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
             let path = format!("/dev/{dev}");
             entries.push(builtin(
                 MountOp::Bind { source: path.clone(), target: path, read_only: false, create: None },
                 NodeKind::File,
                 false,
+                setting,
             ));
         }
-        entries.push(builtin(MountOp::Devpts { target: "/dev/pts".into() }, NodeKind::Dir, false));
-        entries.push(builtin(MountOp::Symlink { target: "/dev/ptmx".into(), text: "pts/ptmx".into() }, NodeKind::File, false));
-        entries.push(builtin(tmpfs("/dev/shm", 0o1777, false), NodeKind::Dir, true));
+        entries.push(builtin(MountOp::Devpts { target: "/dev/pts".into() }, NodeKind::Dir, false, setting));
+        entries.push(builtin(MountOp::Symlink { target: "/dev/ptmx".into(), text: "pts/ptmx".into() }, NodeKind::File, false, setting));
+        entries.push(builtin(tmpfs("/dev/shm", 0o1777, false), NodeKind::Dir, true, setting));
         if namespaces.contains(&Namespace::Ipc) {
-            entries.push(builtin(MountOp::Mqueue { target: "/dev/mqueue".into() }, NodeKind::Dir, false));
+            entries.push(builtin(MountOp::Mqueue { target: "/dev/mqueue".into() }, NodeKind::Dir, false, setting));
         }
         for (name, text) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-            entries.push(builtin(MountOp::Symlink { target: format!("/dev/{name}"), text: text.into() }, NodeKind::File, false));
+            entries.push(builtin(MountOp::Symlink { target: format!("/dev/{name}"), text: text.into() }, NodeKind::File, false, setting));
         }
     }
+    setting = "filesystem.private_tmp";
     if or(&fs.private_tmp, true) {
-        entries.push(builtin(tmpfs("/tmp", 0o1777, false), NodeKind::Dir, true));
-        entries.push(builtin(tmpfs("/var/tmp", 0o1777, false), NodeKind::Dir, true));
+        entries.push(builtin(tmpfs("/tmp", 0o1777, false), NodeKind::Dir, true, setting));
+        entries.push(builtin(tmpfs("/var/tmp", 0o1777, false), NodeKind::Dir, true, setting));
     }
     let mut hidden: Vec<String> = Vec::new();
     if let Some(hide) = &fs.hide {
@@ -210,7 +238,7 @@ pub(super) fn plan(
                 }
             };
             hidden.push(target);
-            entries.push(Entry { kind: NodeKind::Dir, origin: None, own_tmpfs: false, op });
+            entries.push(Entry { kind: NodeKind::Dir, origin: None, setting: "filesystem.hide", own_tmpfs: false, op });
         }
     }
 
@@ -256,7 +284,7 @@ pub(super) fn plan(
             b.err(target_src, &format!("{key}.target"), format!("`{target}` is inside the hidden path `{h}`"));
             continue;
         }
-        entries.push(Entry { op, kind: node, origin: Some((target_src, format!("{key}.target"))), own_tmpfs });
+        entries.push(Entry { op, kind: node, origin: Some((target_src, format!("{key}.target"))), setting: "mount", own_tmpfs });
     }
 
     // Parents before children, so a mount is never hidden by a later mount of its parent.
@@ -282,7 +310,7 @@ pub(super) fn plan(
             let found = b.host.kind_below(r, &target);
             let complain = |b: &mut Builder, msg: String| match &e.origin {
                 Some((src, key)) => b.err(*src, key, msg),
-                None => b.problems.push(crate::profile::Problem::new(crate::profile::At::Nowhere, Some("filesystem".to_owned()), msg)),
+                None => b.file_err(e.setting, msg),
             };
             match found {
                 Ok(Some((PathKind::Symlink, at))) => complain(b, format!("mount target `{target}` passes through the symlink `{}` in the sandbox root; use the path it points to", at.display())),

@@ -55,25 +55,26 @@ fn walk(file: FileId, prefix: &str, keys: &[Key], table: &DeTable, problems: &mu
 /// The dotted key whose value contains `span`, for messages about values serde refused.
 pub fn key_at(table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
     fn find(prefix: &str, table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
+        let inside = |s: std::ops::Range<usize>| s.start <= span.start && span.end <= s.end;
         for (k, v) in table {
-            let vs = v.span();
-            let ks = k.span();
-            let inside = |s: &std::ops::Range<usize>| s.start <= span.start && span.end <= s.end;
-            if !inside(&vs) && !inside(&ks) {
-                continue;
-            }
             let path = format!("{prefix}{}", k.get_ref().as_ref());
+            // A table's own span may cover only its header, so always look inside first.
             let deeper = match v.get_ref() {
                 DeValue::Table(t) => find(&format!("{path}."), t, span),
-                DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| match item
-                    .get_ref()
-                {
-                    DeValue::Table(t) => find(&format!("{path}[{}].", i + 1), t, span),
-                    _ => None,
+                DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                    match item.get_ref() {
+                        DeValue::Table(t) => find(&format!("{path}[{}].", i + 1), t, span),
+                        _ => None,
+                    }
                 }),
                 _ => None,
             };
-            return Some(deeper.unwrap_or(path));
+            if deeper.is_some() {
+                return deeper;
+            }
+            if inside(v.span()) || inside(k.span()) {
+                return Some(path);
+            }
         }
         None
     }

@@ -277,16 +277,16 @@ impl Loader<'_> {
                 return None;
             }
         };
-        let before = self.problems.len();
         keys::check_unknown(file, table.get_ref(), &mut self.problems);
         let parsed = source::with_file(file, || {
             <Profile as serde::Deserialize>::deserialize(toml::de::Deserializer::from(
                 table.clone(),
             ))
         });
+        // Unknown keys are recorded but the file's includes are still read, so problems in
+        // every file are reported in one pass.
         match parsed {
-            Ok(p) if self.problems.len() == before => Some(p),
-            Ok(_) => None,
+            Ok(p) => Some(p),
             Err(e) => {
                 let mut problem = toml_problem(file, &e);
                 problem.key = e.span().and_then(|s| keys::key_at(table.get_ref(), &s));

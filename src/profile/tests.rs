@@ -1,0 +1,349 @@
+//! Parsing, merging and validation, without root and without touching the host.
+
+use super::*;
+use std::fs;
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new(files: &[(&str, &str)]) -> Dir {
+        let d = Dir(tempfile::tempdir().unwrap());
+        for (name, text) in files {
+            d.write(name, text);
+        }
+        d
+    }
+    fn write(&self, name: &str, text: &str) {
+        let p = self.0.path().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.path().join(name).display().to_string()
+    }
+    fn search(&self) -> SearchPath {
+        SearchPath {
+            dirs: vec![self.0.path().to_owned()],
+        }
+    }
+    fn load(&self, arg: &str) -> Result<Loaded, Box<Invalid>> {
+        load(arg, &self.search())
+    }
+    /// The rendered problems of a profile that must fail.
+    fn problems(&self, arg: &str) -> Vec<String> {
+        match self.load(arg) {
+            Ok(_) => panic!("{arg} should be invalid"),
+            Err(inv) => inv.lines(),
+        }
+    }
+}
+
+const MIN: &str = "[exec]\ncommand = [\"/bin/true\"]\n";
+
+fn one_problem(d: &Dir, arg: &str) -> String {
+    let p = d.problems(arg);
+    assert_eq!(p.len(), 1, "expected one problem, got {p:#?}");
+    p.into_iter().next().unwrap()
+}
+
+#[test]
+fn every_key_parses_and_validates() {
+    let text = include_str!("../../tests/fixtures/every-key.toml");
+    let d = Dir::new(&[("every.toml", text)]);
+    let l = d.load("every").unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+    assert_eq!(l.name, "every");
+    assert_eq!(l.profile.mount.len(), 4);
+    assert_eq!(
+        l.profile.exec.rlimits["nproc"].value,
+        values::Limit::Infinity
+    );
+    assert_eq!(
+        l.profile.mount[2].size.as_ref().unwrap().value,
+        values::Size::Bytes(16 << 20)
+    );
+    // The fixture sets every key of the schema, so a new key cannot go untested.
+    for key in schema::all_key_paths() {
+        let last = key.rsplit('.').next().unwrap();
+        assert!(
+            text.contains(&format!("{last} =")),
+            "tests/fixtures/every-key.toml does not set `{key}`"
+        );
+    }
+}
+
+#[test]
+fn every_key_is_documented_in_the_man_page() {
+    let man = include_str!("../../man/stockade.toml.5");
+    for key in schema::all_key_paths() {
+        let last = key.rsplit('.').next().unwrap();
+        assert!(
+            man.contains(&format!("\\fB{last}\\fR")),
+            "man/stockade.toml.5 does not document `{key}`"
+        );
+    }
+}
+
+#[test]
+fn examples_parse_and_validate() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let search = SearchPath { dirs: vec![dir.into()] };
+            load(p.to_str().unwrap(), &search)
+                .unwrap_or_else(|e| panic!("{}: {:#?}", p.display(), e.lines()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}
+
+#[test]
+fn malformed_toml_names_file_line_and_column() {
+    let d = Dir::new(&[("bad.toml", "[exec]\ncommand = [\"/bin/true\"\n")]);
+    let p = one_problem(&d, "bad");
+    assert!(p.starts_with(&format!("{}:2:", d.path("bad.toml"))), "{p}");
+}
+
+#[test]
+fn unknown_keys_are_all_reported_with_position_and_suggestion() {
+    let d = Dir::new(&[(
+        "typo.toml",
+        "[exec]\ncomand = [\"/bin/true\"]\nusr = \"x\"\n[namespace]\nnet = true\n",
+    )]);
+    let p = d.problems("typo");
+    let file = d.path("typo.toml");
+    assert!(p.contains(&format!("{file}:2:1: exec.comand: unknown key in [exec] (did you mean `command`?)")), "{p:#?}");
+    assert!(p.contains(&format!("{file}:3:1: exec.usr: unknown key in [exec] (did you mean `user`?)")), "{p:#?}");
+    assert!(p.contains(&format!("{file}:4:2: namespace: unknown key at the top level (did you mean `namespaces`?)")), "{p:#?}");
+}
+
+#[test]
+fn unknown_keys_inside_mounts_and_inline_tables_are_found() {
+    let d = Dir::new(&[(
+        "m.toml",
+        &format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/x\"\nsise = \"1M\"\n[security]\nlandlock = {{ raed = [] }}\n"),
+    )]);
+    let p = d.problems("m");
+    assert!(p.iter().any(|l| l.contains("mount[1].sise: unknown key in [mount[1]] (did you mean `size`?)")), "{p:#?}");
+    assert!(p.iter().any(|l| l.contains("security.landlock.raed: unknown key") && l.contains("`read`")), "{p:#?}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let d = Dir::new(&[("t.toml", &format!("{MIN}[namespaces]\nnet = \"yes\"\n"))]);
+    let p = one_problem(&d, "t");
+    assert!(p.contains(":4:7: namespaces.net: invalid type"), "{p}");
+}
+
+#[test]
+fn bad_size_is_refused_with_the_syntax() {
+    let d = Dir::new(&[(
+        "s.toml",
+        &format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/x\"\nsize = \"12Q\"\n"),
+    )]);
+    let p = one_problem(&d, "s");
+    assert!(p.contains(":6:8: mount[1].size: invalid size `12Q`"), "{p}");
+}
+
+#[test]
+fn relative_command_is_refused() {
+    let d = Dir::new(&[("r.toml", "[exec]\ncommand = [\"redis-server\"]\n")]);
+    let p = one_problem(&d, "r");
+    assert!(p.contains(":2:11: exec.command: the program must be an absolute path"), "{p}");
+}
+
+#[test]
+fn missing_command_names_the_file() {
+    let d = Dir::new(&[("e.toml", "description = \"x\"\n")]);
+    let p = one_problem(&d, "e");
+    assert!(p.starts_with(&format!("{}: exec.command: missing", d.path("e.toml"))), "{p}");
+}
+
+#[test]
+fn mount_target_escaping_the_root_is_refused() {
+    let d = Dir::new(&[(
+        "m.toml",
+        &format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/var/../../etc\"\n"),
+    )]);
+    let p = one_problem(&d, "m");
+    assert!(p.contains("mount[1].target: `/var/../../etc` resolves outside the sandbox root"), "{p}");
+}
+
+#[test]
+fn mount_keys_are_checked_per_type() {
+    let d = Dir::new(&[(
+        "m.toml",
+        &format!("{MIN}[[mount]]\ntype = \"bind\"\ntarget = \"/x\"\nsize = \"1M\"\n"),
+    )]);
+    let p = d.problems("m");
+    assert!(p.iter().any(|l| l.contains("mount[1].source: missing: a bind mount needs `source`")), "{p:#?}");
+    assert!(p.iter().any(|l| l.contains(":6:8: mount[1].size: does not apply to a bind mount")), "{p:#?}");
+}
+
+#[test]
+fn idmap_without_user_namespace_is_refused() {
+    let d = Dir::new(&[(
+        "i.toml",
+        &format!("{MIN}[namespaces]\nuser = false\n[idmap]\nuid = [{{ inside = 0, outside = 1000, count = 1 }}]\n"),
+    )]);
+    let p = one_problem(&d, "i");
+    assert!(p.contains("idmap.uid: an idmap needs a user namespace"), "{p}");
+}
+
+#[test]
+fn overlapping_idmap_ranges_are_refused() {
+    let d = Dir::new(&[(
+        "o.toml",
+        &format!("{MIN}[idmap]\nuid = [{{ inside = 0, outside = 100000, count = 1000 }}, {{ inside = 500, outside = 300000, count = 10 }}]\n"),
+    )]);
+    let p = one_problem(&d, "o");
+    assert!(p.contains("idmap.uid: ranges overlap inside the sandbox: 0..1000 and 500..510"), "{p}");
+}
+
+#[test]
+fn hostname_needs_uts() {
+    let d = Dir::new(&[(
+        "h.toml",
+        &format!("{MIN}[namespaces]\nuts = false\n[network]\nhostname = \"x\"\n"),
+    )]);
+    assert!(one_problem(&d, "h").contains("network.hostname: setting a hostname needs `uts = true`"));
+}
+
+#[test]
+fn unknown_capability_and_rlimit_get_suggestions() {
+    let d = Dir::new(&[(
+        "c.toml",
+        "[exec]\ncommand = [\"/bin/true\"]\nrlimits = { nofiles = 5 }\n[security]\ncapabilities = [\"net_bind_servce\"]\n",
+    )]);
+    let p = d.problems("c");
+    assert!(p.iter().any(|l| l.contains("exec.rlimits.nofiles: unknown resource limit (did you mean `nofile`?)")), "{p:#?}");
+    assert!(p.iter().any(|l| l.contains("unknown capability `net_bind_servce` (did you mean `net_bind_service`?)")), "{p:#?}");
+}
+
+#[test]
+fn landlock_must_allow_executing_the_command() {
+    let d = Dir::new(&[(
+        "l.toml",
+        "[exec]\ncommand = [\"/bin/true\"]\n[security]\nlandlock = { exec = [\"/usr/sbin\"] }\n",
+    )]);
+    assert!(one_problem(&d, "l").contains("security.landlock.exec: landlock would forbid executing the service itself"));
+}
+
+#[test]
+fn include_cycle_is_reported() {
+    let d = Dir::new(&[
+        ("a.toml", "include = [\"b\"]\n[exec]\ncommand = [\"/bin/true\"]\n"),
+        ("b.toml", "include = [\"a.toml\"]\n"),
+    ]);
+    let p = one_problem(&d, "a");
+    assert!(p.contains("include: include cycle:"), "{p}");
+    assert!(p.contains("a.toml -> ") && p.contains("b.toml -> "), "{p}");
+}
+
+#[test]
+fn profile_not_found_lists_where_it_looked() {
+    let d = Dir::new(&[]);
+    let search = SearchPath::new(&[d.0.path().to_owned()], None);
+    let p = load("nosuch", &search).unwrap_err().lines().join("\n");
+    assert!(p.contains("profile `nosuch` not found"), "{p}");
+    assert!(p.contains(&d.path("nosuch.toml")), "{p}");
+    assert!(p.contains("/etc/stockade/profiles/nosuch.toml"), "{p}");
+}
+
+#[test]
+fn includes_merge_values_maps_and_append_mounts() {
+    let d = Dir::new(&[
+        (
+            "base.toml",
+            "[exec]\ncommand = [\"/bin/false\"]\nenv = { A = \"1\", B = \"1\" }\n[filesystem]\nread_only = false\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/a\"\n",
+        ),
+        (
+            "svc.toml",
+            "include = [\"base\"]\n[exec]\ncommand = [\"/bin/true\"]\nenv = { B = \"2\" }\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/b\"\n",
+        ),
+    ]);
+    let l = d.load("svc").unwrap();
+    let p = &l.profile;
+    assert_eq!(p.exec.command.as_ref().unwrap().value, ["/bin/true"]);
+    assert_eq!(p.exec.env["A"].value, "1");
+    assert_eq!(p.exec.env["B"].value, "2");
+    assert_eq!(p.filesystem.read_only.as_ref().unwrap().value, false);
+    let targets: Vec<&str> = p.mount.iter().map(|m| m.target.as_ref().unwrap().value.as_str()).collect();
+    assert_eq!(targets, ["/a", "/b"]);
+    // Each value remembers its file.
+    let origin = p.filesystem.read_only.as_ref().unwrap().origin;
+    assert_eq!(l.sources.locate(origin).path, std::path::Path::new(&d.path("base.toml")));
+}
+
+#[test]
+fn dropins_apply_in_name_order_and_mask_across_directories() {
+    let vendor = Dir::new(&[
+        ("svc.toml", &format!("description = \"vendor\"\n{MIN}")),
+        ("svc.toml.d/10-a.toml", "description = \"vendor-10\"\n"),
+        ("svc.toml.d/20-b.toml", "[network]\nhostname = \"vendor\"\n"),
+    ]);
+    let admin = Dir::new(&[
+        ("svc.toml.d/20-b.toml", "[network]\nhostname = \"admin\"\n"),
+        ("svc.toml.d/30-c.toml", "description = \"admin-30\"\n"),
+    ]);
+    let search = SearchPath {
+        dirs: vec![admin.0.path().to_owned(), vendor.0.path().to_owned()],
+    };
+    let l = load("svc", &search).unwrap();
+    assert_eq!(l.profile.description.as_ref().unwrap().value, "admin-30");
+    assert_eq!(l.profile.network.hostname.as_ref().unwrap().value, "admin");
+}
+
+#[test]
+fn errors_in_several_files_are_all_reported() {
+    let d = Dir::new(&[
+        ("base.toml", "[exec]\nbogus = 1\n"),
+        ("svc.toml", "include = [\"base\"]\n[exec]\ncommand = [\"/bin/true\"]\nalso_bogus = 1\n"),
+    ]);
+    let p = d.problems("svc");
+    assert_eq!(p.len(), 2, "{p:#?}");
+}
+
+#[test]
+fn show_annotates_every_value_with_its_file() {
+    let d = Dir::new(&[
+        ("base.toml", "[exec]\ncommand = [\"/bin/false\"]\n"),
+        ("svc.toml", "include = [\"base\"]\n[exec]\nuser = \"redis\"\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/run\"\nsize = \"16M\"\n"),
+    ]);
+    let l = d.load("svc").unwrap();
+    let mut r = schema::Render { map: &l.sources, out: String::new() };
+    l.profile.render("", &mut r);
+    let base = d.path("base.toml");
+    let svc = d.path("svc.toml");
+    assert!(r.out.contains(&format!("command = [\"/bin/false\"]  # {base}:2")), "{}", r.out);
+    assert!(r.out.contains(&format!("user = \"redis\"  # {svc}:3")), "{}", r.out);
+    assert!(r.out.contains("[[mount]]\ntype = \"tmpfs\""), "{}", r.out);
+    assert!(r.out.contains(&format!("size = \"16M\"  # {svc}:7")), "{}", r.out);
+    // The rendering is itself a valid profile.
+    d.write("again.toml", &r.out);
+    d.load("again").unwrap();
+}
+
+/// Why the schema stays flat: serde's untagged enums buffer values and lose toml's spans,
+/// so a value inside one could not say where it was written.
+#[test]
+fn untagged_enums_lose_spans() {
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    enum Either {
+        Num(toml::Spanned<u32>),
+        Text(toml::Spanned<String>),
+    }
+    #[derive(serde::Deserialize, Debug)]
+    struct Doc {
+        #[allow(dead_code)]
+        v: Either,
+    }
+    let flat: Result<toml::Spanned<u32>, _> = toml::from_str::<std::collections::BTreeMap<String, toml::Spanned<u32>>>("v = 5").map(|m| m["v"].clone());
+    assert_eq!(flat.unwrap().span(), 4..5);
+    let untagged = toml::from_str::<Doc>("v = 5");
+    assert!(untagged.is_err(), "spans survived an untagged enum: {untagged:?}");
+}

@@ -158,6 +158,9 @@ fn apply_op(op: &MountOp) -> Result<(), SetupError> {
             }
             do_mount("mount a fresh /proc", Some(Path::new("proc")), &target, Some("proc"), tmpfs_flags | MsFlags::MS_NOEXEC, None)?;
         }
+        MountOp::Sysfs { .. } => {
+            do_mount("mount a fresh /sys", Some(Path::new("sysfs")), &target, Some("sysfs"), tmpfs_flags | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY, None)?;
+        }
         MountOp::Devpts { .. } => {
             ensure(&target, NodeKind::Dir)?;
             do_mount("mount a private devpts", Some(Path::new("devpts")), &target, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
