@@ -70,10 +70,7 @@ fn load_and_plan(
         &inv,
     )
     .map_err(|problems| {
-        let lines: Vec<String> = problems
-            .iter()
-            .map(|p| p.render(&loaded.sources))
-            .collect();
+        let lines: Vec<String> = problems.iter().map(|p| p.render(&loaded.sources)).collect();
         print_problems(&lines)
     })
 }

@@ -36,8 +36,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the service in its sandbox, in the foreground
-    #[command(after_help = "Examples:\n  stockade run redis\n  stockade run ./hello.toml\n  stockade run redis -- --loglevel debug   (needs exec.args_append = true)\n\nExits with the service's exit status, or 128+N when it dies of signal N; \
-78 for an invalid profile, 125 when the sandbox cannot be set up, 126/127 when the command cannot be executed.")]
+    #[command(
+        after_help = "Examples:\n  stockade run redis\n  stockade run ./hello.toml\n  stockade run redis -- --loglevel debug   (needs exec.args_append = true)\n\nExits with the service's exit status, or 128+N when it dies of signal N; \
+78 for an invalid profile, 125 when the sandbox cannot be set up, 126/127 when the command cannot be executed."
+    )]
     Run {
         /// Profile name or path to a .toml file
         profile: String,
@@ -46,7 +48,9 @@ pub enum Command {
         args: Vec<String>,
     },
     /// Validate profiles and print one line per problem
-    #[command(after_help = "Examples:\n  stockade check              (every profile on the search path)\n  stockade check redis nginx\n  stockade check ./new.toml\n\nExits 0 only when every profile is valid.")]
+    #[command(
+        after_help = "Examples:\n  stockade check              (every profile on the search path)\n  stockade check redis nginx\n  stockade check ./new.toml\n\nExits 0 only when every profile is valid."
+    )]
     Check {
         /// Profile names or paths; all profiles on the search path when none are given
         profiles: Vec<String>,

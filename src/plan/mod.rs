@@ -40,6 +40,9 @@ pub struct IdMaps {
     pub gid_map: Vec<IdRange>,
     /// Unprivileged user namespaces must deny setgroups before writing gid_map.
     pub deny_setgroups: bool,
+    /// Init switches to uid/gid 0 inside: when the caller's own ids are not mapped (an
+    /// explicit idmap such as 0→200000), files it creates would otherwise fail with EOVERFLOW.
+    pub init_becomes_root: bool,
 }
 
 /// The identity the service runs with, as seen inside the sandbox.
@@ -224,11 +227,22 @@ impl Builder<'_> {
                 IdRef::Name(n) => match self.host.user_by_name(n) {
                     Ok(Some(user)) => (user.uid, Some(user.gid)),
                     Ok(None) => {
-                        self.err(u, "exec.user", format!("no user `{n}` in {}", self.host.path("/etc/passwd").display()));
+                        self.err(
+                            u,
+                            "exec.user",
+                            format!(
+                                "no user `{n}` in {}",
+                                self.host.path("/etc/passwd").display()
+                            ),
+                        );
                         (0, Some(0))
                     }
                     Err(err) => {
-                        self.err(u, "exec.user", format!("cannot read the user database: {err}"));
+                        self.err(
+                            u,
+                            "exec.user",
+                            format!("cannot read the user database: {err}"),
+                        );
                         (0, Some(0))
                     }
                 },
@@ -261,7 +275,14 @@ impl Builder<'_> {
             IdRef::Name(n) => match self.host.group_by_name(n) {
                 Ok(Some(group)) => Some(group.gid),
                 Ok(None) => {
-                    self.err(g, key, format!("no group `{n}` in {}", self.host.path("/etc/group").display()));
+                    self.err(
+                        g,
+                        key,
+                        format!(
+                            "no group `{n}` in {}",
+                            self.host.path("/etc/group").display()
+                        ),
+                    );
                     None
                 }
                 Err(err) => {
@@ -277,19 +298,40 @@ impl Builder<'_> {
         // The default maps the caller to root inside, plus the service's own ids to
         // themselves so files it writes to volumes carry its real ids on the host.
         let default = |caller: u32, wanted: &[u32]| {
-            let mut v = vec![IdRange { inside: 0, outside: caller, count: 1 }];
+            let mut v = vec![IdRange {
+                inside: 0,
+                outside: caller,
+                count: 1,
+            }];
             for &id in wanted {
                 if id != 0 && root && !v.iter().any(|r| r.inside == id || r.outside == id) {
-                    v.push(IdRange { inside: id, outside: id, count: 1 });
+                    v.push(IdRange {
+                        inside: id,
+                        outside: id,
+                        count: 1,
+                    });
                 }
             }
             v
         };
-        let uid_map = p.idmap.uid.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| default(self.host.euid, &[creds.uid]));
+        let uid_map = p
+            .idmap
+            .uid
+            .as_ref()
+            .map(|m| m.value.clone())
+            .unwrap_or_else(|| default(self.host.euid, &[creds.uid]));
         let mut wanted_gids = vec![creds.gid];
         wanted_gids.extend(&creds.groups);
-        let gid_map = p.idmap.gid.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| default(self.host.egid, &wanted_gids));
-        let mapped = |map: &[IdRange], id: u32| map.iter().any(|r| id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count));
+        let gid_map = p
+            .idmap
+            .gid
+            .as_ref()
+            .map(|m| m.value.clone())
+            .unwrap_or_else(|| default(self.host.egid, &wanted_gids));
+        let mapped = |map: &[IdRange], id: u32| {
+            map.iter()
+                .any(|r| id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count))
+        };
         if !mapped(&uid_map, creds.uid) {
             match (&p.idmap.uid, &p.exec.user) {
                 (Some(m), _) => self.err(m, "idmap.uid", format!("the service's uid {} is not mapped inside the sandbox", creds.uid)),
@@ -305,10 +347,12 @@ impl Builder<'_> {
                 }
             }
         }
+        let init_becomes_root = mapped(&uid_map, 0) && mapped(&gid_map, 0);
         Some(IdMaps {
             uid_map,
             gid_map,
             deny_setgroups: !root,
+            init_becomes_root,
         })
     }
 
@@ -326,12 +370,20 @@ impl Builder<'_> {
         }
         for (key, map) in [("idmap.uid", &p.idmap.uid), ("idmap.gid", &p.idmap.gid)] {
             if let Some(m) = map {
-                self.err(m, key, format!("{why}: only root can map ids other than its own"));
+                self.err(
+                    m,
+                    key,
+                    format!("{why}: only root can map ids other than its own"),
+                );
             }
         }
         if let Some(g) = &p.exec.supplementary_groups {
             if !g.value.is_empty() {
-                self.err(g, "exec.supplementary_groups", format!("{why}: setgroups is denied in an unprivileged user namespace"));
+                self.err(
+                    g,
+                    "exec.supplementary_groups",
+                    format!("{why}: setgroups is denied in an unprivileged user namespace"),
+                );
             }
         }
     }
@@ -351,15 +403,31 @@ impl Builder<'_> {
             }),
         };
         let mut out = Vec::new();
-        for m in p.mount.iter().filter(|m| m.kind.as_ref().is_some_and(|k| k.value == crate::profile::values::MountType::Volume)) {
+        for m in p.mount.iter().filter(|m| {
+            m.kind
+                .as_ref()
+                .is_some_and(|k| k.value == crate::profile::values::MountType::Volume)
+        }) {
             let Some(name) = &m.name else { continue };
             if self.host.euid != 0 {
-                self.err(name, "mount.name", format!("needs root (stockade runs as uid {}): volumes live in {}", self.host.euid, inv.volume_dir.display()));
+                self.err(
+                    name,
+                    "mount.name",
+                    format!(
+                        "needs root (stockade runs as uid {}): volumes live in {}",
+                        self.host.euid,
+                        inv.volume_dir.display()
+                    ),
+                );
             }
             let uid = outside(idmap.map(|i| &i.uid_map), creds.uid).unwrap_or(creds.uid);
             let gid = outside(idmap.map(|i| &i.gid_map), creds.gid).unwrap_or(creds.gid);
             out.push((
-                Volume { host_path: inv.volume_dir.join(&name.value), uid, gid },
+                Volume {
+                    host_path: inv.volume_dir.join(&name.value),
+                    uid,
+                    gid,
+                },
                 m,
             ));
         }
@@ -367,7 +435,12 @@ impl Builder<'_> {
     }
 
     fn argv(&mut self, p: &Profile, inv: &Invocation) -> Vec<String> {
-        let mut argv = p.exec.command.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+        let mut argv = p
+            .exec
+            .command
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_default();
         if !inv.extra_args.is_empty() {
             if or(&p.exec.args_append, false) {
                 argv.extend(inv.extra_args.iter().cloned());
@@ -385,15 +458,28 @@ impl Builder<'_> {
         let s = &p.security;
         let landlock = s.landlock.as_ref().map(|l| {
             let mut rules = Vec::new();
-            for (list, access) in [(&l.read, Access::Read), (&l.write, Access::Write), (&l.exec, Access::Exec)] {
+            for (list, access) in [
+                (&l.read, Access::Read),
+                (&l.write, Access::Write),
+                (&l.exec, Access::Exec),
+            ] {
                 for path in list.iter().flat_map(|v| v.value.iter()) {
-                    rules.push((crate::profile::validate::normalize_abs(path).unwrap_or_else(|_| path.clone()), access));
+                    rules.push((
+                        crate::profile::validate::normalize_abs(path)
+                            .unwrap_or_else(|_| path.clone()),
+                        access,
+                    ));
                 }
             }
             rules
         });
         FinalSteps {
-            rlimits: p.exec.rlimits.iter().map(|(k, v)| (k.clone(), v.value)).collect(),
+            rlimits: p
+                .exec
+                .rlimits
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value))
+                .collect(),
             umask: p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
             landlock,
             capabilities: s

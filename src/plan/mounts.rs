@@ -146,7 +146,11 @@ pub(super) fn plan(
                 Ok(Some(PathKind::Dir)) => {}
                 _ => {
                     if let Some(src) = &fs.root {
-                        b.err(src, "filesystem.root", format!("`{r}` is not a directory on the host"));
+                        b.err(
+                            src,
+                            "filesystem.root",
+                            format!("`{r}` is not a directory on the host"),
+                        );
                     }
                 }
             }
@@ -174,9 +178,17 @@ pub(super) fn plan(
     if or(&fs.proc, true) {
         // A procfs belongs to a pid namespace: without our own, show the host's read-only.
         let op = if namespaces.contains(&Namespace::Pid) {
-            MountOp::Proc { target: "/proc".into(), create: false }
+            MountOp::Proc {
+                target: "/proc".into(),
+                create: false,
+            }
         } else {
-            MountOp::Bind { source: "/proc".into(), target: "/proc".into(), read_only: true, create: None }
+            MountOp::Bind {
+                source: "/proc".into(),
+                target: "/proc".into(),
+                read_only: true,
+                create: None,
+            }
         };
         entries.push(builtin(op, NodeKind::Dir, false, setting));
     }
@@ -187,65 +199,157 @@ pub(super) fn plan(
     };
     setting = "namespaces.net";
     if namespaces.contains(&Namespace::Net) && has_sys {
-        entries.push(builtin(MountOp::Sysfs { target: "/sys".into() }, NodeKind::Dir, false, setting));
+        entries.push(builtin(
+            MountOp::Sysfs {
+                target: "/sys".into(),
+            },
+            NodeKind::Dir,
+            false,
+            setting,
+        ));
     }
     setting = "filesystem.private_dev";
     if or(&fs.private_dev, true) {
-        entries.push(builtin(tmpfs("/dev", 0o755, true), NodeKind::Dir, true, setting));
+        entries.push(builtin(
+            tmpfs("/dev", 0o755, true),
+            NodeKind::Dir,
+            true,
+            setting,
+        ));
         for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
             let path = format!("/dev/{dev}");
             entries.push(builtin(
-                MountOp::Bind { source: path.clone(), target: path, read_only: false, create: None },
+                MountOp::Bind {
+                    source: path.clone(),
+                    target: path,
+                    read_only: false,
+                    create: None,
+                },
                 NodeKind::File,
                 false,
                 setting,
             ));
         }
-        entries.push(builtin(MountOp::Devpts { target: "/dev/pts".into() }, NodeKind::Dir, false, setting));
-        entries.push(builtin(MountOp::Symlink { target: "/dev/ptmx".into(), text: "pts/ptmx".into() }, NodeKind::File, false, setting));
-        entries.push(builtin(tmpfs("/dev/shm", 0o1777, false), NodeKind::Dir, true, setting));
+        entries.push(builtin(
+            MountOp::Devpts {
+                target: "/dev/pts".into(),
+            },
+            NodeKind::Dir,
+            false,
+            setting,
+        ));
+        entries.push(builtin(
+            MountOp::Symlink {
+                target: "/dev/ptmx".into(),
+                text: "pts/ptmx".into(),
+            },
+            NodeKind::File,
+            false,
+            setting,
+        ));
+        entries.push(builtin(
+            tmpfs("/dev/shm", 0o1777, false),
+            NodeKind::Dir,
+            true,
+            setting,
+        ));
         if namespaces.contains(&Namespace::Ipc) {
-            entries.push(builtin(MountOp::Mqueue { target: "/dev/mqueue".into() }, NodeKind::Dir, false, setting));
+            entries.push(builtin(
+                MountOp::Mqueue {
+                    target: "/dev/mqueue".into(),
+                },
+                NodeKind::Dir,
+                false,
+                setting,
+            ));
         }
-        for (name, text) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-            entries.push(builtin(MountOp::Symlink { target: format!("/dev/{name}"), text: text.into() }, NodeKind::File, false, setting));
+        for (name, text) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            entries.push(builtin(
+                MountOp::Symlink {
+                    target: format!("/dev/{name}"),
+                    text: text.into(),
+                },
+                NodeKind::File,
+                false,
+                setting,
+            ));
         }
     }
     setting = "filesystem.private_tmp";
     if or(&fs.private_tmp, true) {
-        entries.push(builtin(tmpfs("/tmp", 0o1777, false), NodeKind::Dir, true, setting));
-        entries.push(builtin(tmpfs("/var/tmp", 0o1777, false), NodeKind::Dir, true, setting));
+        entries.push(builtin(
+            tmpfs("/tmp", 0o1777, false),
+            NodeKind::Dir,
+            true,
+            setting,
+        ));
+        entries.push(builtin(
+            tmpfs("/var/tmp", 0o1777, false),
+            NodeKind::Dir,
+            true,
+            setting,
+        ));
     }
     let mut hidden: Vec<String> = Vec::new();
     if let Some(hide) = &fs.hide {
         for h in &hide.value {
-            let Ok(target) = normalize_abs(h) else { continue };
+            let Ok(target) = normalize_abs(h) else {
+                continue;
+            };
             let kind = match &root {
                 RootSource::Host(r) => b.host.kind_below(r, &target),
                 RootSource::Empty => Ok(None),
             };
             let op = match kind {
                 Ok(None) => continue, // nothing there, nothing to hide
-                Ok(Some((PathKind::Dir, _))) => MountOp::Tmpfs { target: target.clone(), size: Some(4096), mode: 0, noexec: true, read_only: true, create: false },
+                Ok(Some((PathKind::Dir, _))) => MountOp::Tmpfs {
+                    target: target.clone(),
+                    size: Some(4096),
+                    mode: 0,
+                    noexec: true,
+                    read_only: true,
+                    create: false,
+                },
                 Ok(Some((PathKind::Symlink, at))) => {
                     b.err(hide, "filesystem.hide", format!("`{target}` passes through the symlink `{}`; hide the path it points to", at.display()));
                     continue;
                 }
-                Ok(Some(_)) => MountOp::HideFile { target: target.clone() },
+                Ok(Some(_)) => MountOp::HideFile {
+                    target: target.clone(),
+                },
                 Err(e) => {
-                    b.err(hide, "filesystem.hide", format!("cannot inspect `{target}`: {e}"));
+                    b.err(
+                        hide,
+                        "filesystem.hide",
+                        format!("cannot inspect `{target}`: {e}"),
+                    );
                     continue;
                 }
             };
             hidden.push(target);
-            entries.push(Entry { kind: NodeKind::Dir, origin: None, setting: "filesystem.hide", own_tmpfs: false, op });
+            entries.push(Entry {
+                kind: NodeKind::Dir,
+                origin: None,
+                setting: "filesystem.hide",
+                own_tmpfs: false,
+                op,
+            });
         }
     }
 
     let mut volumes = volumes.iter();
     for (i, m) in p.mount.iter().enumerate() {
-        let (Some(kind), Some(target_src)) = (&m.kind, &m.target) else { continue };
-        let Ok(target) = normalize_abs(&target_src.value) else { continue };
+        let (Some(kind), Some(target_src)) = (&m.kind, &m.target) else {
+            continue;
+        };
+        let Ok(target) = normalize_abs(&target_src.value) else {
+            continue;
+        };
         let key = format!("mount[{}]", i + 1);
         let read_only = or(&m.read_only, false);
         let (op, node, own_tmpfs) = match kind.value {
@@ -260,31 +364,82 @@ pub(super) fn plan(
                         continue;
                     }
                     Err(e) => {
-                        b.err(source, &format!("{key}.source"), format!("cannot inspect `{}`: {e}", source.value));
+                        b.err(
+                            source,
+                            &format!("{key}.source"),
+                            format!("cannot inspect `{}`: {e}", source.value),
+                        );
                         continue;
                     }
                 };
-                (MountOp::Bind { source: source.value.clone(), target: target.clone(), read_only, create: None }, node, false)
+                (
+                    MountOp::Bind {
+                        source: source.value.clone(),
+                        target: target.clone(),
+                        read_only,
+                        create: None,
+                    },
+                    node,
+                    false,
+                )
             }
             MountType::Volume => {
-                let Some((vol, _)) = volumes.next() else { continue };
-                (MountOp::Bind { source: vol.host_path.display().to_string(), target: target.clone(), read_only, create: None }, NodeKind::Dir, false)
+                let Some((vol, _)) = volumes.next() else {
+                    continue;
+                };
+                (
+                    MountOp::Bind {
+                        source: vol.host_path.display().to_string(),
+                        target: target.clone(),
+                        read_only,
+                        create: None,
+                    },
+                    NodeKind::Dir,
+                    false,
+                )
             }
             MountType::Tmpfs => (
-                MountOp::Tmpfs { target: target.clone(), size: m.size.as_ref().and_then(|s| s.value.bytes()), mode: m.mode.as_ref().map_or(0o755, |m| m.value.0), noexec: false, read_only: false, create: false },
+                MountOp::Tmpfs {
+                    target: target.clone(),
+                    size: m.size.as_ref().and_then(|s| s.value.bytes()),
+                    mode: m.mode.as_ref().map_or(0o755, |m| m.value.0),
+                    noexec: false,
+                    read_only: false,
+                    create: false,
+                },
                 NodeKind::Dir,
                 true,
             ),
             MountType::Symlink => {
                 let Some(source) = &m.source else { continue };
-                (MountOp::Symlink { target: target.clone(), text: source.value.clone() }, NodeKind::File, false)
+                (
+                    MountOp::Symlink {
+                        target: target.clone(),
+                        text: source.value.clone(),
+                    },
+                    NodeKind::File,
+                    false,
+                )
             }
         };
-        if let Some(h) = hidden.iter().find(|h| is_below(&target, h) || **h == target) {
-            b.err(target_src, &format!("{key}.target"), format!("`{target}` is inside the hidden path `{h}`"));
+        if let Some(h) = hidden
+            .iter()
+            .find(|h| is_below(&target, h) || **h == target)
+        {
+            b.err(
+                target_src,
+                &format!("{key}.target"),
+                format!("`{target}` is inside the hidden path `{h}`"),
+            );
             continue;
         }
-        entries.push(Entry { op, kind: node, origin: Some((target_src, format!("{key}.target"))), setting: "mount", own_tmpfs });
+        entries.push(Entry {
+            op,
+            kind: node,
+            origin: Some((target_src, format!("{key}.target"))),
+            setting: "mount",
+            own_tmpfs,
+        });
     }
 
     // Parents before children, so a mount is never hidden by a later mount of its parent.
@@ -299,7 +454,10 @@ pub(super) fn plan(
     for mut e in entries {
         let target = e.op.target().to_owned();
         let on_own_tmpfs = own.iter().any(|o| is_below(&target, o));
-        let always_created = matches!(e.op, MountOp::Devpts { .. } | MountOp::Mqueue { .. } | MountOp::Symlink { .. });
+        let always_created = matches!(
+            e.op,
+            MountOp::Devpts { .. } | MountOp::Mqueue { .. } | MountOp::Symlink { .. }
+        );
         if on_own_tmpfs {
             e.op.set_create(e.kind);
         } else if always_created {

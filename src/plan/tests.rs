@@ -14,15 +14,38 @@ impl Fixture {
     fn new(euid: u32) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        for d in ["etc/redis", "var/lib/redis", "proc", "dev", "sys", "tmp", "var/tmp", "home/alice", "run", "srv/rootfs/usr"] {
+        for d in [
+            "etc/redis",
+            "var/lib/redis",
+            "proc",
+            "dev",
+            "sys",
+            "tmp",
+            "var/tmp",
+            "home/alice",
+            "run",
+            "srv/rootfs/usr",
+        ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
-        fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nredis:x:102:105::/var/lib/redis:/usr/sbin/nologin\n").unwrap();
-        fs::write(root.join("etc/group"), "root:x:0:\nredis:x:105:\nadm:x:4:\n").unwrap();
+        fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nredis:x:102:105::/var/lib/redis:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/group"),
+            "root:x:0:\nredis:x:105:\nadm:x:4:\n",
+        )
+        .unwrap();
         fs::write(root.join("etc/hosts"), "").unwrap();
         std::os::unix::fs::symlink("/run", root.join("var/run")).unwrap();
         Fixture {
-            host: Host { root, euid, egid: euid },
+            host: Host {
+                root,
+                euid,
+                egid: euid,
+            },
             dir,
         }
     }
@@ -30,14 +53,24 @@ impl Fixture {
     fn plan(&self, text: &str, extra: &[&str]) -> Result<LaunchPlan, Vec<String>> {
         let path = self.dir.path().join("p.toml");
         fs::write(&path, text).unwrap();
-        let loaded = load(path.to_str().unwrap(), &SearchPath { dirs: vec![] }).unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+        let loaded = load(path.to_str().unwrap(), &SearchPath { dirs: vec![] })
+            .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
         let inv = Invocation {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            env: vec![("PATH".into(), "/bin".into()), ("HOME".into(), "/root".into())],
+            env: vec![
+                ("PATH".into(), "/bin".into()),
+                ("HOME".into(), "/root".into()),
+            ],
             volume_dir: "/var/lib/stockade/volumes".into(),
         };
-        build(&loaded.name, &loaded.profile, &loaded.path, &self.host, &inv)
-            .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
+        build(
+            &loaded.name,
+            &loaded.profile,
+            &loaded.path,
+            &self.host,
+            &inv,
+        )
+        .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
     }
 
     fn problems(&self, text: &str) -> Vec<String> {
@@ -48,7 +81,12 @@ impl Fixture {
 const MIN: &str = "[exec]\ncommand = [\"/bin/true\"]\n";
 
 fn targets(p: &LaunchPlan) -> Vec<&str> {
-    p.fs.as_ref().unwrap().ops.iter().map(|o| o.target()).collect()
+    p.fs.as_ref()
+        .unwrap()
+        .ops
+        .iter()
+        .map(|o| o.target())
+        .collect()
 }
 
 #[test]
@@ -61,11 +99,25 @@ fn defaults_give_every_namespace_but_time_and_standard_mounts() {
     assert_eq!(fs.root, RootSource::Host("/".into()));
     assert!(fs.read_only);
     let t = targets(&p);
-    for expected in ["/proc", "/sys", "/dev", "/tmp", "/dev/null", "/dev/pts", "/dev/shm", "/dev/mqueue", "/var/tmp"] {
+    for expected in [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/dev/null",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/var/tmp",
+    ] {
         assert!(t.contains(&expected), "{expected} missing from {t:?}");
     }
     assert!(p.loopback_up);
-    assert_eq!(p.env, [("PATH".to_string(), "/bin".to_string())], "HOME must not leak");
+    assert_eq!(
+        p.env,
+        [("PATH".to_string(), "/bin".to_string())],
+        "HOME must not leak"
+    );
     assert_eq!(p.finals.capabilities, []);
     assert!(p.finals.no_new_privs);
 }
@@ -79,27 +131,39 @@ fn mounts_are_ordered_parents_first() {
     let cache = t.iter().position(|x| *x == "/run/app/cache").unwrap();
     assert!(run < cache, "{t:?}");
     // /run/app/cache lies on our /run tmpfs, so it may be created.
-    assert!(matches!(p.fs.unwrap().ops[cache], MountOp::Tmpfs { create: true, .. }));
+    assert!(matches!(
+        p.fs.unwrap().ops[cache],
+        MountOp::Tmpfs { create: true, .. }
+    ));
 }
 
 #[test]
 fn mount_points_are_never_created_on_the_host() {
     let f = Fixture::new(0);
-    let p = f.problems(&format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/opt/new\"\n"));
+    let p = f.problems(&format!(
+        "{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/opt/new\"\n"
+    ));
     assert!(p[0].contains("mount[1].target: mount target `/opt/new` does not exist in the sandbox root `/`, and stockade never creates files on the host"), "{p:#?}");
 }
 
 #[test]
 fn targets_through_symlinks_are_refused() {
     let f = Fixture::new(0);
-    let p = f.problems(&format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/var/run/x\"\n"));
-    assert!(p[0].contains("passes through the symlink `/var/run`"), "{p:#?}");
+    let p = f.problems(&format!(
+        "{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/var/run/x\"\n"
+    ));
+    assert!(
+        p[0].contains("passes through the symlink `/var/run`"),
+        "{p:#?}"
+    );
 }
 
 #[test]
 fn missing_bind_source_is_an_error_unless_optional() {
     let f = Fixture::new(0);
-    let bind = |optional: bool| format!("{MIN}[[mount]]\ntype = \"bind\"\nsource = \"/etc/nope\"\ntarget = \"/etc/redis\"\noptional = {optional}\n");
+    let bind = |optional: bool| {
+        format!("{MIN}[[mount]]\ntype = \"bind\"\nsource = \"/etc/nope\"\ntarget = \"/etc/redis\"\noptional = {optional}\n")
+    };
     let p = f.problems(&bind(false));
     assert!(p[0].contains(":5:10: mount[1].source: bind source `/etc/nope` does not exist on the host (set `optional = true`"), "{p:#?}");
     let ok = f.plan(&bind(true), &[]).unwrap();
@@ -109,20 +173,40 @@ fn missing_bind_source_is_an_error_unless_optional() {
 #[test]
 fn users_resolve_on_the_host_and_get_an_identity_map() {
     let f = Fixture::new(0);
-    let p = f.plan(&format!("[exec]\ncommand = [\"/bin/true\"]\nuser = \"redis\"\nsupplementary_groups = [\"adm\"]\n[[mount]]\ntype = \"volume\"\nname = \"data\"\ntarget = \"/var/lib/redis\"\n"), &[]).unwrap();
-    assert_eq!((p.creds.uid, p.creds.gid, p.creds.groups.clone()), (102, 105, vec![4]));
+    let p = f.plan(&String::from("[exec]\ncommand = [\"/bin/true\"]\nuser = \"redis\"\nsupplementary_groups = [\"adm\"]\n[[mount]]\ntype = \"volume\"\nname = \"data\"\ntarget = \"/var/lib/redis\"\n"), &[]).unwrap();
+    assert_eq!(
+        (p.creds.uid, p.creds.gid, p.creds.groups.clone()),
+        (102, 105, vec![4])
+    );
     let m = p.idmap.as_ref().unwrap();
-    assert_eq!(m.uid_map, [IdRange { inside: 0, outside: 0, count: 1 }, IdRange { inside: 102, outside: 102, count: 1 }]);
+    assert_eq!(
+        m.uid_map,
+        [
+            IdRange {
+                inside: 0,
+                outside: 0,
+                count: 1
+            },
+            IdRange {
+                inside: 102,
+                outside: 102,
+                count: 1
+            }
+        ]
+    );
     assert_eq!(m.gid_map.len(), 3);
     assert!(!m.deny_setgroups);
-    assert_eq!(p.volumes[0].host_path, PathBuf::from("/var/lib/stockade/volumes/data"));
+    assert_eq!(
+        p.volumes[0].host_path,
+        PathBuf::from("/var/lib/stockade/volumes/data")
+    );
     assert_eq!((p.volumes[0].uid, p.volumes[0].gid), (102, 105));
 }
 
 #[test]
 fn volume_owner_follows_an_explicit_idmap() {
     let f = Fixture::new(0);
-    let p = f.plan(&format!("[exec]\ncommand = [\"/bin/true\"]\nuser = 1000\ngroup = 1000\n[idmap]\nuid = [{{ inside = 0, outside = 200000, count = 65536 }}]\ngid = [{{ inside = 0, outside = 200000, count = 65536 }}]\n[[mount]]\ntype = \"volume\"\nname = \"d\"\ntarget = \"/srv\"\n"), &[]).unwrap();
+    let p = f.plan(&String::from("[exec]\ncommand = [\"/bin/true\"]\nuser = 1000\ngroup = 1000\n[idmap]\nuid = [{ inside = 0, outside = 200000, count = 65536 }]\ngid = [{ inside = 0, outside = 200000, count = 65536 }]\n[[mount]]\ntype = \"volume\"\nname = \"d\"\ntarget = \"/srv\"\n"), &[]).unwrap();
     assert_eq!((p.volumes[0].uid, p.volumes[0].gid), (201000, 201000));
 }
 
@@ -137,7 +221,10 @@ fn unknown_user_is_reported_at_its_key() {
 fn unmapped_service_uid_is_refused() {
     let f = Fixture::new(0);
     let p = f.problems("[exec]\ncommand = [\"/bin/true\"]\nuser = 5\n[idmap]\nuid = [{ inside = 0, outside = 100000, count = 1 }]\ngid = [{ inside = 0, outside = 100000, count = 1 }]\n");
-    assert!(p[0].contains("idmap.uid: the service's uid 5 is not mapped"), "{p:#?}");
+    assert!(
+        p[0].contains("idmap.uid: the service's uid 5 is not mapped"),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -145,22 +232,42 @@ fn without_root_only_an_own_uid_user_namespace_works() {
     let f = Fixture::new(1000);
     let p = f.plan(MIN, &[]).unwrap();
     let m = p.idmap.unwrap();
-    assert_eq!(m.uid_map, [IdRange { inside: 0, outside: 1000, count: 1 }]);
+    assert_eq!(
+        m.uid_map,
+        [IdRange {
+            inside: 0,
+            outside: 1000,
+            count: 1
+        }]
+    );
     assert!(m.deny_setgroups);
 
     let p = f.problems(&format!("{MIN}[namespaces]\nuser = false\n"));
-    assert!(p[0].contains("namespaces.user: needs root (stockade runs as uid 1000)"), "{p:#?}");
-    let p = f.problems(&format!("{MIN}[[mount]]\ntype = \"volume\"\nname = \"v\"\ntarget = \"/srv\"\n"));
-    assert!(p[0].contains("needs root (stockade runs as uid 1000): volumes live in"), "{p:#?}");
+    assert!(
+        p[0].contains("namespaces.user: needs root (stockade runs as uid 1000)"),
+        "{p:#?}"
+    );
+    let p = f.problems(&format!(
+        "{MIN}[[mount]]\ntype = \"volume\"\nname = \"v\"\ntarget = \"/srv\"\n"
+    ));
+    assert!(
+        p[0].contains("needs root (stockade runs as uid 1000): volumes live in"),
+        "{p:#?}"
+    );
 }
 
 #[test]
 fn extra_arguments_need_args_append() {
     let f = Fixture::new(0);
-    let p = f.plan(&format!("{MIN}args_append = true\n"), &["-v"]).unwrap();
+    let p = f
+        .plan(&format!("{MIN}args_append = true\n"), &["-v"])
+        .unwrap();
     assert_eq!(p.argv, ["/bin/true", "-v"]);
     let p = f.plan(MIN, &["-v"]).unwrap_err();
-    assert!(p[0].contains("exec.args_append: this profile does not accept extra arguments"), "{p:#?}");
+    assert!(
+        p[0].contains("exec.args_append: this profile does not accept extra arguments"),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -176,10 +283,18 @@ fn empty_root_creates_every_mount_point_and_hides_nothing_from_the_host() {
 #[test]
 fn hidden_directories_and_mounts_inside_them() {
     let f = Fixture::new(0);
-    let p = f.plan(&format!("{MIN}[filesystem]\nhide = [\"/home\", \"/nonexistent\"]\n"), &[]).unwrap();
+    let p = f
+        .plan(
+            &format!("{MIN}[filesystem]\nhide = [\"/home\", \"/nonexistent\"]\n"),
+            &[],
+        )
+        .unwrap();
     assert!(p.fs.unwrap().ops.iter().any(|o| matches!(o, MountOp::Tmpfs { target, mode: 0, read_only: true, .. } if target == "/home")));
     let e = f.problems(&format!("{MIN}[filesystem]\nhide = [\"/home\"]\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/home/alice\"\n"));
-    assert!(e[0].contains("`/home/alice` is inside the hidden path `/home`"), "{e:#?}");
+    assert!(
+        e[0].contains("`/home/alice` is inside the hidden path `/home`"),
+        "{e:#?}"
+    );
 }
 
 #[test]
@@ -194,5 +309,8 @@ fn root_directory_must_exist() {
     let f = Fixture::new(0);
     f.plan(&format!("{MIN}[filesystem]\nroot = \"/srv/rootfs\"\nprivate_tmp = false\nprivate_dev = false\nproc = false\n"), &[]).unwrap();
     let p = f.problems(&format!("{MIN}[filesystem]\nroot = \"/srv/none\"\n"));
-    assert!(p[0].contains("filesystem.root: `/srv/none` is not a directory on the host"), "{p:#?}");
+    assert!(
+        p[0].contains("filesystem.root: `/srv/none` is not a directory on the host"),
+        "{p:#?}"
+    );
 }

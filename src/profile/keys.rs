@@ -61,11 +61,11 @@ pub fn key_at(table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> 
             // A table's own span may cover only its header, so always look inside first.
             let deeper = match v.get_ref() {
                 DeValue::Table(t) => find(&format!("{path}."), t, span),
-                DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-                    match item.get_ref() {
-                        DeValue::Table(t) => find(&format!("{path}[{}].", i + 1), t, span),
-                        _ => None,
-                    }
+                DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| match item
+                    .get_ref()
+                {
+                    DeValue::Table(t) => find(&format!("{path}[{}].", i + 1), t, span),
+                    _ => None,
                 }),
                 _ => None,
             };

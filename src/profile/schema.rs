@@ -43,7 +43,12 @@ impl Render<'_> {
             .map(|v| v.to_string())
             .unwrap_or_else(|e| format!("\"<unprintable: {e}>\""));
         let loc = self.map.locate(v.origin);
-        let _ = writeln!(self.out, "{key} = {text}  # {}:{}", loc.path.display(), loc.line);
+        let _ = writeln!(
+            self.out,
+            "{key} = {text}  # {}:{}",
+            loc.path.display(),
+            loc.line
+        );
     }
 }
 
@@ -56,8 +61,7 @@ pub trait Section: Default {
 
 fn bare_key(k: &str) -> String {
     if !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         k.to_owned()
@@ -293,6 +297,7 @@ section! {
     }
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // used by the documentation tests
 /// Every key path of the schema, dotted (`exec.command`, `mount.type`, ...).
 pub fn all_key_paths() -> Vec<String> {
     fn walk(prefix: &str, keys: &[Key], out: &mut Vec<String>) {
@@ -330,8 +335,6 @@ impl Namespaces {
     }
 
     pub fn is(&self, name: &str) -> bool {
-        self.enabled()
-            .iter()
-            .any(|&(n, on)| n == name && on)
+        self.enabled().iter().any(|&(n, on)| n == name && on)
     }
 }

@@ -50,7 +50,9 @@ fn one_problem(d: &Dir, arg: &str) -> String {
 fn every_key_parses_and_validates() {
     let text = include_str!("../../tests/fixtures/every-key.toml");
     let d = Dir::new(&[("every.toml", text)]);
-    let l = d.load("every").unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+    let l = d
+        .load("every")
+        .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
     assert_eq!(l.name, "every");
     assert_eq!(l.profile.mount.len(), 4);
     assert_eq!(
@@ -90,7 +92,9 @@ fn examples_parse_and_validate() {
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
-            let search = SearchPath { dirs: vec![dir.into()] };
+            let search = SearchPath {
+                dirs: vec![dir.into()],
+            };
             load(p.to_str().unwrap(), &search)
                 .unwrap_or_else(|e| panic!("{}: {:#?}", p.display(), e.lines()));
             n += 1;
@@ -114,9 +118,24 @@ fn unknown_keys_are_all_reported_with_position_and_suggestion() {
     )]);
     let p = d.problems("typo");
     let file = d.path("typo.toml");
-    assert!(p.contains(&format!("{file}:2:1: exec.comand: unknown key in [exec] (did you mean `command`?)")), "{p:#?}");
-    assert!(p.contains(&format!("{file}:3:1: exec.usr: unknown key in [exec] (did you mean `user`?)")), "{p:#?}");
-    assert!(p.contains(&format!("{file}:4:2: namespace: unknown key at the top level (did you mean `namespaces`?)")), "{p:#?}");
+    assert!(
+        p.contains(&format!(
+            "{file}:2:1: exec.comand: unknown key in [exec] (did you mean `command`?)"
+        )),
+        "{p:#?}"
+    );
+    assert!(
+        p.contains(&format!(
+            "{file}:3:1: exec.usr: unknown key in [exec] (did you mean `user`?)"
+        )),
+        "{p:#?}"
+    );
+    assert!(
+        p.contains(&format!(
+            "{file}:4:2: namespace: unknown key at the top level (did you mean `namespaces`?)"
+        )),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -126,8 +145,16 @@ fn unknown_keys_inside_mounts_and_inline_tables_are_found() {
         &format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/x\"\nsise = \"1M\"\n[security]\nlandlock = {{ raed = [] }}\n"),
     )]);
     let p = d.problems("m");
-    assert!(p.iter().any(|l| l.contains("mount[1].sise: unknown key in [mount[1]] (did you mean `size`?)")), "{p:#?}");
-    assert!(p.iter().any(|l| l.contains("security.landlock.raed: unknown key") && l.contains("`read`")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|l| l.contains("mount[1].sise: unknown key in [mount[1]] (did you mean `size`?)")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("security.landlock.raed: unknown key") && l.contains("`read`")),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -151,14 +178,20 @@ fn bad_size_is_refused_with_the_syntax() {
 fn relative_command_is_refused() {
     let d = Dir::new(&[("r.toml", "[exec]\ncommand = [\"redis-server\"]\n")]);
     let p = one_problem(&d, "r");
-    assert!(p.contains(":2:11: exec.command: the program must be an absolute path"), "{p}");
+    assert!(
+        p.contains(":2:11: exec.command: the program must be an absolute path"),
+        "{p}"
+    );
 }
 
 #[test]
 fn missing_command_names_the_file() {
     let d = Dir::new(&[("e.toml", "description = \"x\"\n")]);
     let p = one_problem(&d, "e");
-    assert!(p.starts_with(&format!("{}: exec.command: missing", d.path("e.toml"))), "{p}");
+    assert!(
+        p.starts_with(&format!("{}: exec.command: missing", d.path("e.toml"))),
+        "{p}"
+    );
 }
 
 #[test]
@@ -168,7 +201,10 @@ fn mount_target_escaping_the_root_is_refused() {
         &format!("{MIN}[[mount]]\ntype = \"tmpfs\"\ntarget = \"/var/../../etc\"\n"),
     )]);
     let p = one_problem(&d, "m");
-    assert!(p.contains("mount[1].target: `/var/../../etc` resolves outside the sandbox root"), "{p}");
+    assert!(
+        p.contains("mount[1].target: `/var/../../etc` resolves outside the sandbox root"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -178,8 +214,16 @@ fn mount_keys_are_checked_per_type() {
         &format!("{MIN}[[mount]]\ntype = \"bind\"\ntarget = \"/x\"\nsize = \"1M\"\n"),
     )]);
     let p = d.problems("m");
-    assert!(p.iter().any(|l| l.contains("mount[1].source: missing: a bind mount needs `source`")), "{p:#?}");
-    assert!(p.iter().any(|l| l.contains(":6:8: mount[1].size: does not apply to a bind mount")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|l| l.contains("mount[1].source: missing: a bind mount needs `source`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains(":6:8: mount[1].size: does not apply to a bind mount")),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -189,7 +233,10 @@ fn idmap_without_user_namespace_is_refused() {
         &format!("{MIN}[namespaces]\nuser = false\n[idmap]\nuid = [{{ inside = 0, outside = 1000, count = 1 }}]\n"),
     )]);
     let p = one_problem(&d, "i");
-    assert!(p.contains("idmap.uid: an idmap needs a user namespace"), "{p}");
+    assert!(
+        p.contains("idmap.uid: an idmap needs a user namespace"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -199,7 +246,10 @@ fn overlapping_idmap_ranges_are_refused() {
         &format!("{MIN}[idmap]\nuid = [{{ inside = 0, outside = 100000, count = 1000 }}, {{ inside = 500, outside = 300000, count = 10 }}]\n"),
     )]);
     let p = one_problem(&d, "o");
-    assert!(p.contains("idmap.uid: ranges overlap inside the sandbox: 0..1000 and 500..510"), "{p}");
+    assert!(
+        p.contains("idmap.uid: ranges overlap inside the sandbox: 0..1000 and 500..510"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -208,7 +258,9 @@ fn hostname_needs_uts() {
         "h.toml",
         &format!("{MIN}[namespaces]\nuts = false\n[network]\nhostname = \"x\"\n"),
     )]);
-    assert!(one_problem(&d, "h").contains("network.hostname: setting a hostname needs `uts = true`"));
+    assert!(
+        one_problem(&d, "h").contains("network.hostname: setting a hostname needs `uts = true`")
+    );
 }
 
 #[test]
@@ -218,8 +270,17 @@ fn unknown_capability_and_rlimit_get_suggestions() {
         "[exec]\ncommand = [\"/bin/true\"]\nrlimits = { nofiles = 5 }\n[security]\ncapabilities = [\"net_bind_servce\"]\n",
     )]);
     let p = d.problems("c");
-    assert!(p.iter().any(|l| l.contains("exec.rlimits.nofiles: unknown resource limit (did you mean `nofile`?)")), "{p:#?}");
-    assert!(p.iter().any(|l| l.contains("unknown capability `net_bind_servce` (did you mean `net_bind_service`?)")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|l| l
+                .contains("exec.rlimits.nofiles: unknown resource limit (did you mean `nofile`?)")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|l| l
+            .contains("unknown capability `net_bind_servce` (did you mean `net_bind_service`?)")),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -228,13 +289,17 @@ fn landlock_must_allow_executing_the_command() {
         "l.toml",
         "[exec]\ncommand = [\"/bin/true\"]\n[security]\nlandlock = { exec = [\"/usr/sbin\"] }\n",
     )]);
-    assert!(one_problem(&d, "l").contains("security.landlock.exec: landlock would forbid executing the service itself"));
+    assert!(one_problem(&d, "l")
+        .contains("security.landlock.exec: landlock would forbid executing the service itself"));
 }
 
 #[test]
 fn include_cycle_is_reported() {
     let d = Dir::new(&[
-        ("a.toml", "include = [\"b\"]\n[exec]\ncommand = [\"/bin/true\"]\n"),
+        (
+            "a.toml",
+            "include = [\"b\"]\n[exec]\ncommand = [\"/bin/true\"]\n",
+        ),
         ("b.toml", "include = [\"a.toml\"]\n"),
     ]);
     let p = one_problem(&d, "a");
@@ -269,12 +334,19 @@ fn includes_merge_values_maps_and_append_mounts() {
     assert_eq!(p.exec.command.as_ref().unwrap().value, ["/bin/true"]);
     assert_eq!(p.exec.env["A"].value, "1");
     assert_eq!(p.exec.env["B"].value, "2");
-    assert_eq!(p.filesystem.read_only.as_ref().unwrap().value, false);
-    let targets: Vec<&str> = p.mount.iter().map(|m| m.target.as_ref().unwrap().value.as_str()).collect();
+    assert!(!p.filesystem.read_only.as_ref().unwrap().value);
+    let targets: Vec<&str> = p
+        .mount
+        .iter()
+        .map(|m| m.target.as_ref().unwrap().value.as_str())
+        .collect();
     assert_eq!(targets, ["/a", "/b"]);
     // Each value remembers its file.
     let origin = p.filesystem.read_only.as_ref().unwrap().origin;
-    assert_eq!(l.sources.locate(origin).path, std::path::Path::new(&d.path("base.toml")));
+    assert_eq!(
+        l.sources.locate(origin).path,
+        std::path::Path::new(&d.path("base.toml"))
+    );
 }
 
 #[test]
@@ -300,7 +372,10 @@ fn dropins_apply_in_name_order_and_mask_across_directories() {
 fn errors_in_several_files_are_all_reported() {
     let d = Dir::new(&[
         ("base.toml", "[exec]\nbogus = 1\n"),
-        ("svc.toml", "include = [\"base\"]\n[exec]\ncommand = [\"/bin/true\"]\nalso_bogus = 1\n"),
+        (
+            "svc.toml",
+            "include = [\"base\"]\n[exec]\ncommand = [\"/bin/true\"]\nalso_bogus = 1\n",
+        ),
     ]);
     let p = d.problems("svc");
     assert_eq!(p.len(), 2, "{p:#?}");
@@ -313,14 +388,30 @@ fn show_annotates_every_value_with_its_file() {
         ("svc.toml", "include = [\"base\"]\n[exec]\nuser = \"redis\"\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/run\"\nsize = \"16M\"\n"),
     ]);
     let l = d.load("svc").unwrap();
-    let mut r = schema::Render { map: &l.sources, out: String::new() };
+    let mut r = schema::Render {
+        map: &l.sources,
+        out: String::new(),
+    };
     l.profile.render("", &mut r);
     let base = d.path("base.toml");
     let svc = d.path("svc.toml");
-    assert!(r.out.contains(&format!("command = [\"/bin/false\"]  # {base}:2")), "{}", r.out);
-    assert!(r.out.contains(&format!("user = \"redis\"  # {svc}:3")), "{}", r.out);
+    assert!(
+        r.out
+            .contains(&format!("command = [\"/bin/false\"]  # {base}:2")),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains(&format!("user = \"redis\"  # {svc}:3")),
+        "{}",
+        r.out
+    );
     assert!(r.out.contains("[[mount]]\ntype = \"tmpfs\""), "{}", r.out);
-    assert!(r.out.contains(&format!("size = \"16M\"  # {svc}:7")), "{}", r.out);
+    assert!(
+        r.out.contains(&format!("size = \"16M\"  # {svc}:7")),
+        "{}",
+        r.out
+    );
     // The rendering is itself a valid profile.
     d.write("again.toml", &r.out);
     d.load("again").unwrap();
@@ -342,8 +433,13 @@ fn untagged_enums_lose_spans() {
         #[allow(dead_code)]
         v: Either,
     }
-    let flat: Result<toml::Spanned<u32>, _> = toml::from_str::<std::collections::BTreeMap<String, toml::Spanned<u32>>>("v = 5").map(|m| m["v"].clone());
+    let flat: Result<toml::Spanned<u32>, _> =
+        toml::from_str::<std::collections::BTreeMap<String, toml::Spanned<u32>>>("v = 5")
+            .map(|m| m["v"].clone());
     assert_eq!(flat.unwrap().span(), 4..5);
     let untagged = toml::from_str::<Doc>("v = 5");
-    assert!(untagged.is_err(), "spans survived an untagged enum: {untagged:?}");
+    assert!(
+        untagged.is_err(),
+        "spans survived an untagged enum: {untagged:?}"
+    );
 }

@@ -93,7 +93,11 @@ impl Validator<'_> {
 
     fn abs_path(&mut self, v: &Src<String>, key: &str, what: &str) {
         if !v.value.starts_with('/') {
-            self.err(v, key, format!("{what} must be an absolute path, not `{}`", v.value));
+            self.err(
+                v,
+                key,
+                format!("{what} must be an absolute path, not `{}`", v.value),
+            );
         }
     }
 
@@ -125,7 +129,11 @@ impl Validator<'_> {
         }
         for (k, val) in &e.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || val.value.contains('\0') {
-                self.err(val, &format!("exec.env.{k}"), "not a valid environment variable");
+                self.err(
+                    val,
+                    &format!("exec.env.{k}"),
+                    "not a valid environment variable",
+                );
             }
         }
         if let Some(u) = &e.umask {
@@ -174,12 +182,18 @@ impl Validator<'_> {
             let ok = !h.value.is_empty()
                 && h.value.len() <= 64
                 && !h.value.starts_with('-')
-                && h
-                    .value
+                && h.value
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
             if !ok {
-                self.err(h, "network.hostname", format!("`{}` is not a valid hostname (letters, digits, `-` and `.`, at most 64)", h.value));
+                self.err(
+                    h,
+                    "network.hostname",
+                    format!(
+                        "`{}` is not a valid hostname (letters, digits, `-` and `.`, at most 64)",
+                        h.value
+                    ),
+                );
             }
         }
         let needs_mount_ns = p.filesystem.root.is_some()
@@ -282,12 +296,20 @@ impl Validator<'_> {
             }
             if let Some(t) = &m.target {
                 match normalize_abs(&t.value) {
-                    Ok(n) if n == "/" => self.err(t, &key("target"), "cannot mount over `/`; use filesystem.root"),
+                    Ok(n) if n == "/" => self.err(
+                        t,
+                        &key("target"),
+                        "cannot mount over `/`; use filesystem.root",
+                    ),
                     Ok(n) => {
                         if let Some((_, first)) = targets.iter().find(|(o, _)| *o == n) {
                             let line = first.origin.start;
                             let _ = line;
-                            self.err(t, &key("target"), format!("`{n}` is already the target of an earlier mount"));
+                            self.err(
+                                t,
+                                &key("target"),
+                                format!("`{n}` is already the target of an earlier mount"),
+                            );
                         } else {
                             targets.push((n, t));
                         }
@@ -378,7 +400,9 @@ impl Validator<'_> {
                     let origin = l.exec.as_ref().map(|e| e.origin);
                     let problem = format!("landlock would forbid executing the service itself: `{cmd}` is not under any `exec` path");
                     match origin {
-                        Some(o) => self.out.push(Problem::at(o, "security.landlock.exec", problem)),
+                        Some(o) => self
+                            .out
+                            .push(Problem::at(o, "security.landlock.exec", problem)),
                         None => self.missing("security.landlock.exec", &problem),
                     }
                 }
@@ -394,11 +418,17 @@ fn idmap_problem(ranges: &[IdRange]) -> Option<String> {
     }
     for r in ranges {
         if r.count == 0 {
-            return Some(format!("range inside={} outside={} has count 0", r.inside, r.outside));
+            return Some(format!(
+                "range inside={} outside={} has count 0",
+                r.inside, r.outside
+            ));
         }
         for (start, what) in [(r.inside, "inside"), (r.outside, "outside")] {
             if u64::from(start) + u64::from(r.count) > u64::from(u32::MAX) {
-                return Some(format!("range {what}={start} count={} goes past the largest id", r.count));
+                return Some(format!(
+                    "range {what}={start} count={} goes past the largest id",
+                    r.count
+                ));
             }
         }
     }
@@ -409,10 +439,22 @@ fn idmap_problem(ranges: &[IdRange]) -> Option<String> {
                     && u64::from(y) < u64::from(x) + u64::from(a.count)
             };
             if overlap(a.inside, b.inside) {
-                return Some(format!("ranges overlap inside the sandbox: {}..{} and {}..{}", a.inside, u64::from(a.inside) + u64::from(a.count), b.inside, u64::from(b.inside) + u64::from(b.count)));
+                return Some(format!(
+                    "ranges overlap inside the sandbox: {}..{} and {}..{}",
+                    a.inside,
+                    u64::from(a.inside) + u64::from(a.count),
+                    b.inside,
+                    u64::from(b.inside) + u64::from(b.count)
+                ));
             }
             if overlap(a.outside, b.outside) {
-                return Some(format!("ranges overlap on the host: {}..{} and {}..{}", a.outside, u64::from(a.outside) + u64::from(a.count), b.outside, u64::from(b.outside) + u64::from(b.count)));
+                return Some(format!(
+                    "ranges overlap on the host: {}..{} and {}..{}",
+                    a.outside,
+                    u64::from(a.outside) + u64::from(a.count),
+                    b.outside,
+                    u64::from(b.outside) + u64::from(b.count)
+                ));
             }
         }
     }

@@ -22,8 +22,14 @@ pub fn exec_service(plan: &LaunchPlan) -> SetupError {
 fn prepare(plan: &LaunchPlan) -> Result<(), SetupError> {
     let f = &plan.finals;
     // A new session: the service cannot read or inject into the caller's terminal.
-    check(nix::unistd::setsid(), "start a new session", || "setsid()".into())?;
-    check(nix::unistd::chdir(plan.workdir.as_str()), "enter the working directory", || format!("chdir({:?})", plan.workdir))?;
+    check(nix::unistd::setsid(), "start a new session", || {
+        "setsid()".into()
+    })?;
+    check(
+        nix::unistd::chdir(plan.workdir.as_str()),
+        "enter the working directory",
+        || format!("chdir({:?})", plan.workdir),
+    )?;
     rlimits(f)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(f.umask));
     if let Some(rules) = &f.landlock {
@@ -33,12 +39,24 @@ fn prepare(plan: &LaunchPlan) -> Result<(), SetupError> {
     switch_user(&plan.creds)?;
     raise_kept(f)?;
     if f.no_new_privs {
-        check(nix::sys::prctl::set_no_new_privs(), "set no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS, 1)".into())?;
+        check(
+            nix::sys::prctl::set_no_new_privs(),
+            "set no_new_privs",
+            || "prctl(PR_SET_NO_NEW_PRIVS, 1)".into(),
+        )?;
     }
     // Changing credentials cleared the parent-death signal; without a pid namespace this is
     // what kills the service when the sandbox's init dies.
-    check(nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL), "set the parent-death signal", || "prctl(PR_SET_PDEATHSIG, SIGKILL)".into())?;
-    check(sys::cloexec_from_3(), "close stockade's descriptors", || "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)".into())?;
+    check(
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+        "set the parent-death signal",
+        || "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
+    )?;
+    check(
+        sys::cloexec_from_3(),
+        "close stockade's descriptors",
+        || "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)".into(),
+    )?;
     Ok(())
 }
 
@@ -67,13 +85,17 @@ fn rlimits(f: &FinalSteps) -> Result<(), SetupError> {
             crate::profile::values::Limit::Value(v) => *v,
             crate::profile::values::Limit::Infinity => libc::RLIM_INFINITY,
         };
-        check(setrlimit(res, v, v), "set a resource limit", || format!("setrlimit(RLIMIT_{}, {v}, {v})", name.to_uppercase()))?;
+        check(setrlimit(res, v, v), "set a resource limit", || {
+            format!("setrlimit(RLIMIT_{}, {v}, {v})", name.to_uppercase())
+        })?;
     }
     Ok(())
 }
 
 fn landlock(rules: &[(String, Access)], no_new_privs: bool) -> Result<(), SetupError> {
-    use landlock::{Access as _, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI};
+    use landlock::{
+        Access as _, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+    };
     let abi = ABI::V6;
     let step = "apply landlock";
     let err = |e: &dyn std::fmt::Display| SetupError::other(step, e.to_string());
@@ -85,7 +107,12 @@ fn landlock(rules: &[(String, Access)], no_new_privs: bool) -> Result<(), SetupE
         .no_new_privs(no_new_privs);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     for (path, access) in rules {
-        let fd = PathFd::new(path).map_err(|e| SetupError::other(step, format!("cannot open landlock path `{path}` inside the sandbox: {e}")))?;
+        let fd = PathFd::new(path).map_err(|e| {
+            SetupError::other(
+                step,
+                format!("cannot open landlock path `{path}` inside the sandbox: {e}"),
+            )
+        })?;
         let mut wanted = match access {
             Access::Read => read,
             Access::Exec => read | AccessFs::Execute,
@@ -95,11 +122,16 @@ fn landlock(rules: &[(String, Access)], no_new_privs: bool) -> Result<(), SetupE
         if !std::path::Path::new(path).is_dir() {
             wanted &= AccessFs::from_file(abi);
         }
-        ruleset = ruleset.add_rule(PathBeneath::new(fd, wanted)).map_err(|e| err(&e))?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, wanted))
+            .map_err(|e| err(&e))?;
     }
     let status = ruleset.restrict_self().map_err(|e| err(&e))?;
     if status.ruleset == landlock::RulesetStatus::NotEnforced {
-        return Err(SetupError::other(step, "the kernel does not enforce landlock (is it in the lsm= boot parameter?)"));
+        return Err(SetupError::other(
+            step,
+            "the kernel does not enforce landlock (is it in the lsm= boot parameter?)",
+        ));
     }
     Ok(())
 }
@@ -112,7 +144,9 @@ fn drop_bounding(f: &FinalSteps) -> Result<(), SetupError> {
     let keep = kept(f);
     for cap in caps::all() {
         if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| SetupError::other(format!("drop {cap} from the bounding set"), e.to_string()))?;
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                SetupError::other(format!("drop {cap} from the bounding set"), e.to_string())
+            })?;
         }
     }
     Ok(())
@@ -120,31 +154,53 @@ fn drop_bounding(f: &FinalSteps) -> Result<(), SetupError> {
 
 fn switch_user(c: &Credentials) -> Result<(), SetupError> {
     // Keep the permitted set across setuid so the kept capabilities survive a non-root user.
-    check(nix::sys::prctl::set_keepcaps(true), "keep capabilities across the user switch", || "prctl(PR_SET_KEEPCAPS, 1)".into())?;
+    check(
+        nix::sys::prctl::set_keepcaps(true),
+        "keep capabilities across the user switch",
+        || "prctl(PR_SET_KEEPCAPS, 1)".into(),
+    )?;
     if !c.setgroups_denied {
         let groups: Vec<Gid> = c.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-        check(nix::unistd::setgroups(&groups), "set supplementary groups", || format!("setgroups({:?})", c.groups))?;
+        check(
+            nix::unistd::setgroups(&groups),
+            "set supplementary groups",
+            || format!("setgroups({:?})", c.groups),
+        )?;
     }
     let gid = Gid::from_raw(c.gid);
-    check(nix::unistd::setresgid(gid, gid, gid), "switch group", || format!("setresgid({0}, {0}, {0})", c.gid))?;
+    check(
+        nix::unistd::setresgid(gid, gid, gid),
+        "switch group",
+        || format!("setresgid({0}, {0}, {0})", c.gid),
+    )?;
     let uid = Uid::from_raw(c.uid);
-    check(nix::unistd::setresuid(uid, uid, uid), "switch user", || format!("setresuid({0}, {0}, {0})", c.uid))?;
+    check(nix::unistd::setresuid(uid, uid, uid), "switch user", || {
+        format!("setresuid({0}, {0}, {0})", c.uid)
+    })?;
     Ok(())
 }
 
 fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
     let keep = kept(f);
     let set = |which: CapSet| {
-        caps::set(None, which, &keep).map_err(|e| SetupError::other(format!("set the {which:?} capabilities to {keep:?}"), e.to_string()))
+        caps::set(None, which, &keep).map_err(|e| {
+            SetupError::other(
+                format!("set the {which:?} capabilities to {keep:?}"),
+                e.to_string(),
+            )
+        })
     };
     // Inheritable first (needs the full effective set), then effective and permitted down.
     set(CapSet::Inheritable)?;
     set(CapSet::Effective)?;
     set(CapSet::Permitted)?;
-    caps::clear(None, CapSet::Ambient).map_err(|e| SetupError::other("clear ambient capabilities", e.to_string()))?;
+    caps::clear(None, CapSet::Ambient)
+        .map_err(|e| SetupError::other("clear ambient capabilities", e.to_string()))?;
     for cap in &keep {
         // Ambient is what carries capabilities through exec for a non-root user.
-        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| SetupError::other(format!("raise {cap} in the ambient set"), e.to_string()))?;
+        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| {
+            SetupError::other(format!("raise {cap} in the ambient set"), e.to_string())
+        })?;
     }
     Ok(())
 }
@@ -152,7 +208,11 @@ fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
 fn exec(plan: &LaunchPlan) -> SetupError {
     let cstr = |s: &str| CString::new(s).unwrap_or_default();
     let argv: Vec<CString> = plan.argv.iter().map(|a| cstr(a)).collect();
-    let env: Vec<CString> = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect();
+    let env: Vec<CString> = plan
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect();
     let Some(prog) = argv.first() else {
         return SetupError::other("start the service", "empty command");
     };
@@ -160,6 +220,15 @@ fn exec(plan: &LaunchPlan) -> SetupError {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let code = if errno == nix::errno::Errno::ENOENT { 127 } else { 126 };
-    SetupError::sys("start the service", format!("execve({:?})", plan.argv[0]), errno).with_code(code)
+    let code = if errno == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    SetupError::sys(
+        "start the service",
+        format!("execve({:?})", plan.argv[0]),
+        errno,
+    )
+    .with_code(code)
 }

@@ -46,23 +46,52 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd) -> ! {
 }
 
 fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
+    if plan.idmap.as_ref().is_some_and(|m| m.init_becomes_root) {
+        let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        check(
+            nix::unistd::setresgid(gid, gid, gid),
+            "become root in the user namespace",
+            || "setresgid(0, 0, 0)".into(),
+        )?;
+        check(
+            nix::unistd::setresuid(uid, uid, uid),
+            "become root in the user namespace",
+            || "setresuid(0, 0, 0)".into(),
+        )?;
+    }
     if let Some(h) = &plan.hostname {
-        check(nix::unistd::sethostname(h), "set the hostname", || format!("sethostname({h:?})"))?;
+        check(nix::unistd::sethostname(h), "set the hostname", || {
+            format!("sethostname({h:?})")
+        })?;
     }
     if let Some(fs) = &plan.fs {
         mounts::apply(fs)?;
     }
     if plan.loopback_up {
-        check(sys::loopback_up(), "bring up the loopback interface", || "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)".into())?;
+        check(
+            sys::loopback_up(),
+            "bring up the loopback interface",
+            || "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)".into(),
+        )?;
     }
     if !plan.has(Namespace::Pid) {
         // Without a pid namespace, orphans of the service are still ours to reap.
-        check(nix::sys::prctl::set_child_subreaper(true), "become a subreaper", || "prctl(PR_SET_CHILD_SUBREAPER, 1)".into())?;
+        check(
+            nix::sys::prctl::set_child_subreaper(true),
+            "become a subreaper",
+            || "prctl(PR_SET_CHILD_SUBREAPER, 1)".into(),
+        )?;
     }
     // The service must not be able to open /proc/1/mem or /proc/1/exe of stockade's init.
-    check(nix::sys::prctl::set_dumpable(false), "protect init", || "prctl(PR_SET_DUMPABLE, 0)".into())?;
+    check(nix::sys::prctl::set_dumpable(false), "protect init", || {
+        "prctl(PR_SET_DUMPABLE, 0)".into()
+    })?;
     for sig in FORWARDED {
-        check(sys::install_noop_handler(sig), "install signal handlers", || format!("sigaction({sig})"))?;
+        check(
+            sys::install_noop_handler(sig),
+            "install signal handlers",
+            || format!("sigaction({sig})"),
+        )?;
     }
     Ok(())
 }
@@ -70,9 +99,15 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
 /// The service starts with default dispositions and nothing blocked.
 fn reset_signals() -> Result<(), SetupError> {
     for sig in FORWARDED {
-        check(sys::default_handler(sig), "reset signal handlers", || format!("signal({sig}, SIG_DFL)"))?;
+        check(sys::default_handler(sig), "reset signal handlers", || {
+            format!("signal({sig}, SIG_DFL)")
+        })?;
     }
-    check(nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None), "unblock signals", || "sigprocmask(SIG_SETMASK, {})".into())
+    check(
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None),
+        "unblock signals",
+        || "sigprocmask(SIG_SETMASK, {})".into(),
+    )
 }
 
 fn supervise(service: Pid) -> ! {

@@ -95,12 +95,25 @@ pub fn run(plan: &LaunchPlan) -> Result<Exit, Error> {
         set.add(sig);
     }
     set.add(Signal::SIGCHLD);
-    error::check(nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None), "block signals", || "sigprocmask(SIG_BLOCK)".into())?;
+    error::check(
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None),
+        "block signals",
+        || "sigprocmask(SIG_BLOCK)".into(),
+    )?;
 
-    let (mut sup, child) = error::check(channel::pair(), "create the sync channel", || "socketpair(AF_UNIX, SOCK_SEQPACKET)".into())?;
+    let (mut sup, child) = error::check(channel::pair(), "create the sync channel", || {
+        "socketpair(AF_UNIX, SOCK_SEQPACKET)".into()
+    })?;
     let flags = clone_flags(plan);
     let init = match sys::clone_namespaces(flags) {
-        Err(errno) => return Err(SetupError::sys("create the sandbox", format!("clone({})", describe_flags(plan)), errno).into()),
+        Err(errno) => {
+            return Err(SetupError::sys(
+                "create the sandbox",
+                format!("clone({})", describe_flags(plan)),
+                errno,
+            )
+            .into())
+        }
         Ok(sys::Forked::Child) => {
             drop(sup);
             init::run(plan, child)
@@ -121,7 +134,10 @@ pub fn run(plan: &LaunchPlan) -> Result<Exit, Error> {
     }
     if let Err(f) = sup.wait_for_exec() {
         let _ = waitpid(init, None);
-        return Err(Error::Child { exit_code: f.exit_code, message: f.message });
+        return Err(Error::Child {
+            exit_code: f.exit_code,
+            message: f.message,
+        });
     }
     tracing::debug!(pid = init.as_raw(), "service started");
     Ok(wait_forwarding(init, &set))
@@ -136,7 +152,12 @@ fn abandon(init: Pid) {
 fn describe_flags(plan: &LaunchPlan) -> String {
     plan.namespaces
         .iter()
-        .map(|ns| format!("CLONE_NEW{}", format!("{ns:?}").to_uppercase().replace("MOUNT", "NS")))
+        .map(|ns| {
+            format!(
+                "CLONE_NEW{}",
+                format!("{ns:?}").to_uppercase().replace("MOUNT", "NS")
+            )
+        })
         .collect::<Vec<_>>()
         .join("|")
 }
@@ -147,11 +168,18 @@ fn write_idmaps(init: Pid, maps: &IdMaps) -> Result<(), SetupError> {
         let path = format!("{proc}/{file}");
         std::fs::write(&path, text).map_err(|e| {
             let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-            SetupError::sys("write the id map", format!("write({path:?}, {text:?})"), errno)
+            SetupError::sys(
+                "write the id map",
+                format!("write({path:?}, {text:?})"),
+                errno,
+            )
         })
     };
     let lines = |ranges: &[crate::profile::values::IdRange]| {
-        ranges.iter().map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count)).collect::<String>()
+        ranges
+            .iter()
+            .map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count))
+            .collect::<String>()
     };
     if maps.deny_setgroups {
         write("setgroups", "deny")?;
@@ -167,12 +195,24 @@ fn prepare_volume(v: &Volume) -> Result<(), SetupError> {
         return Ok(());
     }
     if let Some(parent) = v.host_path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(|e| SetupError::other(&step, e.to_string()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| SetupError::other(&step, e.to_string()))?;
     }
-    std::fs::DirBuilder::new().mode(0o700).create(&v.host_path).map_err(|e| SetupError::other(&step, e.to_string()))?;
-    std::fs::set_permissions(&v.host_path, std::fs::Permissions::from_mode(0o700)).map_err(|e| SetupError::other(&step, e.to_string()))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&v.host_path)
+        .map_err(|e| SetupError::other(&step, e.to_string()))?;
+    std::fs::set_permissions(&v.host_path, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| SetupError::other(&step, e.to_string()))?;
     error::check(
-        nix::unistd::chown(&v.host_path, Some(nix::unistd::Uid::from_raw(v.uid)), Some(nix::unistd::Gid::from_raw(v.gid))),
+        nix::unistd::chown(
+            &v.host_path,
+            Some(nix::unistd::Uid::from_raw(v.uid)),
+            Some(nix::unistd::Gid::from_raw(v.gid)),
+        ),
         &step,
         || format!("chown({:?}, {}, {})", v.host_path, v.uid, v.gid),
     )

@@ -69,24 +69,54 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755,size=64k"),
     )?;
-    check(chdir("/tmp"), "enter the scratch tmpfs", || "chdir(\"/tmp\")".into())?;
+    check(chdir("/tmp"), "enter the scratch tmpfs", || {
+        "chdir(\"/tmp\")".into()
+    })?;
     for d in ["newroot", "oldroot"] {
-        check(mkdir(d, Mode::from_bits_truncate(0o755)), "prepare the scratch tmpfs", || format!("mkdir({d:?})"))?;
+        check(
+            mkdir(d, Mode::from_bits_truncate(0o755)),
+            "prepare the scratch tmpfs",
+            || format!("mkdir({d:?})"),
+        )?;
     }
     // From here on the host root is /oldroot and no host path is shadowed by /tmp.
-    check(pivot_root(".", "oldroot"), "pivot into the scratch tmpfs", || "pivot_root(\".\", \"oldroot\")".into())?;
-    check(chdir("/"), "enter the scratch tmpfs", || "chdir(\"/\")".into())?;
+    check(
+        pivot_root(".", "oldroot"),
+        "pivot into the scratch tmpfs",
+        || "pivot_root(\".\", \"oldroot\")".into(),
+    )?;
+    check(chdir("/"), "enter the scratch tmpfs", || {
+        "chdir(\"/\")".into()
+    })?;
 
     match &fs.root {
         RootSource::Host(dir) => {
-            do_mount("bind the sandbox root", Some(&old_path(dir)), Path::new(NEW), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            do_mount(
+                "bind the sandbox root",
+                Some(&old_path(dir)),
+                Path::new(NEW),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
             if fs.read_only {
                 // Before the other mounts, so they stay writable where the profile says so.
-                check(sys::make_readonly_recursive(Path::new(NEW)), "make the root read-only", || format!("mount_setattr({NEW:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)"))?;
+                check(
+                    sys::make_readonly_recursive(Path::new(NEW)),
+                    "make the root read-only",
+                    || format!("mount_setattr({NEW:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)"),
+                )?;
             }
         }
         RootSource::Empty => {
-            do_mount("mount the empty root", Some(Path::new("tmpfs")), Path::new(NEW), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))?;
+            do_mount(
+                "mount the empty root",
+                Some(Path::new("tmpfs")),
+                Path::new(NEW),
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0755"),
+            )?;
         }
     }
 
@@ -96,16 +126,39 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
 
     if fs.read_only && fs.root == RootSource::Empty {
         // Only now: every mount point on the empty root has been created.
-        do_mount("make the root read-only", None, Path::new(NEW), None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None)?;
+        do_mount(
+            "make the root read-only",
+            None,
+            Path::new(NEW),
+            None,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_BIND
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
+            None,
+        )?;
     }
 
     // Detach the host root: from now on nothing outside the new root is reachable.
-    check(umount2(OLD, MntFlags::MNT_DETACH), "detach the host root", || format!("umount2({OLD:?}, MNT_DETACH)"))?;
-    check(chdir(NEW), "enter the new root", || format!("chdir({NEW:?})"))?;
+    check(
+        umount2(OLD, MntFlags::MNT_DETACH),
+        "detach the host root",
+        || format!("umount2({OLD:?}, MNT_DETACH)"),
+    )?;
+    check(chdir(NEW), "enter the new root", || {
+        format!("chdir({NEW:?})")
+    })?;
     // pivot_root(".", ".") stacks the scratch root on top of the new root; detaching "."
     // then removes it without needing a directory for it inside the sandbox.
-    check(pivot_root(".", "."), "pivot into the new root", || "pivot_root(\".\", \".\")".into())?;
-    check(umount2(".", MntFlags::MNT_DETACH), "detach the scratch tmpfs", || "umount2(\".\", MNT_DETACH)".into())?;
+    check(pivot_root(".", "."), "pivot into the new root", || {
+        "pivot_root(\".\", \".\")".into()
+    })?;
+    check(
+        umount2(".", MntFlags::MNT_DETACH),
+        "detach the scratch tmpfs",
+        || "umount2(\".\", MNT_DETACH)".into(),
+    )?;
     check(chdir("/"), "enter the new root", || "chdir(\"/\")".into())?;
     Ok(())
 }
@@ -117,10 +170,17 @@ fn ensure(path: &Path, kind: NodeKind) -> Result<(), SetupError> {
     }
     let r = match kind {
         NodeKind::Dir => std::fs::create_dir(path),
-        NodeKind::File => std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).map(drop),
+        NodeKind::File => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(drop),
     };
     match r {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(SetupError::other(step, e.to_string())),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(SetupError::other(step, e.to_string()))
+        }
         _ => Ok(()),
     }
 }
@@ -129,17 +189,38 @@ fn apply_op(op: &MountOp) -> Result<(), SetupError> {
     let target = new_path(op.target());
     let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     match op {
-        MountOp::Bind { source, read_only, create, .. } => {
+        MountOp::Bind {
+            source,
+            read_only,
+            create,
+            ..
+        } => {
             if let Some(kind) = create {
                 ensure(&target, *kind)?;
             }
             let step = format!("bind {source} to {}", op.target());
-            do_mount(&step, Some(&old_path(source)), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            do_mount(
+                &step,
+                Some(&old_path(source)),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
             if *read_only {
-                check(sys::make_readonly_recursive(&target), &step, || format!("mount_setattr({target:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)"))?;
+                check(sys::make_readonly_recursive(&target), &step, || {
+                    format!("mount_setattr({target:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)")
+                })?;
             }
         }
-        MountOp::Tmpfs { size, mode, noexec, read_only, create, .. } => {
+        MountOp::Tmpfs {
+            size,
+            mode,
+            noexec,
+            read_only,
+            create,
+            ..
+        } => {
             if *create {
                 ensure(&target, NodeKind::Dir)?;
             }
@@ -150,40 +231,101 @@ fn apply_op(op: &MountOp) -> Result<(), SetupError> {
             if let Some(s) = size {
                 data.push_str(&format!(",size={s}"));
             }
-            do_mount(&format!("mount a tmpfs on {}", op.target()), Some(Path::new("tmpfs")), &target, Some("tmpfs"), flags, Some(&data))?;
+            do_mount(
+                &format!("mount a tmpfs on {}", op.target()),
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                flags,
+                Some(&data),
+            )?;
         }
         MountOp::Proc { create, .. } => {
             if *create {
                 ensure(&target, NodeKind::Dir)?;
             }
-            do_mount("mount a fresh /proc", Some(Path::new("proc")), &target, Some("proc"), tmpfs_flags | MsFlags::MS_NOEXEC, None)?;
+            do_mount(
+                "mount a fresh /proc",
+                Some(Path::new("proc")),
+                &target,
+                Some("proc"),
+                tmpfs_flags | MsFlags::MS_NOEXEC,
+                None,
+            )?;
         }
         MountOp::Sysfs { .. } => {
-            do_mount("mount a fresh /sys", Some(Path::new("sysfs")), &target, Some("sysfs"), tmpfs_flags | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY, None)?;
+            do_mount(
+                "mount a fresh /sys",
+                Some(Path::new("sysfs")),
+                &target,
+                Some("sysfs"),
+                tmpfs_flags | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+                None,
+            )?;
         }
         MountOp::Devpts { .. } => {
             ensure(&target, NodeKind::Dir)?;
-            do_mount("mount a private devpts", Some(Path::new("devpts")), &target, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
+            do_mount(
+                "mount a private devpts",
+                Some(Path::new("devpts")),
+                &target,
+                Some("devpts"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                Some("newinstance,ptmxmode=0666,mode=0620"),
+            )?;
         }
         MountOp::Mqueue { .. } => {
             ensure(&target, NodeKind::Dir)?;
-            do_mount("mount a private mqueue", Some(Path::new("mqueue")), &target, Some("mqueue"), tmpfs_flags | MsFlags::MS_NOEXEC, None)?;
+            do_mount(
+                "mount a private mqueue",
+                Some(Path::new("mqueue")),
+                &target,
+                Some("mqueue"),
+                tmpfs_flags | MsFlags::MS_NOEXEC,
+                None,
+            )?;
         }
         MountOp::Symlink { text, .. } => {
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| SetupError::other(format!("create {}", parent.display()), e.to_string()))?;
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    SetupError::other(format!("create {}", parent.display()), e.to_string())
+                })?;
             }
-            std::os::unix::fs::symlink(text, &target).map_err(|e| SetupError::other(format!("create the symlink {} -> {text}", op.target()), e.to_string()))?;
+            std::os::unix::fs::symlink(text, &target).map_err(|e| {
+                SetupError::other(
+                    format!("create the symlink {} -> {text}", op.target()),
+                    e.to_string(),
+                )
+            })?;
         }
         MountOp::HideFile { .. } => {
             if !Path::new(HIDDEN_FILE).exists() {
-                let f = std::fs::File::create(HIDDEN_FILE).map_err(|e| SetupError::other("create the hiding file", e.to_string()))?;
-                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0))
+                let f = std::fs::File::create(HIDDEN_FILE)
+                    .map_err(|e| SetupError::other("create the hiding file", e.to_string()))?;
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o000))
                     .map_err(|e| SetupError::other("create the hiding file", e.to_string()))?;
             }
             let step = format!("hide {}", op.target());
-            do_mount(&step, Some(Path::new(HIDDEN_FILE)), &target, None, MsFlags::MS_BIND, None)?;
-            do_mount(&step, None, &target, None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | tmpfs_flags | MsFlags::MS_NOEXEC, None)?;
+            do_mount(
+                &step,
+                Some(Path::new(HIDDEN_FILE)),
+                &target,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?;
+            do_mount(
+                &step,
+                None,
+                &target,
+                None,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_BIND
+                    | MsFlags::MS_RDONLY
+                    | tmpfs_flags
+                    | MsFlags::MS_NOEXEC,
+                None,
+            )?;
         }
     }
     Ok(())
