@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages stockade's build, examples and tests need.
+# Idempotent; run as root. The Rust toolchain itself comes from rustup (Debian's cargo is
+# too old for the crates stockade uses).
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "tests/deps.sh: run as root (it uses apt-get)" >&2; exit 1; }
+
+packages=(
+  build-essential pkg-config   # crates that compile C
+  util-linux                   # setpriv, unshare, nsenter (tests run stockade as nobody)
+  procps                       # ps, pgrep in test diagnostics
+  redis-server redis-tools     # examples/redis.toml and its test
+  bubblewrap hyperfine time    # tests/bench/launch.sh compares against bwrap
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packaged redis-server from starting on the host.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
