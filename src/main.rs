@@ -6,6 +6,7 @@ mod host;
 mod plan;
 mod profile;
 mod sandbox;
+mod systemd;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -57,19 +58,18 @@ fn load_and_plan(
     search: &SearchPath,
 ) -> Result<plan::LaunchPlan, ()> {
     let loaded = profile::load(arg, search).map_err(|inv| print_problems(&inv.lines()))?;
+    let host = host::Host::current();
+    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let inv = plan::Invocation {
         extra_args,
         env: std::env::vars().collect(),
         volume_dir: plan::VOLUME_DIR.into(),
+        id: std::process::id(),
+        cgroup: host.cgroup_facts(&own_cgroup),
+        under_unit: std::env::var_os("INVOCATION_ID").is_some(),
+        notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
     };
-    plan::build(
-        &loaded.name,
-        &loaded.profile,
-        &loaded.path,
-        &host::Host::current(),
-        &inv,
-    )
-    .map_err(|problems| {
+    plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.render(&loaded.sources)).collect();
         print_problems(&lines)
     })
@@ -80,14 +80,37 @@ fn run(arg: &str, args: Vec<String>, search: &SearchPath) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     };
     tracing::debug!(?plan, "launch plan");
-    match sandbox::run(&plan) {
-        Ok(exit) => {
-            tracing::debug!(?exit, "service ended");
-            ExitCode::from(exit.code())
+    let mut manager = systemd::Systemd::new(std::env::var("NOTIFY_SOCKET").ok());
+    match sandbox::run(&plan, &mut manager) {
+        Ok(outcome) => {
+            log_outcome(&plan, outcome);
+            ExitCode::from(outcome.code())
         }
         Err(e) => {
             eprintln!("stockade: {}: {e}", plan.name);
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The end of the service, in words, with the cause when the kernel's OOM killer was it.
+fn log_outcome(plan: &plan::LaunchPlan, o: sandbox::Outcome) {
+    let name = &plan.name;
+    match o.service {
+        sandbox::ServiceEnd::Exited(0) => tracing::info!("{name} exited with status 0"),
+        sandbox::ServiceEnd::Exited(c) => tracing::warn!("{name} exited with status {c}"),
+        sandbox::ServiceEnd::Killed(sig) => {
+            let signame = nix::sys::signal::Signal::try_from(sig)
+                .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_owned());
+            match (o.oom_kills, &plan.memory_max) {
+                (Some(n), Some(limit)) if n > 0 => tracing::warn!(
+                    "{name} was killed by {signame}: memory limit {limit} reached (oom_kill {n})"
+                ),
+                (Some(n), None) if n > 0 => {
+                    tracing::warn!("{name} was killed by {signame}: out of memory (oom_kill {n})")
+                }
+                _ => tracing::warn!("{name} was killed by {signame}"),
+            }
         }
     }
 }

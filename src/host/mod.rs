@@ -3,6 +3,10 @@
 //! Readers only; nothing here writes. Every reader works below `root`, so tests point it at a
 //! temporary directory holding `etc/passwd`, `etc/group` and whatever paths they need.
 
+mod cgroup;
+
+pub use cgroup::CgroupFacts;
+
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};

@@ -4,6 +4,7 @@
 //! lists the final security steps. It performs no syscalls and writes nothing, so every
 //! decision is unit-tested without root; after it succeeds, only the kernel can refuse.
 
+mod cgroup;
 mod mounts;
 #[cfg(test)]
 mod tests;
@@ -15,6 +16,7 @@ use crate::profile::values::{IdRange, IdRef, Limit};
 use crate::profile::{At, Problem, Profile, Src};
 use std::path::{Path, PathBuf};
 
+pub use cgroup::{CgroupPlan, Leaves, Prop, ScopeSpec};
 pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
 
 /// Where named volumes live on the host.
@@ -98,12 +100,31 @@ pub struct LaunchPlan {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub workdir: String,
+    /// Where the sandbox's processes are accounted and limited.
+    pub cgroup: CgroupPlan,
+    /// The memory limit as the admin wrote it, for the exit message after an OOM kill.
+    pub memory_max: Option<String>,
+    /// Connect the service's stdout/stderr to journald under this identifier.
+    pub journal_identifier: Option<String>,
+    /// Relay sd_notify messages from the service to the unit's NOTIFY_SOCKET.
+    pub notify: Option<Notify>,
+    /// Under a Type=notify unit whose service does not speak sd_notify: stockade reports
+    /// READY=1 itself once the service has exec'd.
+    pub ready_after_exec: bool,
 }
 
 impl LaunchPlan {
     pub fn has(&self, ns: Namespace) -> bool {
         self.namespaces.contains(&ns)
     }
+}
+
+/// The relayed notify socket: created by the supervisor on the host, bound into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub host_socket: PathBuf,
+    /// Where NOTIFY_SOCKET points the service.
+    pub target: String,
 }
 
 /// What the caller adds to the profile.
@@ -115,6 +136,14 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// Where volumes live; [`VOLUME_DIR`] unless a test says otherwise.
     pub volume_dir: PathBuf,
+    /// Unique per run (the supervisor's pid), for scope and cgroup names.
+    pub id: u32,
+    /// What the host offers for cgroups and systemd.
+    pub cgroup: crate::host::CgroupFacts,
+    /// Started by a systemd unit (its stdout already goes to the journal).
+    pub under_unit: bool,
+    /// The unit's NOTIFY_SOCKET, when it is Type=notify.
+    pub notify_socket: Option<String>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -149,6 +178,27 @@ pub fn build(
     };
     let argv = b.argv(profile, inv);
     let finals = b.finals(profile);
+    let cgroup = cgroup::plan(&mut b, profile, name, inv.id, &inv.cgroup);
+    let mut fs = fs;
+    let relay = inv.notify_socket.is_some() && or(&profile.systemd.notify, false);
+    let notify = relay
+        .then(|| b.notify_target(fs.as_ref()))
+        .flatten()
+        .map(|target| {
+            let host_socket = PathBuf::from(format!("/run/stockade/notify-{}.sock", inv.id));
+            if let Some(fs) = fs.as_mut() {
+                fs.ops.push(MountOp::Bind {
+                    source: host_socket.display().to_string(),
+                    target: target.clone(),
+                    read_only: false,
+                    create: Some(NodeKind::File),
+                });
+            }
+            Notify {
+                host_socket,
+                target,
+            }
+        });
     if !b.problems.is_empty() {
         return Err(b.problems);
     }
@@ -165,6 +215,16 @@ pub fn build(
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.value.clone()));
     }
+    if let Some(n) = &notify {
+        env.push(("NOTIFY_SOCKET".into(), n.target.clone()));
+        // The watchdog interval belongs to the unit; the service is the one to keep it fed.
+        env.extend(
+            inv.env
+                .iter()
+                .filter(|(k, _)| k == "WATCHDOG_USEC")
+                .cloned(),
+        );
+    }
     Ok(LaunchPlan {
         name: name.to_owned(),
         loopback_up: namespaces.contains(&Namespace::Net),
@@ -178,6 +238,16 @@ pub fn build(
         argv,
         env,
         workdir: or(&profile.exec.workdir, "/".to_owned()),
+        cgroup,
+        memory_max: profile
+            .resources
+            .memory_max
+            .as_ref()
+            .map(|m| m.value.to_string()),
+        journal_identifier: (or(&profile.logging.journal, false) && !inv.under_unit)
+            .then(|| name.to_owned()),
+        notify,
+        ready_after_exec: inv.notify_socket.is_some() && !relay,
     })
 }
 
@@ -452,6 +522,34 @@ impl Builder<'_> {
             }
         }
         argv
+    }
+
+    /// Where the relayed notify socket appears inside: on a tmpfs stockade mounts, because
+    /// the socket file is bound there and a mount point cannot be created on the host root.
+    fn notify_target(&mut self, fs: Option<&FsPlan>) -> Option<String> {
+        let Some(fs) = fs else {
+            self.file_err("namespaces.mount", "relaying sd_notify (NOTIFY_SOCKET is set) needs a mount namespace to place the service's notify socket");
+            return None;
+        };
+        let tmpfs: Vec<&str> = fs
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                MountOp::Tmpfs {
+                    target,
+                    read_only: false,
+                    ..
+                } => Some(target.as_str()),
+                _ => None,
+            })
+            .collect();
+        for dir in ["/run", "/dev", "/tmp"] {
+            if tmpfs.contains(&dir) || (dir == "/run" && fs.root == RootSource::Empty) {
+                return Some(format!("{dir}/stockade-notify.sock"));
+            }
+        }
+        self.file_err("filesystem.private_dev", "relaying sd_notify (NOTIFY_SOCKET is set) needs a tmpfs to place the service's notify socket: keep private_dev or private_tmp, or mount a tmpfs on /run");
+        None
     }
 
     fn finals(&mut self, p: &Profile) -> FinalSteps {

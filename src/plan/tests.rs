@@ -8,6 +8,8 @@ use std::fs;
 struct Fixture {
     dir: tempfile::TempDir,
     host: Host,
+    cgroup: crate::host::CgroupFacts,
+    notify: Option<String>,
 }
 
 impl Fixture {
@@ -47,6 +49,8 @@ impl Fixture {
                 egid: euid,
             },
             dir,
+            cgroup: Default::default(),
+            notify: None,
         }
     }
 
@@ -62,6 +66,10 @@ impl Fixture {
                 ("HOME".into(), "/root".into()),
             ],
             volume_dir: "/var/lib/stockade/volumes".into(),
+            id: 42,
+            cgroup: self.cgroup.clone(),
+            under_unit: false,
+            notify_socket: self.notify.clone(),
         };
         build(
             &loaded.name,

@@ -7,7 +7,7 @@
 //! tables merge per key, `[[mount]]` entries append. Every value keeps its [`Origin`].
 
 use super::source::{SourceMap, Src};
-use super::values::{IdRange, IdRef, Limit, Mode, MountType, Size};
+use super::values::{CgroupMode, IdRange, IdRef, Limit, Mode, MountType, Percent, Size};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -166,6 +166,58 @@ section! {
         section network: Network,
         /// Capabilities, no_new_privs and landlock.
         section security: Security,
+        /// cgroup v2 limits, named after systemd's resource-control properties.
+        section resources: Resources,
+        /// How the sandbox is placed in systemd's cgroup tree.
+        section systemd: Systemd,
+        /// Where the service's output goes.
+        section logging: Logging,
+    }
+}
+
+section! {
+    /// `[resources]`: limits enforced by cgroup v2, as systemd's properties of the same name.
+    pub struct Resources {
+        /// MemoryMax=: hard memory limit; the OOM killer acts beyond it.
+        leaf memory_max: Size,
+        /// MemoryHigh=: throttling threshold, reclaimed aggressively above it.
+        leaf memory_high: Size,
+        /// MemorySwapMax=: swap limit ("0" for none).
+        leaf memory_swap_max: Size,
+        /// CPUQuota=: CPU time per wall-clock time, "50%" is half a core, "200%" two cores.
+        leaf cpu_quota: Percent,
+        /// CPUWeight=: relative CPU share, 1..10000 (systemd's default 100).
+        leaf cpu_weight: u64,
+        /// TasksMax=: maximum number of processes and threads, or "infinity".
+        leaf tasks_max: Limit,
+        /// IOWeight=: relative block I/O share, 1..10000.
+        leaf io_weight: u64,
+        /// AllowedCPUs=: CPUs the service may run on, such as "0-1" or "0,2".
+        leaf allowed_cpus: String,
+    }
+}
+
+section! {
+    /// `[systemd]`: scope registration.
+    pub struct Systemd {
+        /// auto, scope, delegate or off (default auto).
+        leaf mode: CgroupMode,
+        /// Slice the scope goes into (default "stockade.slice").
+        leaf slice: String,
+        /// Scope name; `{profile}` and `{id}` are replaced (default "stockade-{profile}-{id}.scope").
+        leaf unit_name: String,
+        /// The service speaks sd_notify itself: relay its READY=1 (default false: under a
+        /// Type=notify unit, stockade reports ready once the service has started).
+        leaf notify: bool,
+    }
+}
+
+section! {
+    /// `[logging]`.
+    pub struct Logging {
+        /// When run from a shell, send the service's stdout and stderr to journald under
+        /// SYSLOG_IDENTIFIER=<profile> (default false; under a unit they go to its journal).
+        leaf journal: bool,
     }
 }
 

@@ -70,7 +70,36 @@ pub fn validate(p: &Profile, _main: FileId, path: &Path) -> Vec<Problem> {
     v.filesystem(p);
     v.mounts(p);
     v.security(p);
+    v.resources(p);
     v.out
+}
+
+/// Parses a CPU list such as "0-3,6" into CPU numbers.
+pub fn cpu_list(text: &str) -> Result<Vec<u32>, String> {
+    let bad =
+        || format!("invalid CPU list `{text}`: expected numbers and ranges such as \"0-3,6\"");
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a > b || b >= 8192 {
+            return Err(bad());
+        }
+        cpus.extend(a..=b);
+    }
+    Ok(cpus)
+}
+
+/// Characters systemd accepts in a unit name.
+pub fn valid_unit_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
 }
 
 struct Validator<'a> {
@@ -405,6 +434,92 @@ impl Validator<'_> {
                             .push(Problem::at(o, "security.landlock.exec", problem)),
                         None => self.missing("security.landlock.exec", &problem),
                     }
+                }
+            }
+        }
+    }
+}
+
+impl Validator<'_> {
+    fn resources(&mut self, p: &Profile) {
+        let r = &p.resources;
+        for (key, v) in [
+            ("resources.cpu_weight", &r.cpu_weight),
+            ("resources.io_weight", &r.io_weight),
+        ] {
+            if let Some(v) = v {
+                if !(1..=10000).contains(&v.value) {
+                    self.err(
+                        v,
+                        key,
+                        format!("{} is out of range: weights go from 1 to 10000", v.value),
+                    );
+                }
+            }
+        }
+        if let Some(t) = &r.tasks_max {
+            if t.value == super::values::Limit::Value(0) {
+                self.err(
+                    t,
+                    "resources.tasks_max",
+                    "0 tasks would forbid the service itself; use at least 1",
+                );
+            }
+        }
+        if let Some(c) = &r.allowed_cpus {
+            if let Err(msg) = cpu_list(&c.value) {
+                self.err(c, "resources.allowed_cpus", msg);
+            }
+        }
+        let sd = &p.systemd;
+        if let Some(slice) = &sd.slice {
+            if !slice.value.ends_with(".slice") || !valid_unit_name(&slice.value) {
+                self.err(
+                    slice,
+                    "systemd.slice",
+                    format!(
+                        "`{}` is not a slice name (letters, digits, `:-_.@`, ending in `.slice`)",
+                        slice.value
+                    ),
+                );
+            }
+        }
+        if let Some(u) = &sd.unit_name {
+            let probe = u.value.replace("{profile}", "p").replace("{id}", "1");
+            if !u.value.contains("{id}") {
+                self.err(
+                    u,
+                    "systemd.unit_name",
+                    "must contain `{id}`: a scope name has to be unique per run",
+                );
+            } else if !probe.ends_with(".scope") || !valid_unit_name(&probe) {
+                self.err(
+                    u,
+                    "systemd.unit_name",
+                    format!(
+                        "`{}` is not a scope name (letters, digits, `:-_.@`, ending in `.scope`)",
+                        u.value
+                    ),
+                );
+            }
+        }
+        if let Some(m) = &sd.mode {
+            if m.value == super::values::CgroupMode::Off {
+                let set: Vec<&str> = [
+                    ("memory_max", r.memory_max.is_some()),
+                    ("memory_high", r.memory_high.is_some()),
+                    ("memory_swap_max", r.memory_swap_max.is_some()),
+                    ("cpu_quota", r.cpu_quota.is_some()),
+                    ("cpu_weight", r.cpu_weight.is_some()),
+                    ("tasks_max", r.tasks_max.is_some()),
+                    ("io_weight", r.io_weight.is_some()),
+                    ("allowed_cpus", r.allowed_cpus.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(k, on)| on.then_some(k))
+                .collect();
+                if !set.is_empty() {
+                    self.err(m, "systemd.mode", format!("`off` does no cgroup handling, so [resources] cannot be enforced (set: {})", set.join(", ")));
                 }
             }
         }

@@ -278,3 +278,51 @@ mod tests {
         }
     }
 }
+
+/// A percentage such as `"50%"`; may exceed 100 (CPU quotas on several cores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(pub u32);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a percentage in quotes, such as \"50%\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Percent, E> {
+                v.strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .filter(|&n| n > 0)
+                    .map(Percent)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "invalid percentage `{v}`: expected a whole number above 0 followed by %, such as \"50%\""
+                        ))
+                    })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0))
+    }
+}
+
+/// How stockade places the sandbox in a cgroup (`[systemd] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Delegate inside a delegating unit, a scope when systemd runs, else cgroup v2 files.
+    Auto,
+    /// A transient scope registered with systemd over D-Bus.
+    Scope,
+    /// Leaf cgroups inside the calling unit's delegated cgroup.
+    Delegate,
+    /// No cgroup handling; `[resources]` is refused.
+    Off,
+}

@@ -125,3 +125,53 @@ impl ChildEnd {
         );
     }
 }
+
+/// How the service ended, as init saw it (the supervisor only sees init's exit status, which
+/// cannot tell "exit 137" from "killed by SIGKILL").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceEnd {
+    Exited(u8),
+    Killed(i32),
+}
+
+/// Init's end of the status channel.
+pub struct StatusWriter(UnixStream);
+
+/// The supervisor's end of the status channel.
+pub struct StatusReader(UnixStream);
+
+pub fn status_pair() -> nix::Result<(StatusReader, StatusWriter)> {
+    let (a, b): (OwnedFd, OwnedFd) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((
+        StatusReader(UnixStream::from(a)),
+        StatusWriter(UnixStream::from(b)),
+    ))
+}
+
+impl StatusWriter {
+    pub fn report(&mut self, end: ServiceEnd) {
+        let msg = match end {
+            ServiceEnd::Exited(c) => [b'E', c],
+            ServiceEnd::Killed(s) => [b'K', s as u8],
+        };
+        let _ = self.0.write_all(&msg);
+    }
+}
+
+impl StatusReader {
+    /// The report, once init has exited (so the read cannot block).
+    pub fn take(&mut self) -> Option<ServiceEnd> {
+        let _ = self.0.set_nonblocking(true);
+        let mut buf = [0u8; 2];
+        match self.0.read(&mut buf) {
+            Ok(2) if buf[0] == b'E' => Some(ServiceEnd::Exited(buf[1])),
+            Ok(2) if buf[0] == b'K' => Some(ServiceEnd::Killed(i32::from(buf[1]))),
+            _ => None,
+        }
+    }
+}

@@ -12,7 +12,18 @@ use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
 
 /// Runs every final step and execs the service; returns only on failure.
-pub fn exec_service(plan: &LaunchPlan) -> SetupError {
+pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
+    if let Some((out, err)) = runtime.journal {
+        for (fd, target) in [(out, 1), (err, 2)] {
+            if let Err(e) = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target) {
+                return SetupError::sys(
+                    "connect the output to journald",
+                    format!("dup2(stream, {target})"),
+                    e,
+                );
+            }
+        }
+    }
     match prepare(plan) {
         Ok(()) => exec(plan),
         Err(e) => e,

@@ -6,15 +6,15 @@
 //!
 //! This code never returns into the supervisor's code: every path ends in exec or `_exit`.
 
-use super::channel::ChildEnd;
+use super::channel::{ChildEnd, ServiceEnd, StatusWriter};
 use super::error::{check, SetupError};
-use super::{exec, mounts, sys, FORWARDED};
+use super::{exec, mounts, sys, Runtime, FORWARDED};
 use crate::plan::{LaunchPlan, Namespace};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-pub fn run(plan: &LaunchPlan, mut chan: ChildEnd) -> ! {
+pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, runtime: Runtime) -> ! {
     // If the supervisor dies, so does the sandbox: init's death kills its pid namespace.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || !chan.wait_for_proceed() {
         sys::exit_now(125);
@@ -30,8 +30,9 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd) -> ! {
             sys::exit_now(e.exit_code)
         }
         Ok(sys::Forked::Child) => {
+            drop(status);
             let e = match reset_signals() {
-                Ok(()) => exec::exec_service(plan),
+                Ok(()) => exec::exec_service(plan, runtime),
                 Err(e) => e,
             };
             chan.report_failure(e.exit_code, &e.to_string());
@@ -39,8 +40,8 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd) -> ! {
         }
         Ok(sys::Forked::Parent(service)) => {
             // Only the service's copy may remain, so the supervisor sees EOF at its exec.
-            drop(chan);
-            supervise(service)
+            drop((chan, runtime));
+            supervise(service, status)
         }
     }
 }
@@ -57,6 +58,15 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
             nix::unistd::setresuid(uid, uid, uid),
             "become root in the user namespace",
             || "setresuid(0, 0, 0)".into(),
+        )?;
+    }
+    if plan.has(Namespace::Cgroup) {
+        // Only now: the supervisor has placed us in our final cgroup, which becomes the
+        // namespace's root.
+        check(
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP),
+            "create the cgroup namespace",
+            || "unshare(CLONE_NEWCGROUP)".into(),
         )?;
     }
     if let Some(h) = &plan.hostname {
@@ -110,7 +120,7 @@ fn reset_signals() -> Result<(), SetupError> {
     )
 }
 
-fn supervise(service: Pid) -> ! {
+fn supervise(service: Pid, mut status: StatusWriter) -> ! {
     let mut set = SigSet::empty();
     for sig in FORWARDED {
         set.add(sig);
@@ -124,8 +134,12 @@ fn supervise(service: Pid) -> ! {
         }
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == service => sys::exit_now(code as u8),
+                Ok(WaitStatus::Exited(pid, code)) if pid == service => {
+                    status.report(ServiceEnd::Exited(code as u8));
+                    sys::exit_now(code as u8)
+                }
                 Ok(WaitStatus::Signaled(pid, sig, _)) if pid == service => {
+                    status.report(ServiceEnd::Killed(sig as i32));
                     sys::exit_now(128u8.wrapping_add(sig as u8))
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,

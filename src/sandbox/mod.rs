@@ -1,24 +1,34 @@
 //! Doing it: every side effect of `stockade run`, in plan order. Takes a [`LaunchPlan`] only.
 //!
 //! Processes: the supervisor (this process, in the host's namespaces) clones init into the
-//! new namespaces, writes its id maps, and then only waits: it forwards signals to init and
-//! exits with init's status. Init (`init.rs`) builds the filesystem and forks the service,
-//! which takes its final steps (`exec.rs`) and execs.
+//! new namespaces, writes its id maps, places it in a cgroup, and then only waits: it
+//! forwards signals to init, relays sd_notify messages, and exits with the service's status.
+//! Init (`init.rs`) builds the filesystem and forks the service, which takes its final steps
+//! (`exec.rs`) and execs. Talking to systemd is not done here: the [`Manager`] the caller
+//! passes in does it.
 
+mod cgroup;
 mod channel;
 mod error;
 mod exec;
 mod init;
+mod journal;
 mod mounts;
-mod sys;
+mod notify;
+pub(crate) mod sys;
 
+pub use channel::ServiceEnd;
 pub use error::SetupError;
 
-use crate::plan::{IdMaps, LaunchPlan, Namespace, Volume};
+use crate::plan::{IdMaps, LaunchPlan, Namespace, ScopeSpec, Volume};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
 
 /// Signals passed on to the service.
 pub const FORWARDED: [Signal; 7] = [
@@ -31,20 +41,30 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
-/// How the service ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Status(u8),
-    /// The supervisor saw init die of a signal (only SIGKILL can do that to a pid-ns init).
-    Signal(i32),
+/// What the supervisor needs from systemd; implemented outside the sandbox stage so this
+/// module never touches D-Bus, and called only after the last clone.
+pub trait Manager {
+    /// Registers a transient scope holding `init` (a host pid) and waits until systemd
+    /// confirms it. Returns the scope's cgroup directory for reading its events later.
+    fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), String>;
+    /// Passes one sd_notify message of the service on to the unit's notify socket.
+    fn relay_notify(&mut self, message: &str);
 }
 
-impl Exit {
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub service: ServiceEnd,
+    /// OOM kills recorded in the sandbox's cgroup, when it has a memory controller.
+    pub oom_kills: Option<u64>,
+}
+
+impl Outcome {
     /// The shell convention: the status, or 128+N for death by signal N.
     pub fn code(self) -> u8 {
-        match self {
-            Exit::Status(c) => c,
-            Exit::Signal(s) => 128u8.wrapping_add(s as u8),
+        match self.service {
+            ServiceEnd::Exited(c) => c,
+            ServiceEnd::Killed(s) => 128u8.wrapping_add(s as u8),
         }
     }
 }
@@ -67,6 +87,13 @@ impl Error {
     }
 }
 
+/// Runtime resources init hands to the service: not part of the plan because they are
+/// descriptors, not decisions.
+pub struct Runtime {
+    /// journald streams for stdout and stderr.
+    pub journal: Option<(OwnedFd, OwnedFd)>,
+}
+
 fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
     plan.namespaces
         .iter()
@@ -77,19 +104,34 @@ fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
             Namespace::Net => libc::CLONE_NEWNET,
             Namespace::Ipc => libc::CLONE_NEWIPC,
             Namespace::Uts => libc::CLONE_NEWUTS,
-            Namespace::Cgroup => libc::CLONE_NEWCGROUP,
+            // Unshared by init once it sits in its final cgroup, so the namespace is rooted
+            // there and not in the caller's cgroup.
+            Namespace::Cgroup => 0,
             Namespace::Time => libc::CLONE_NEWTIME,
         })
         .fold(0, |acc, f| acc | f)
 }
 
-/// Runs the plan to the end and returns how the service exited.
-pub fn run(plan: &LaunchPlan) -> Result<Exit, Error> {
+/// Runs the plan to the end and returns how the service ended.
+pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Error> {
     for v in &plan.volumes {
         prepare_volume(v)?;
     }
+    // Host-side effects, each undone when its guard drops.
+    let notify = plan
+        .notify
+        .as_ref()
+        .map(|n| notify::NotifySocket::create(&n.host_socket))
+        .transpose()?;
+    let runtime = Runtime {
+        journal: plan
+            .journal_identifier
+            .as_deref()
+            .map(journal::streams)
+            .transpose()?,
+    };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
-    // supervisor collects them with sigwait, init re-handles them, the service unblocks them.
+    // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.
     let mut set = SigSet::empty();
     for sig in FORWARDED {
         set.add(sig);
@@ -104,8 +146,11 @@ pub fn run(plan: &LaunchPlan) -> Result<Exit, Error> {
     let (mut sup, child) = error::check(channel::pair(), "create the sync channel", || {
         "socketpair(AF_UNIX, SOCK_SEQPACKET)".into()
     })?;
-    let flags = clone_flags(plan);
-    let init = match sys::clone_namespaces(flags) {
+    let (mut status, status_writer) =
+        error::check(channel::status_pair(), "create the status channel", || {
+            "socketpair(AF_UNIX, SOCK_SEQPACKET)".into()
+        })?;
+    let init = match sys::clone_namespaces(clone_flags(plan)) {
         Err(errno) => {
             return Err(SetupError::sys(
                 "create the sandbox",
@@ -115,38 +160,78 @@ pub fn run(plan: &LaunchPlan) -> Result<Exit, Error> {
             .into())
         }
         Ok(sys::Forked::Child) => {
-            drop(sup);
-            init::run(plan, child)
+            drop((sup, status));
+            init::run(plan, child, status_writer, runtime)
         }
         Ok(sys::Forked::Parent(pid)) => pid,
     };
-    drop(child);
+    drop((child, status_writer, runtime));
+    // From here on init exists: every failure must take it down before returning.
+    let guard = InitGuard(init);
 
     if let Some(maps) = &plan.idmap {
-        if let Err(e) = write_idmaps(init, maps) {
-            abandon(init);
-            return Err(e.into());
+        write_idmaps(init, maps)?;
+    }
+    // Placed before init may continue, so nothing of the sandbox ever runs unaccounted.
+    let mut leaf = None;
+    let cgroup_dir: Option<PathBuf> = match &plan.cgroup {
+        crate::plan::CgroupPlan::None => None,
+        crate::plan::CgroupPlan::Scope(spec) => {
+            manager
+                .register_scope(spec, init.as_raw() as u32)
+                .map_err(|e| SetupError::other(format!("register the scope {}", spec.unit), e))?;
+            cgroup_of(init)
         }
-    }
-    if let Err(e) = sup.tell_proceed() {
-        abandon(init);
-        return Err(SetupError::other("start the sandbox", format!("init went away: {e}")).into());
-    }
+        crate::plan::CgroupPlan::Leaves(l) => {
+            let created = cgroup::Leaf::create(l, init.as_raw() as u32)?;
+            let dir = created.dir().to_owned();
+            leaf = Some(created);
+            Some(dir)
+        }
+    };
+    sup.tell_proceed()
+        .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
     if let Err(f) = sup.wait_for_exec() {
-        let _ = waitpid(init, None);
         return Err(Error::Child {
             exit_code: f.exit_code,
             message: f.message,
         });
     }
     tracing::debug!(pid = init.as_raw(), "service started");
-    Ok(wait_forwarding(init, &set))
+    if plan.ready_after_exec {
+        manager.relay_notify("READY=1");
+    }
+    std::mem::forget(guard);
+    let init_status = supervise(init, &set, notify.as_ref(), manager)?;
+    let service = status.take().unwrap_or(init_status);
+    let oom_kills = cgroup_dir.as_deref().and_then(cgroup::oom_kills);
+    drop(leaf);
+    Ok(Outcome { service, oom_kills })
 }
 
-/// Kills and reaps init after a failure on our side, so nothing is left running.
-fn abandon(init: Pid) {
-    let _ = kill(init, Signal::SIGKILL);
-    let _ = waitpid(init, None);
+/// Kills and reaps init when the supervisor gives up on a failure of its own.
+struct InitGuard(Pid);
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGKILL);
+        let _ = waitpid(self.0, None);
+    }
+}
+
+/// The cgroup v2 directory a process is in, as a host path.
+fn cgroup_of(pid: Pid) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.as_raw())).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let mount = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_owned())
+        })
+        .min_by_key(String::len)?;
+    Some(PathBuf::from(mount).join(rel.trim_start_matches('/')))
 }
 
 fn describe_flags(plan: &LaunchPlan) -> String {
@@ -218,18 +303,51 @@ fn prepare_volume(v: &Volume) -> Result<(), SetupError> {
     )
 }
 
-/// Waits for init, passing forwarded signals on to it.
-fn wait_forwarding(init: Pid, set: &SigSet) -> Exit {
+/// Waits for init, forwarding signals to it and relaying notify messages, and returns how
+/// init ended (the fallback when it could not report the service's end itself).
+fn supervise(
+    init: Pid,
+    set: &SigSet,
+    notify: Option<&notify::NotifySocket>,
+    manager: &mut dyn Manager,
+) -> Result<ServiceEnd, SetupError> {
+    let sfd = error::check(
+        SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK),
+        "watch signals",
+        || "signalfd()".into(),
+    )?;
     loop {
-        let Ok(sig) = set.wait() else { continue };
-        if sig != Signal::SIGCHLD {
-            let _ = kill(init, sig);
-            continue;
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(n) = notify {
+            fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
         }
-        match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Exit::Status(code as u8),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Exit::Signal(sig as i32),
-            _ => continue,
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(SetupError::sys("wait for the service", "poll()", e)),
+            Ok(_) => {}
+        }
+        let notify_ready = fds
+            .get(1)
+            .is_some_and(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)));
+        drop(fds);
+        if notify_ready {
+            while let Some(msg) = notify.and_then(|n| n.receive()) {
+                manager.relay_notify(&msg);
+            }
+        }
+        while let Ok(Some(info)) = sfd.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            if sig != Signal::SIGCHLD {
+                let _ = kill(init, sig);
+                continue;
+            }
+            match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(ServiceEnd::Exited(code as u8)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ServiceEnd::Killed(sig as i32)),
+                _ => {}
+            }
         }
     }
 }

@@ -147,3 +147,24 @@ pub fn exit_now(code: u8) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(libc::c_int::from(code)) }
 }
+
+/// Reads an extended attribute; None when it is absent or unreadable. (Used by the host
+/// readers to see systemd's `trusted.delegate` mark on a delegated cgroup.)
+pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = cpath(path).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated and live across the call; the buffer's real
+    // length is passed, so the kernel writes at most that many bytes.
+    let len = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+        )
+    };
+    let len = usize::try_from(len).ok()?;
+    buf.truncate(len);
+    Some(buf)
+}
