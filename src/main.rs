@@ -30,18 +30,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// stockade's own records go to journald when its socket exists, and to stderr unless
+/// stderr already is the journal (a unit's output stream). `-v`/`-q` set the level of both.
 fn init_logging(cli: &Cli) {
-    let level = match (cli.quiet, cli.verbose) {
-        (true, _) => tracing::Level::ERROR,
-        (false, 0) => tracing::Level::WARN,
-        (false, 1) => tracing::Level::DEBUG,
-        (false, _) => tracing::Level::TRACE,
+    use tracing_subscriber::prelude::*;
+    let (journal_level, stderr_level) = match (cli.quiet, cli.verbose) {
+        (true, _) => (tracing::Level::ERROR, tracing::Level::ERROR),
+        (false, 0) => (tracing::Level::INFO, tracing::Level::WARN),
+        (false, 1) => (tracing::Level::DEBUG, tracing::Level::DEBUG),
+        (false, _) => (tracing::Level::TRACE, tracing::Level::TRACE),
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
+    let journal = std::path::Path::new("/run/systemd/journal/socket")
+        .exists()
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
+        .map(|l| {
+            l.with_field_prefix(None).with_filter(
+                tracing_subscriber::filter::LevelFilter::from_level(journal_level),
+            )
+        });
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let stderr = (journal.is_none() || !under_journal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .with_filter(tracing_subscriber::filter::LevelFilter::from_level(
+                stderr_level,
+            ))
+    });
+    tracing_subscriber::registry()
+        .with(journal)
+        .with(stderr)
         .init();
 }
 
@@ -80,10 +100,42 @@ fn run(arg: &str, args: Vec<String>, search: &SearchPath) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     };
     tracing::debug!(?plan, "launch plan");
+    // Every record of this run carries these fields: `journalctl STOCKADE_PROFILE=redis`.
+    let unit = match &plan.cgroup {
+        plan::CgroupPlan::Scope(s) => s.unit.clone(),
+        // Under a unit, our own cgroup is named after it.
+        _ => std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .map(str::to_owned)
+            })
+            .and_then(|p| {
+                p.rsplit('/')
+                    .find(|c| c.ends_with(".service"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default(),
+    };
+    let span = tracing::info_span!(
+        "stockade",
+        STOCKADE_PROFILE = %plan.name,
+        STOCKADE_UNIT = %unit,
+        STOCKADE_PID = std::process::id()
+    );
+    let _entered = span.enter();
     let mut manager = systemd::Systemd::new(std::env::var("NOTIFY_SOCKET").ok());
     match sandbox::run(&plan, &mut manager) {
         Ok(outcome) => {
             log_outcome(&plan, outcome);
+            // Releases the scope reference before this process ends.
+            drop(manager);
+            if let sandbox::ServiceEnd::Killed(sig) = outcome.service {
+                if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+                    sandbox::sys::die_by_signal(sig);
+                }
+            }
             ExitCode::from(outcome.code())
         }
         Err(e) => {

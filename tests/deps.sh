@@ -12,6 +12,7 @@ packages=(
   procps                       # ps, pgrep in test diagnostics
   redis-server redis-tools     # examples/redis.toml and its test
   bubblewrap hyperfine time    # tests/bench/launch.sh compares against bwrap
+  systemd dbus                 # the systemd test bed boots a real systemd in namespaces
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -12,5 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== unit and integration tests (host tier)"
-cargo test --locked
+echo "== unit tests and integration tests on the host (root, namespaces, mounts, landlock)"
+cargo test --locked --bins --test integration
+echo "== systemd tier: tests inside a real systemd booted in namespaces (D-Bus, units, journald)"
+CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/systemd/bed.sh run --" \
+  cargo test --locked --test systemd

@@ -15,7 +15,7 @@ mod init;
 mod journal;
 mod mounts;
 mod notify;
-pub(crate) mod sys;
+pub mod sys;
 
 pub use channel::ServiceEnd;
 pub use error::SetupError;

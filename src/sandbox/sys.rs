@@ -168,3 +168,17 @@ pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     buf.truncate(len);
     Some(buf)
 }
+
+/// Ends this process by `sig` with its default action, so whoever waits for stockade (a
+/// shell, systemd) sees the service's own death by signal. No core dump is written.
+pub fn die_by_signal(sig: Signal) -> ! {
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    let _ = default_handler(sig);
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(sig);
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = nix::sys::signal::raise(sig);
+    // Only reached for signals whose default action is not to terminate.
+    std::process::exit(128 + sig as i32)
+}

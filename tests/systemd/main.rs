@@ -1,0 +1,275 @@
+//! Tests against a real systemd: scopes over D-Bus, units, sd_notify and journald. They run
+//! inside the container that tests/systemd/bed.sh boots (tests/run-all.sh makes it this
+//! binary's cargo runner); outside it they refuse to run rather than touch the host's
+//! systemd.
+
+use std::fs;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stockade");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+fn out(cmd: &str) -> String {
+    text(&sh(cmd).stdout).trim().to_owned()
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// Installs stockade, its units and the test profiles into the container, once.
+fn bed() {
+    static SETUP: Once = Once::new();
+    SETUP.call_once(|| {
+        let env = fs::read_to_string("/proc/1/environ").unwrap_or_default();
+        assert!(
+            env.contains("container=stockade-bed") && out("cat /proc/1/comm") == "systemd",
+            "these tests must run inside tests/systemd/bed.sh (see tests/run-all.sh), not against the host's init"
+        );
+        fs::copy(BIN, "/usr/bin/stockade").unwrap();
+        for unit in ["stockade@.service", "stockade.slice"] {
+            fs::copy(format!("{ROOT}/units/{unit}"), format!("/etc/systemd/system/{unit}")).unwrap();
+        }
+        fs::create_dir_all("/etc/stockade/profiles").unwrap();
+        for e in fs::read_dir(format!("{ROOT}/tests/systemd/profiles")).unwrap() {
+            let p = e.unwrap().path();
+            fs::copy(&p, format!("/etc/stockade/profiles/{}", p.file_name().unwrap().to_str().unwrap())).unwrap();
+        }
+        fs::copy(format!("{ROOT}/examples/redis.toml"), "/etc/stockade/profiles/redis.toml").unwrap();
+        assert!(sh("systemctl daemon-reload").status.success());
+    });
+}
+
+fn stockade(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    c
+}
+
+fn spawn(args: &[&str]) -> Child {
+    stockade(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn scope_of(pid: u32) -> String {
+    format!("stockade-{{}}-{pid}.scope")
+}
+
+fn show(unit: &str, prop: &str) -> String {
+    out(&format!("systemctl show -P {prop} {unit}"))
+}
+
+fn unit_gone(unit: &str) -> bool {
+    let state = show(unit, "LoadState");
+    state == "not-found" || state.is_empty()
+}
+
+#[test]
+fn scope_holds_the_sandbox_with_its_limits_and_is_gone_after() {
+    bed();
+    let child = spawn(&["run", "scope-probe"]);
+    let unit = scope_of(child.id()).replace("{}", "scope-probe");
+    assert!(
+        wait_until(Duration::from_secs(10), || show(&unit, "ActiveState")
+            == "active"),
+        "scope {unit} never became active: {}",
+        out("systemctl list-units --all 'stockade*'")
+    );
+    assert_eq!(show(&unit, "Slice"), "stockade.slice");
+    assert_eq!(
+        show(&unit, "Description"),
+        "scope probe for stockade's tests"
+    );
+    assert_eq!(show(&unit, "MemoryMax"), (256u64 << 20).to_string());
+    assert_eq!(show(&unit, "MemoryHigh"), (200u64 << 20).to_string());
+    assert_eq!(show(&unit, "TasksMax"), "64");
+    assert_eq!(show(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    assert_eq!(show(&unit, "CPUWeight"), "200");
+    assert_eq!(show(&unit, "IOWeight"), "300");
+    assert_eq!(show(&unit, "AllowedCPUs"), "0");
+    assert_eq!(show(&unit, "Delegate"), "yes");
+    assert_eq!(show(&unit, "CollectMode"), "inactive-or-failed");
+    // The scope's processes are the sandbox: init and the service, never the supervisor.
+    let cgroup = show(&unit, "ControlGroup");
+    let procs = out(&format!("cat /sys/fs/cgroup{cgroup}/cgroup.procs"));
+    let pids: Vec<&str> = procs.split_whitespace().collect();
+    assert!(pids.len() >= 2, "scope holds {pids:?}");
+    assert!(
+        !pids.contains(&child.id().to_string().as_str()),
+        "the supervisor is inside its own scope"
+    );
+    // The service sees its cgroup namespace rooted at the scope.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        text(&o.stdout).trim().ends_with(" 0::/"),
+        "cgroup namespace not rooted at the scope: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_gone(&unit)),
+        "scope {unit} left behind: {}",
+        show(&unit, "ActiveState")
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists(),
+        "cgroup left behind"
+    );
+}
+
+#[test]
+fn sigkill_of_stockade_leaves_no_scope() {
+    bed();
+    let mut child = spawn(&["run", "scope-probe"]);
+    let unit = scope_of(child.id()).replace("{}", "scope-probe");
+    assert!(wait_until(Duration::from_secs(10), || show(
+        &unit,
+        "ActiveState"
+    ) == "active"));
+    let cgroup = show(&unit, "ControlGroup");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_gone(&unit)),
+        "scope {unit} survived SIGKILL of stockade: {}",
+        show(&unit, "ActiveState")
+    );
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists());
+}
+
+#[test]
+fn bus_down_is_a_clear_error_and_leaves_nothing() {
+    bed();
+    let child = stockade(&["run", "scope-only"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let unit = scope_of(child.id()).replace("{}", "scope-only");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("register the scope") && e.contains("cannot connect to the system bus"),
+        "{e}"
+    );
+    assert!(unit_gone(&unit), "{unit} exists");
+}
+
+#[test]
+fn unit_start_and_stop_leave_no_residue() {
+    bed();
+    let o = sh("systemctl start stockade@hello-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(show("stockade@hello-unit", "ActiveState"), "active");
+    let cgroup = show("stockade@hello-unit", "ControlGroup");
+    // Delegate mode: the supervisor and the sandbox in separate leaves of the unit's cgroup.
+    let leaves = out(&format!("ls /sys/fs/cgroup{cgroup}"));
+    assert!(
+        leaves.contains("supervisor") && leaves.contains("hello-unit-"),
+        "leaves: {leaves}"
+    );
+    let payload = leaves
+        .split_whitespace()
+        .find(|l| l.starts_with("hello-unit-"))
+        .unwrap()
+        .to_owned();
+    let procs = out(&format!(
+        "cat /sys/fs/cgroup{cgroup}/{payload}/cgroup.procs"
+    ));
+    assert_eq!(
+        procs.split_whitespace().count(),
+        2,
+        "init and the service in {payload}: {procs}"
+    );
+    let o = sh("systemctl stop stockade@hello-unit");
+    assert!(o.status.success());
+    assert_eq!(show("stockade@hello-unit", "ActiveState"), "inactive");
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists(),
+        "unit cgroup left behind"
+    );
+    assert_eq!(out("systemctl list-units --all --plain --no-legend 'stockade-*.scope' | grep -c hello-unit || true"), "0");
+    // The unit's stdout went to its journal; stockade's own records carry its fields.
+    assert!(wait_until(Duration::from_secs(3), || out(
+        "journalctl -u stockade@hello-unit --no-pager -o cat"
+    )
+    .contains("hello from a unit")));
+    let fields = out("journalctl STOCKADE_PROFILE=hello-unit --no-pager -o verbose");
+    assert!(
+        fields.contains("STOCKADE_UNIT=stockade@hello-unit.service"),
+        "{fields}"
+    );
+}
+
+#[test]
+fn notify_unit_is_active_only_after_the_service_is_ready() {
+    bed();
+    let start = Instant::now();
+    let o = sh("systemctl start stockade@notify-probe");
+    let took = start.elapsed();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        took >= Duration::from_millis(900),
+        "active after {took:?}, before the service said READY=1"
+    );
+    assert_eq!(show("stockade@notify-probe", "ActiveState"), "active");
+    assert_eq!(show("stockade@notify-probe", "StatusText"), "probing done");
+    sh("systemctl stop stockade@notify-probe");
+}
+
+#[test]
+fn redis_under_type_notify_answers_as_soon_as_the_unit_is_active() {
+    bed();
+    let o = sh("systemctl start stockade@redis-notify");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(out("redis-cli -p 16380 ping"), "PONG");
+    assert_eq!(show("stockade@redis-notify", "ActiveState"), "active");
+    sh("systemctl stop stockade@redis-notify");
+    assert_eq!(show("stockade@redis-notify", "ActiveState"), "inactive");
+}
+
+#[test]
+fn journal_finds_the_service_output_and_stockade_records() {
+    bed();
+    let o = stockade(&["run", "journal-probe"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stdout).contains("to the journal"),
+        "output went to the terminal"
+    );
+    assert!(wait_until(Duration::from_secs(3), || out(
+        "journalctl -t journal-probe --no-pager -o cat"
+    )
+    .contains("to the journal")));
+    assert!(wait_until(Duration::from_secs(3), || out(
+        "journalctl STOCKADE_PROFILE=journal-probe --no-pager -o cat"
+    )
+    .contains("journal-probe exited with status 3")));
+}
