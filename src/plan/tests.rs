@@ -322,3 +322,148 @@ fn root_directory_must_exist() {
         "{p:#?}"
     );
 }
+
+mod cgroups {
+    use super::*;
+    use crate::host::CgroupFacts;
+
+    const LIMITS: &str = "[resources]\nmemory_max = \"256M\"\nmemory_high = \"infinity\"\ncpu_quota = \"150%\"\ntasks_max = \"infinity\"\nio_weight = 10\nallowed_cpus = \"0,9-10\"\n";
+
+    fn with(facts: CgroupFacts) -> Fixture {
+        let mut f = Fixture::new(0);
+        f.cgroup = facts;
+        f
+    }
+
+    fn systemd() -> CgroupFacts {
+        CgroupFacts {
+            systemd_running: true,
+            system_bus: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn limits_become_systemd_properties_with_exact_names_and_units() {
+        let f = with(systemd());
+        let p = f
+            .plan(&format!("description = \"d\"\n{MIN}{LIMITS}"), &[])
+            .unwrap();
+        let CgroupPlan::Scope(s) = p.cgroup else {
+            panic!("{:?}", p.cgroup)
+        };
+        assert_eq!(s.unit, "stockade-p-42.scope");
+        assert_eq!(s.slice, "stockade.slice");
+        let get = |k: &str| {
+            s.properties
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("MemoryMax"), Some(Prop::U64(256 << 20)));
+        assert_eq!(get("MemoryHigh"), Some(Prop::U64(u64::MAX)));
+        assert_eq!(get("CPUQuotaPerSecUSec"), Some(Prop::U64(1_500_000)));
+        assert_eq!(get("TasksMax"), Some(Prop::U64(u64::MAX)));
+        assert_eq!(get("IOWeight"), Some(Prop::U64(10)));
+        assert_eq!(
+            get("AllowedCPUs"),
+            Some(Prop::Bytes(vec![0b0000_0001, 0b0000_0110]))
+        );
+        assert_eq!(get("Description"), Some(Prop::Str("d".into())));
+        assert_eq!(get("Delegate"), Some(Prop::Bool(true)));
+        assert_eq!(get("AddRef"), Some(Prop::Bool(true)));
+        assert_eq!(
+            get("CollectMode"),
+            Some(Prop::Str("inactive-or-failed".into()))
+        );
+    }
+
+    #[test]
+    fn limits_become_cgroup_files_in_a_delegated_cgroup() {
+        let f = with(CgroupFacts {
+            v2_mount: Some("/sys/fs/cgroup".into()),
+            own: Some("/system.slice/stockade@p.service".into()),
+            own_controllers: ["cpu", "memory", "pids", "io", "cpuset"]
+                .map(String::from)
+                .to_vec(),
+            delegated: true,
+            ..systemd()
+        });
+        let p = f.plan(&format!("{MIN}{LIMITS}"), &[]).unwrap();
+        let CgroupPlan::Leaves(l) = p.cgroup else {
+            panic!("{:?}", p.cgroup)
+        };
+        assert_eq!(
+            l.parent,
+            PathBuf::from("/sys/fs/cgroup/system.slice/stockade@p.service")
+        );
+        assert_eq!(l.supervisor.as_deref(), Some("supervisor"));
+        assert_eq!(l.controllers, ["cpu", "cpuset", "io", "memory", "pids"]);
+        let get = |k: &str| {
+            l.limits
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("memory.max"), Some("268435456"));
+        assert_eq!(get("memory.high"), Some("max"));
+        assert_eq!(get("cpu.max"), Some("150000 100000"));
+        assert_eq!(get("pids.max"), Some("max"));
+        assert_eq!(get("io.weight"), Some("default 10"));
+        assert_eq!(get("cpuset.cpus"), Some("0,9-10"));
+    }
+
+    #[test]
+    fn a_hybrid_host_without_systemd_refuses_limits_it_cannot_enforce() {
+        let f = with(CgroupFacts {
+            v2_mount: Some("/sys/fs/cgroup/unified".into()),
+            ..Default::default()
+        });
+        let p = f.problems(&format!("{MIN}[resources]\nmemory_max = \"1G\"\n"));
+        assert!(p[0].contains("resources.memory_max: needs the cgroup v2 `memory` controller, which /sys/fs/cgroup/unified (a hybrid hierarchy"), "{p:#?}");
+        // Without limits nothing needs a cgroup.
+        assert_eq!(f.plan(MIN, &[]).unwrap().cgroup, CgroupPlan::None);
+    }
+
+    #[test]
+    fn explicit_modes_need_what_they_use() {
+        let f = with(CgroupFacts::default());
+        let p = f.problems(&format!("{MIN}[systemd]\nmode = \"scope\"\n"));
+        assert!(
+            p[0].contains("systemd.mode: `scope` needs systemd as the system manager"),
+            "{p:#?}"
+        );
+        let f = with(CgroupFacts {
+            v2_mount: Some("/sys/fs/cgroup".into()),
+            own: Some("/user.slice".into()),
+            ..systemd()
+        });
+        let p = f.problems(&format!("{MIN}[systemd]\nmode = \"delegate\"\n"));
+        assert!(
+            p[0].contains("`delegate` needs a unit with Delegate=yes"),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn notify_relay_goes_on_a_stockade_tmpfs_and_never_exposes_the_host_socket() {
+        let mut f = with(CgroupFacts::default());
+        f.notify = Some("/run/systemd/notify".into());
+        let p = f
+            .plan(&format!("{MIN}[systemd]\nnotify = true\n"), &[])
+            .unwrap();
+        let n = p.notify.clone().unwrap();
+        assert_eq!(n.target, "/dev/stockade-notify.sock");
+        assert!(p.env.contains(&("NOTIFY_SOCKET".into(), n.target.clone())));
+        let ops = &p.fs.as_ref().unwrap().ops;
+        assert!(ops.iter().any(|o| matches!(o, MountOp::Bind { source, target, .. } if *source == n.host_socket.display().to_string() && *target == n.target)));
+        assert!(!ops.iter().any(
+            |o| matches!(o, MountOp::Bind { source, .. } if source.starts_with("/run/systemd"))
+        ));
+        assert!(!p.ready_after_exec);
+        // Without notify = true, stockade reports readiness itself.
+        let p = f.plan(MIN, &[]).unwrap();
+        assert!(p.notify.is_none() && p.ready_after_exec);
+        assert!(!p.env.iter().any(|(k, _)| k == "NOTIFY_SOCKET"));
+    }
+}

@@ -443,3 +443,42 @@ fn untagged_enums_lose_spans() {
         "spans survived an untagged enum: {untagged:?}"
     );
 }
+
+#[test]
+fn resources_and_systemd_keys_are_checked() {
+    let d = Dir::new(&[(
+        "r.toml",
+        &format!("{MIN}[resources]\ncpu_weight = 0\ncpu_quota = \"50\"\n"),
+    )]);
+    assert!(one_problem(&d, "r").contains("resources.cpu_quota: invalid percentage `50`"));
+    let d = Dir::new(&[(
+        "r.toml",
+        &format!("{MIN}[resources]\ncpu_weight = 0\nallowed_cpus = \"3-1\"\n[systemd]\nunit_name = \"fixed.scope\"\nslice = \"x\"\n"),
+    )]);
+    let p = d.problems("r");
+    assert!(
+        p.iter()
+            .any(|l| l.contains("resources.cpu_weight: 0 is out of range")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("resources.allowed_cpus: invalid CPU list `3-1`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("systemd.unit_name: must contain `{id}`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("systemd.slice: `x` is not a slice name")),
+        "{p:#?}"
+    );
+    let d = Dir::new(&[(
+        "o.toml",
+        &format!("{MIN}[resources]\nmemory_max = \"1G\"\n[systemd]\nmode = \"off\"\n"),
+    )]);
+    assert!(one_problem(&d, "o").contains("systemd.mode: `off` does no cgroup handling, so [resources] cannot be enforced (set: memory_max)"));
+}
