@@ -13,6 +13,8 @@ use std::os::unix::net::UnixStream;
 enum Message {
     /// Supervisor → child: maps are written, go on.
     Proceed,
+    /// Supervisor → child: the sandbox is in its final cgroup; the service may start.
+    Placed,
     /// Child → supervisor: setup or exec failed.
     Failed { exit_code: u8, message: String },
 }
@@ -21,6 +23,7 @@ impl Message {
     fn encode(&self) -> Vec<u8> {
         match self {
             Message::Proceed => vec![b'P'],
+            Message::Placed => vec![b'C'],
             Message::Failed { exit_code, message } => {
                 let mut v = vec![b'F', *exit_code];
                 v.extend_from_slice(message.as_bytes());
@@ -32,6 +35,7 @@ impl Message {
     fn decode(buf: &[u8]) -> Option<Message> {
         match buf {
             [b'P'] => Some(Message::Proceed),
+            [b'C'] => Some(Message::Placed),
             [b'F', code, rest @ ..] => Some(Message::Failed {
                 exit_code: *code,
                 message: String::from_utf8_lossy(rest).into_owned(),
@@ -86,6 +90,10 @@ impl SupervisorEnd {
         send(&mut self.0, &Message::Proceed)
     }
 
+    pub fn tell_placed(&mut self) -> std::io::Result<()> {
+        send(&mut self.0, &Message::Placed)
+    }
+
     /// Blocks until the service has exec'd (Ok) or a failure is reported (Err). End of file
     /// without a report means the child died silently; the caller learns why from waitpid.
     pub fn wait_for_exec(&mut self) -> Result<(), ChildFailure> {
@@ -94,7 +102,7 @@ impl SupervisorEnd {
                 Ok(Some(Message::Failed { exit_code, message })) => {
                     return Err(ChildFailure { exit_code, message })
                 }
-                Ok(Some(Message::Proceed)) => continue,
+                Ok(Some(Message::Proceed | Message::Placed)) => continue,
                 Ok(None) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -112,6 +120,11 @@ impl ChildEnd {
     /// Waits for the supervisor; false when it went away (then the child must exit).
     pub fn wait_for_proceed(&mut self) -> bool {
         matches!(recv(&mut self.0), Ok(Some(Message::Proceed)))
+    }
+
+    /// Waits until the supervisor has placed the sandbox in its cgroup.
+    pub fn wait_for_placed(&mut self) -> bool {
+        matches!(recv(&mut self.0), Ok(Some(Message::Placed)))
     }
 
     pub fn report_failure(&mut self, exit_code: u8, message: &str) {

@@ -45,7 +45,7 @@ impl SetupError {
     fn hint(&self) -> Option<&'static str> {
         let call = self.call.as_str();
         match self.errno? {
-            Errno::EPERM | Errno::ENOSPC if call.starts_with("clone") => Some(
+            Errno::EPERM | Errno::ENOSPC if call.starts_with("clone") || call.starts_with("unshare") => Some(
                 "the kernel refused to create namespaces: check kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0 and that no seccomp filter or container forbids unshare",
             ),
             Errno::EPERM if call.contains("uid_map") || call.contains("gid_map") => Some(

@@ -19,9 +19,26 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, runtime:
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || !chan.wait_for_proceed() {
         sys::exit_now(125);
     }
+    // The filesystem is built while the supervisor registers the cgroup (D-Bus round trips
+    // overlap the mounts); nothing of the service runs before both are done.
     if let Err(e) = setup(plan) {
         chan.report_failure(e.exit_code, &e.to_string());
         sys::exit_now(e.exit_code);
+    }
+    if !chan.wait_for_placed() {
+        sys::exit_now(125);
+    }
+    if plan.has(Namespace::Cgroup) {
+        // Only now: the supervisor has placed us in our final cgroup, which becomes the
+        // namespace's root.
+        if let Err(e) = check(
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP),
+            "create the cgroup namespace",
+            || "unshare(CLONE_NEWCGROUP)".into(),
+        ) {
+            chan.report_failure(e.exit_code, &e.to_string());
+            sys::exit_now(e.exit_code);
+        }
     }
     match sys::fork() {
         Err(errno) => {
@@ -47,6 +64,12 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, runtime:
 }
 
 fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
+    let flags = super::unshare_flags(plan);
+    if !flags.is_empty() {
+        check(nix::sched::unshare(flags), "create the namespaces", || {
+            format!("unshare({flags:?})")
+        })?;
+    }
     if plan.idmap.as_ref().is_some_and(|m| m.init_becomes_root) {
         let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
         check(

@@ -94,22 +94,36 @@ pub struct Runtime {
     pub journal: Option<(OwnedFd, OwnedFd)>,
 }
 
+/// The namespaces init is cloned into: only those that must exist from the start (the
+/// user namespace, to write its maps; the pid namespace, whose first process init is). Init
+/// creates the others itself with unshare(2), in parallel with the supervisor's cgroup
+/// placement, so their cost (a network namespace's above all) overlaps the D-Bus calls.
 fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
+    let mut flags = 0;
+    if plan.has(Namespace::User) {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    if plan.has(Namespace::Pid) {
+        flags |= libc::CLONE_NEWPID;
+    }
+    flags
+}
+
+/// The namespaces init unshares once its id maps are written. The cgroup namespace is not
+/// among them: it comes last, once init sits in its final cgroup.
+pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
+    use nix::sched::CloneFlags as F;
     plan.namespaces
         .iter()
         .map(|ns| match ns {
-            Namespace::User => libc::CLONE_NEWUSER,
-            Namespace::Pid => libc::CLONE_NEWPID,
-            Namespace::Mount => libc::CLONE_NEWNS,
-            Namespace::Net => libc::CLONE_NEWNET,
-            Namespace::Ipc => libc::CLONE_NEWIPC,
-            Namespace::Uts => libc::CLONE_NEWUTS,
-            // Unshared by init once it sits in its final cgroup, so the namespace is rooted
-            // there and not in the caller's cgroup.
-            Namespace::Cgroup => 0,
-            Namespace::Time => libc::CLONE_NEWTIME,
+            Namespace::Mount => F::CLONE_NEWNS,
+            Namespace::Net => F::CLONE_NEWNET,
+            Namespace::Ipc => F::CLONE_NEWIPC,
+            Namespace::Uts => F::CLONE_NEWUTS,
+            Namespace::Time => F::from_bits_retain(libc::CLONE_NEWTIME),
+            Namespace::User | Namespace::Pid | Namespace::Cgroup => F::empty(),
         })
-        .fold(0, |acc, f| acc | f)
+        .fold(F::empty(), |acc, f| acc | f)
 }
 
 /// Runs the plan to the end and returns how the service ended.
@@ -172,7 +186,9 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     if let Some(maps) = &plan.idmap {
         write_idmaps(init, maps)?;
     }
-    // Placed before init may continue, so nothing of the sandbox ever runs unaccounted.
+    sup.tell_proceed()
+        .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
+    // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;
     let cgroup_dir: Option<PathBuf> = match &plan.cgroup {
         crate::plan::CgroupPlan::None => None,
@@ -189,8 +205,8 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
             Some(dir)
         }
     };
-    sup.tell_proceed()
-        .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
+    // If init failed meanwhile, the send fails and its report is read below.
+    let _ = sup.tell_placed();
     if let Err(f) = sup.wait_for_exec() {
         return Err(Error::Child {
             exit_code: f.exit_code,

@@ -7,7 +7,6 @@ mod bus;
 
 use crate::plan::{Prop, ScopeSpec};
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc;
 use std::time::Duration;
 use zbus::zvariant::Value;
 
@@ -40,72 +39,40 @@ fn value(p: &Prop) -> Value<'_> {
 }
 
 /// Turns a D-Bus error into words naming the cause.
-fn describe(e: &zbus::Error, unit: &str) -> String {
-    if let zbus::Error::MethodError(name, msg, _) = e {
-        let msg = msg.as_deref().unwrap_or("");
-        return match name.as_str() {
+fn describe(name: &str, msg: &str, unit: &str) -> String {
+    match name {
             "org.freedesktop.systemd1.UnitExists" => format!("a unit named {unit} already exists ({msg}); unit_name must be unique per run"),
             "org.freedesktop.DBus.Error.AccessDenied" | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => format!("systemd (polkit) refused to create {unit}: {msg}; run as root or allow org.freedesktop.systemd1.manage-units"),
             "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => format!("systemd is not on the system bus: {msg}"),
-            other => format!("{other}: {msg}"),
-        };
+        other => format!("{other}: {msg}"),
     }
-    e.to_string()
 }
 
 impl crate::sandbox::Manager for Systemd {
     fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), String> {
-        let conn = zbus::blocking::Connection::system().map_err(|e| format!("cannot connect to the system bus (is systemd running? /run/dbus/system_bus_socket): {e}"))?;
-        let manager = bus::ManagerProxy::new(&conn).map_err(|e| describe(&e, &spec.unit))?;
-        manager.subscribe().map_err(|e| describe(&e, &spec.unit))?;
-        // The match is in place before the call, so the job's end cannot be missed.
-        let removed = manager
-            .receive_job_removed()
-            .map_err(|e| describe(&e, &spec.unit))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for signal in removed {
-                if let Ok(args) = signal.args() {
-                    if tx
-                        .send((args.job().to_string(), args.result().to_string()))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
-        });
+        let t0 = std::time::Instant::now();
+        let conn = connect()?;
+        tracing::trace!(elapsed = ?t0.elapsed(), "bus connected");
         let mut props: Vec<(&str, Value<'_>)> = spec
             .properties
             .iter()
             .map(|(k, v)| (*k, value(v)))
             .collect();
         props.push(("PIDs", Value::from(vec![init])));
-        let job = manager
-            .start_transient_unit(&spec.unit, "fail", props, Vec::new())
-            .map_err(|e| describe(&e, &spec.unit))?;
-        let job = job.as_str().to_owned();
-        let deadline = std::time::Instant::now() + JOB_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((path, result)) if path == job => {
-                    if result == "done" {
-                        break;
-                    }
-                    return Err(format!("systemd's job to start {} ended with result `{result}` (see journalctl -u {})", spec.unit, spec.unit));
-                }
-                Ok(_) => continue,
-                Err(_) => {
-                    return Err(format!(
-                        "systemd did not start {} within {}s",
-                        spec.unit,
-                        JOB_TIMEOUT.as_secs()
-                    ))
-                }
-            }
-        }
-        tracing::debug!(unit = %spec.unit, "scope registered");
+        bus::start_transient_unit(&conn, &spec.unit, props, JOB_TIMEOUT).map_err(|f| match f {
+            bus::Failure::Call { name, message } => describe(&name, &message, &spec.unit),
+            bus::Failure::Job(result) => format!(
+                "systemd's job to start {} ended with result `{result}` (see journalctl -u {})",
+                spec.unit, spec.unit
+            ),
+            bus::Failure::Timeout => format!(
+                "systemd did not start {} within {}s",
+                spec.unit,
+                JOB_TIMEOUT.as_secs()
+            ),
+            bus::Failure::Bus(e) => format!("D-Bus error while starting {}: {e}", spec.unit),
+        })?;
+        tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), "scope registered");
         self.conn = Some(conn);
         Ok(())
     }
@@ -117,6 +84,12 @@ impl crate::sandbox::Manager for Systemd {
             }
         }
     }
+}
+
+/// The system bus. (systemd's private socket would skip the bus daemon, but zbus 5 panics
+/// on the sender field systemd sets on that peer-to-peer connection.)
+fn connect() -> Result<zbus::blocking::Connection, String> {
+    zbus::blocking::Connection::system().map_err(|e| format!("cannot connect to the system bus (is systemd running? /run/dbus/system_bus_socket): {e}"))
 }
 
 /// Sends one sd_notify datagram to `path` (a socket file, or `@name` for an abstract one).
