@@ -120,7 +120,12 @@ done
 # The script itself leaves the container's cgroup, which systemd will own.
 echo $$ > "$unified/cgroup.procs"
 
-enter() { nsenter --target "$pid" --mount --pid --uts --ipc --net --cgroup --root --wd="$workdir" -- "$@"; }
+# nsenter's --wd resolves the directory before entering the mount namespace, which leaves a
+# working directory the new root cannot reach; change into it from inside instead.
+enter() {
+  nsenter --target "$pid" --mount --pid --uts --ipc --net --cgroup --root -- \
+    /bin/sh -c 'cd "$0" && exec "$@"' "$workdir" "$@"
+}
 for _ in $(seq 300); do
   state_now=$(enter systemctl is-system-running 2>/dev/null || true)
   case "$state_now" in running|degraded) break ;; esac

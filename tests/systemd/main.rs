@@ -273,3 +273,31 @@ fn journal_finds_the_service_output_and_stockade_records() {
     )
     .contains("journal-probe exited with status 3")));
 }
+
+#[test]
+fn a_unit_name_already_taken_is_a_clear_error_and_the_other_unit_survives() {
+    bed();
+    // `exec` keeps the shell's pid, so stockade's {id} is known in advance and its scope
+    // name can be taken first.
+    let o = sh(&format!(
+        "systemd-run --quiet --scope --unit=stockade-scope-only-$$.scope sleep 30 >/dev/null 2>&1 & \
+         for i in $(seq 100); do systemctl -q is-active stockade-scope-only-$$.scope && break; sleep 0.02; done; \
+         echo taken=stockade-scope-only-$$.scope; exec {BIN} run scope-only"
+    ));
+    let taken = text(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("taken=").map(str::to_owned))
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!("a unit named {taken} already exists")),
+        "{e}"
+    );
+    assert_eq!(
+        show(&taken, "ActiveState"),
+        "active",
+        "the existing unit was disturbed"
+    );
+    sh(&format!("systemctl stop {taken}"));
+}
