@@ -27,6 +27,16 @@ fn main() -> ExitCode {
         Command::Run { profile, args } => run(&profile, args, &search),
         Command::Check { profiles } => check(profiles, &search),
         Command::Show { profile } => show(&profile, &search),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stockade",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -13,6 +13,8 @@ packages=(
   redis-server redis-tools     # examples/redis.toml and its test
   bubblewrap hyperfine time    # tests/bench/launch.sh compares against bwrap
   systemd dbus                 # the systemd test bed boots a real systemd in namespaces
+  nginx memcached postgresql   # the shipped daemon profiles are tested with the real daemons
+  curl jq bc                   # clients in tests, figures in the benchmark
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -55,10 +55,54 @@ pub enum Command {
         /// Profile names or paths; all profiles on the search path when none are given
         profiles: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  stockade completions bash > /usr/share/bash-completion/completions/stockade\n  stockade completions zsh > /usr/share/zsh/vendor-completions/_stockade"
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// Print the resolved profile (includes and drop-ins applied) with each value's origin
     #[command(after_help = "Examples:\n  stockade show redis\n  stockade show ./hello.toml")]
     Show {
         /// Profile name or path to a .toml file
         profile: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// man/stockade.1 and one page per subcommand are generated from these definitions;
+    /// regenerate them with `STOCKADE_UPDATE_MAN=1 cargo test --bins man_pages`.
+    #[test]
+    fn man_pages_are_generated_from_the_cli_and_current() {
+        let render = |cmd: clap::Command| {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page).unwrap();
+            String::from_utf8(page).unwrap()
+        };
+        let mut pages = vec![("stockade.1".to_owned(), render(Cli::command()))];
+        for sub in Cli::command().get_subcommands() {
+            let name: &'static str =
+                Box::leak(format!("stockade-{}", sub.get_name()).into_boxed_str());
+            pages.push((format!("{name}.1"), render(sub.clone().name(name))));
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/man");
+        let update = std::env::var_os("STOCKADE_UPDATE_MAN").is_some();
+        for (file, page) in pages {
+            let path = format!("{dir}/{file}");
+            if update {
+                std::fs::write(&path, &page).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == page,
+                "man/{file} is stale: run STOCKADE_UPDATE_MAN=1 cargo test --bins man_pages"
+            );
+        }
+    }
 }

@@ -55,6 +55,13 @@ impl Leaf {
                 &std::process::id().to_string(),
                 "move the supervisor into its cgroup",
             )?;
+            // Init was cloned into the unit's cgroup too; it waits in the supervisor's leaf
+            // until its own leaf exists.
+            write(
+                &dir.join("cgroup.procs"),
+                &init.to_string(),
+                "move the sandbox out of the unit's cgroup",
+            )?;
         }
         if !l.controllers.is_empty() {
             let enable: Vec<String> = l.controllers.iter().map(|c| format!("+{c}")).collect();

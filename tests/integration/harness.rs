@@ -128,11 +128,6 @@ impl Run {
         }
     }
 
-    pub fn args(mut self, args: &[&str]) -> Run {
-        self.cmd.arg("--").args(args);
-        self
-    }
-
     /// Runs to completion and checks the host afterwards.
     pub fn output(mut self) -> Output {
         let snap = Snapshot::take();

@@ -426,33 +426,6 @@ fn without_root_a_profile_needing_root_is_refused_and_a_user_namespace_works() {
 }
 
 #[test]
-fn check_and_show_work_on_the_examples() {
-    require_root();
-    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let out = Command::new(stockade_bin())
-        .args(["--profile-path", ex, "check"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains("redis: ok"));
-    let out = Command::new(stockade_bin())
-        .args(["--profile-path", ex, "show", "redis"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let s = text(&out.stdout);
-    assert!(
-        s.contains("user = \"redis\"  # ") && s.contains("examples/redis.toml:"),
-        "{s}"
-    );
-}
-
-#[test]
 fn hello_example_runs() {
     require_root();
     let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello.toml");
@@ -463,71 +436,4 @@ fn hello_example_runs() {
         s.contains("hostname: hello") && s.contains("pid:      2"),
         "{s}"
     );
-}
-
-#[test]
-fn redis_keeps_its_data_across_restarts() {
-    require_root();
-    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/redis.toml");
-    let volume = "/var/lib/stockade/volumes/redis-data";
-    let existed = std::path::Path::new(volume).exists();
-    let port = "16379";
-    let cli = |args: &[&str]| {
-        let out = Command::new("redis-cli")
-            .args(["-p", port])
-            .args(args)
-            .output()
-            .unwrap();
-        text(&out.stdout).trim().to_owned()
-    };
-    let start = || {
-        let child = Run::profile(std::path::Path::new(ex), "never-matches-redis")
-            .args(&["--port", port])
-            .spawn();
-        assert!(
-            wait_until(Duration::from_secs(10), || cli(&["ping"]) == "PONG"),
-            "redis did not answer"
-        );
-        child
-    };
-    let stop = |child: std::process::Child| {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "redis did not stop cleanly: {}",
-            text(&out.stdout)
-        );
-    };
-    let snap = Snapshot::take();
-    let r = start();
-    let key = format!("k{}", marker());
-    assert_eq!(cli(&["set", &key, "persisted"]), "OK");
-    assert_eq!(cli(&["get", &key]), "persisted");
-    stop(r);
-    let r = start();
-    assert_eq!(
-        cli(&["get", &key]),
-        "persisted",
-        "data lost across a restart"
-    );
-    stop(r);
-    snap.assert_unchanged("never-matches-redis");
-    let redis_uid = fs::metadata(format!("{volume}/appendonlydir"))
-        .unwrap()
-        .uid();
-    let expected = Command::new("id").args(["-u", "redis"]).output().unwrap();
-    assert_eq!(
-        redis_uid.to_string(),
-        text(&expected.stdout).trim(),
-        "the volume's files belong to redis on the host"
-    );
-    if !existed {
-        let _ = fs::remove_dir_all(volume);
-    }
 }

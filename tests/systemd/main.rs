@@ -53,6 +53,8 @@ fn bed() {
             fs::copy(&p, format!("/etc/stockade/profiles/{}", p.file_name().unwrap().to_str().unwrap())).unwrap();
         }
         fs::copy(format!("{ROOT}/examples/redis.toml"), "/etc/stockade/profiles/redis.toml").unwrap();
+        fs::create_dir_all("/etc/stockade/profiles/include").unwrap();
+        fs::copy(format!("{ROOT}/examples/include/base.toml"), "/etc/stockade/profiles/include/base.toml").unwrap();
         assert!(sh("systemctl daemon-reload").status.success());
     });
 }
@@ -300,4 +302,173 @@ fn a_unit_name_already_taken_is_a_clear_error_and_the_other_unit_survives() {
         "the existing unit was disturbed"
     );
     sh(&format!("systemctl stop {taken}"));
+}
+
+// The shipped daemon profiles, each exercised with the daemon's own client. They run here,
+// under systemd in scope mode, because their [resources] need a manager or a cgroup v2
+// host; tests/vm checks that the limits are enforced.
+
+fn examples() -> String {
+    format!("{ROOT}/examples")
+}
+
+/// `stockade run` of a shipped profile, stopped with SIGTERM by `stop`.
+fn start_example(name: &str, args: &[&str]) -> Child {
+    let mut c = Command::new(BIN);
+    c.args(["run", &format!("{}/{name}.toml", examples())]);
+    if !args.is_empty() {
+        c.arg("--").args(args);
+    }
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(child: Child) -> Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn shipped_profiles_check_and_show() {
+    bed();
+    let shipped = ["hello", "redis", "nginx", "memcached", "postgresql"];
+    let dir = examples();
+    let mut args = vec!["--profile-path", dir.as_str(), "check"];
+    args.extend(shipped);
+    let o = stockade(&args).output().unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    for name in shipped {
+        assert!(
+            text(&o.stdout).contains(&format!("{name}: ok")),
+            "{name} not checked: {}",
+            text(&o.stdout)
+        );
+    }
+    let o = stockade(&["--profile-path", &examples(), "show", "redis"])
+        .output()
+        .unwrap();
+    let s = text(&o.stdout);
+    assert!(
+        s.contains("user = \"redis\"  # ") && s.contains("examples/redis.toml:"),
+        "{s}"
+    );
+    assert!(
+        s.contains("no_new_privileges = true  # ") && s.contains("examples/include/base.toml:"),
+        "{s}"
+    );
+}
+
+#[test]
+fn redis_keeps_its_data_across_restarts() {
+    bed();
+    let port = "16379";
+    let cli = |args: &str| out(&format!("timeout 5 redis-cli -p {port} {args}"));
+    let start = || {
+        let child = start_example("redis", &["--port", port]);
+        assert!(
+            wait_until(Duration::from_secs(10), || cli("ping") == "PONG"),
+            "redis did not answer"
+        );
+        child
+    };
+    let r = start();
+    assert_eq!(cli("set persisted-key persisted"), "OK");
+    let o = stop(r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let r = start();
+    assert_eq!(
+        cli("get persisted-key"),
+        "persisted",
+        "data lost across a restart"
+    );
+    stop(r);
+    let owner = out("stat -c %U /var/lib/stockade/volumes/redis-data/appendonlydir");
+    assert_eq!(
+        owner, "redis",
+        "the volume's files belong to redis on the host"
+    );
+}
+
+#[test]
+fn memcached_answers_set_and_get() {
+    bed();
+    let m = start_example("memcached", &[]);
+    let mut conn = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        conn = std::net::TcpStream::connect("127.0.0.1:11211").ok();
+        conn.is_some()
+    }));
+    let mut conn = conn.unwrap();
+    use std::io::{Read, Write};
+    conn.write_all(b"set greeting 0 0 5\r\nhello\r\nget greeting\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("END\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "memcached closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        text(&got),
+        "STORED\r\nVALUE greeting 0 5\r\nhello\r\nEND\r\n"
+    );
+    let user = out("ps -o user= -C memcached");
+    assert_eq!(user, "memcache", "memcached runs as its own user");
+    stop(m);
+}
+
+#[test]
+fn nginx_serves_its_default_page() {
+    bed();
+    let n = start_example("nginx", &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || out("curl -s http://127.0.0.1/")
+            .contains("Welcome to nginx")),
+        "{}",
+        {
+            let o = stop(n);
+            text(&o.stderr)
+        }
+    );
+    let o = stop(n);
+    assert!(o.status.code() == Some(0), "{}", text(&o.stderr));
+    assert!(
+        out("cat /var/lib/stockade/volumes/nginx-logs/access.log").contains("GET / HTTP/1.1"),
+        "no access log in the volume"
+    );
+}
+
+#[test]
+fn postgresql_keeps_a_table_across_restarts() {
+    bed();
+    let socket = "/var/lib/stockade/volumes/postgresql-socket";
+    let psql = |sql: &str| sh(&format!("psql -h {socket} -U postgres -qtA -c {sql:?}"));
+    let start = || {
+        let child = start_example("postgresql", &[]);
+        assert!(
+            wait_until(Duration::from_secs(60), || psql("select 1")
+                .status
+                .success()),
+            "postgres did not answer"
+        );
+        child
+    };
+    let p = start();
+    let o = psql(
+        "create table kv (k text primary key, v text); insert into kv values ('a', 'persisted')",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stop(p);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let p = start();
+    let o = psql("select v from kv where k = 'a'");
+    assert_eq!(text(&o.stdout).trim(), "persisted", "{}", text(&o.stderr));
+    stop(p);
 }

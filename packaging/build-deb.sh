@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the Debian package into target/debian/ (cargo-deb, metadata in Cargo.toml), with
+# shell completions generated from the binary itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-deb >/dev/null || cargo install --locked --quiet cargo-deb
+cargo build --release --locked
+mkdir -p target/completions
+target/release/stockade completions bash > target/completions/stockade.bash
+target/release/stockade completions zsh > target/completions/_stockade
+target/release/stockade completions fish > target/completions/stockade.fish
+cargo deb --no-build --no-strip --quiet
+ls target/debian/*.deb
