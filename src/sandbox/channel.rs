@@ -72,17 +72,20 @@ pub struct SupervisorEnd(UnixStream);
 /// The end held by init and then by the service until its exec.
 pub struct ChildEnd(UnixStream);
 
-pub fn pair() -> nix::Result<(SupervisorEnd, ChildEnd)> {
+/// A close-on-exec SOCK_SEQPACKET pair: message boundaries kept, EOF when the peer is gone.
+fn seqpacket_pair() -> nix::Result<(UnixStream, UnixStream)> {
     let (a, b): (OwnedFd, OwnedFd) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    Ok((
-        SupervisorEnd(UnixStream::from(a)),
-        ChildEnd(UnixStream::from(b)),
-    ))
+    Ok((UnixStream::from(a), UnixStream::from(b)))
+}
+
+pub fn pair() -> nix::Result<(SupervisorEnd, ChildEnd)> {
+    let (a, b) = seqpacket_pair()?;
+    Ok((SupervisorEnd(a), ChildEnd(b)))
 }
 
 impl SupervisorEnd {

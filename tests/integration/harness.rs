@@ -7,10 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::common::{text, wait_until};
 
 pub fn stockade_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_stockade")
+    crate::common::BIN
 }
 
 pub fn require_root() {
@@ -76,19 +78,6 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A directory of profiles for one test.
 pub struct Profiles {
     pub dir: tempfile::TempDir,
@@ -144,10 +133,6 @@ impl Run {
             .spawn()
             .unwrap()
     }
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A profile running `script` with /bin/sh; `extra` is appended TOML. The marker goes on the

@@ -1,6 +1,8 @@
 //! Integration tests: real sandboxes on the real kernel, checked from inside (a probe script
 //! prints what it sees) and from the host (mounts, processes, files, exit codes). Run as root.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 use harness::*;

@@ -50,6 +50,8 @@ inner() {
   ln -s pts/ptmx "$root/dev/ptmx"
   mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
   # The repo (with target/) stays writable and shared with the host, at the same path.
+  # (Its mount point may lie on one of the tmpfs mounts above, /tmp for a clone in /tmp.)
+  mkdir -p "$root$workdir"
   mount --rbind "$workdir" "$root$workdir"
   local units=$root/etc/systemd/system
   # Only what the tests need: journald and the bus. The host's enabled services

@@ -8,31 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_stockade");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+#[path = "../common/mod.rs"]
+mod common;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-fn out(cmd: &str) -> String {
-    text(&sh(cmd).stdout).trim().to_owned()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
+use common::{out, sh, show, text, wait_until, BIN, ROOT};
 
 /// Installs stockade, its units and the test profiles into the container, once.
 fn bed() {
@@ -75,10 +54,6 @@ fn spawn(args: &[&str]) -> Child {
 
 fn scope_of(pid: u32) -> String {
     format!("stockade-{{}}-{pid}.scope")
-}
-
-fn show(unit: &str, prop: &str) -> String {
-    out(&format!("systemctl show -P {prop} {unit}"))
 }
 
 fn unit_gone(unit: &str) -> bool {

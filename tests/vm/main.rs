@@ -10,34 +10,13 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_stockade");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{out, sh, show, text, wait_until, BIN, ROOT};
 
 /// One test at a time: they measure CPU shares and memory, which parallel tests would skew.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-fn out(cmd: &str) -> String {
-    text(&sh(cmd).stdout).trim().to_owned()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
 
 fn vm() {
     static SETUP: Once = Once::new();
@@ -117,10 +96,6 @@ fn the_installed_package_runs_redis_from_its_own_files() {
     );
     sh("systemctl stop stockade@redis");
     assert_eq!(show("stockade@redis.service", "ActiveState"), "inactive");
-}
-
-fn show(unit: &str, prop: &str) -> String {
-    out(&format!("systemctl show -P {prop} {unit}"))
 }
 
 /// SET key value over RESP; true when redis acknowledged it.
