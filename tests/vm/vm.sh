@@ -113,13 +113,22 @@ run() {
     echo 'echo $? > /vmshare/rc'
     echo 'sync'
   } > "$share/job"
+  # Boot units the test needs none of. tmpfiles would also empty the guest's view of the
+  # host's /tmp, where the work tree may live (a clone in /tmp).
+  local masks="" u
+  for u in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
+           systemd-tmpfiles-clean.timer systemd-timesyncd.service systemd-udevd.service \
+           systemd-udev-trigger.service systemd-udev-settle.service apt-daily.timer \
+           apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer logrotate.timer; do
+    masks+=" systemd.mask=$u"
+  done
   local console=/dev/null
   [ -n "${VM_VERBOSE:-}" ] && console=/dev/stderr
   set +e
   timeout -k 5 "${VM_TIMEOUT:-600}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" \
     -m "${VM_MEM:-2048M}" -smp "${VM_CPUS:-2}" -nodefaults -no-reboot -display none \
     -serial stdio -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
-    -append "console=ttyS0 panic=-1 rdinit=/init systemd.unit=vm-test.target systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all systemd.show_status=0 fstab=0 loglevel=3" \
+    -append "console=ttyS0 panic=-1 rdinit=/init systemd.unit=vm-test.target systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all systemd.show_status=0 fstab=0 loglevel=3 $masks" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$share",mount_tag=vmshare,security_model=none,multidevs=remap \
     -device virtio-rng-pci > "$console" 2>&1 < /dev/null
