@@ -29,7 +29,7 @@ fn vm() {
         // The Debian package when it was built (tests/run-all.sh builds it first): then every
         // unit and profile below comes from the installed files.
         match deb() {
-            Some(deb) => assert!(sh(&format!("dpkg -i {deb}")).status.success(), "dpkg -i {deb} failed"),
+            Some(deb) => assert!(sh(&format!("dpkg --no-triggers -i {deb}")).status.success(), "dpkg -i {deb} failed"),
             None => {
                 fs::copy(BIN, "/usr/bin/stockade").unwrap();
                 for unit in ["stockade@.service", "stockade.slice"] {
@@ -286,7 +286,17 @@ fn cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
         "/sys/fs/cgroup{}",
         show("stockade@busy.service", "ControlGroup")
     );
-    let leaf = out(&format!("ls -d {cg}/busy-* | head -1"));
+    let mut leaf = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            leaf = out(&format!("ls -d {cg}/busy-* 2>/dev/null | head -1"));
+            !leaf.is_empty()
+        }),
+        "no payload leaf in {cg}: {}",
+        out(&format!(
+            "ls {cg}; journalctl -u stockade@busy --no-pager -o cat | tail"
+        ))
+    );
     std::thread::sleep(Duration::from_millis(500));
     let (u0, t0) = (usage_usec(&leaf), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
