@@ -3,7 +3,7 @@
 //! from the profile alone; checks that need the host (users, bind sources) live in the plan.
 
 use super::problem::{closest, At, Problem};
-use super::schema::{or, Profile};
+use super::schema::Profile;
 use super::source::{FileId, Src};
 use super::values::{IdRange, MountType};
 use std::path::Path;
@@ -271,13 +271,10 @@ impl Validator<'_> {
                 }
             }
         }
-        if !or(&fs.proc, true) {
-            // Nothing to check: the host's /proc stays visible (read-only with the root).
-        }
     }
 
     fn mounts(&mut self, p: &Profile) {
-        let mut targets: Vec<(String, &Src<String>)> = Vec::new();
+        let mut targets: Vec<String> = Vec::new();
         for (i, m) in p.mount.iter().enumerate() {
             let prefix = format!("mount[{}]", i + 1);
             let key = |k: &str| format!("{prefix}.{k}");
@@ -331,16 +328,14 @@ impl Validator<'_> {
                         "cannot mount over `/`; use filesystem.root",
                     ),
                     Ok(n) => {
-                        if let Some((_, first)) = targets.iter().find(|(o, _)| *o == n) {
-                            let line = first.origin.start;
-                            let _ = line;
+                        if targets.contains(&n) {
                             self.err(
                                 t,
                                 &key("target"),
                                 format!("`{n}` is already the target of an earlier mount"),
                             );
                         } else {
-                            targets.push((n, t));
+                            targets.push(n);
                         }
                     }
                     Err(msg) => self.err(t, &key("target"), msg),
