@@ -59,7 +59,12 @@ fn init_logging(cli: &Cli) {
                 tracing_subscriber::filter::LevelFilter::from_level(journal_level),
             )
         });
-    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // JOURNAL_STREAM names the journal stream systemd connected; stderr is that stream only
+    // when its device and inode match (a child of a unit may have redirected it).
+    let under_journal = std::env::var("JOURNAL_STREAM").ok().is_some_and(|js| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| js == format!("{}:{}", m.dev(), m.ino()))
+    });
     let stderr = (journal.is_none() || !under_journal).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

@@ -170,18 +170,27 @@ pub fn status_pair() -> nix::Result<(StatusReader, StatusWriter)> {
 }
 
 impl StatusWriter {
+    /// Reports the service's end, then waits until the supervisor has read what it needs
+    /// from the cgroup (init's exit may remove it) or has gone away.
     pub fn report(&mut self, end: ServiceEnd) {
         let msg = match end {
             ServiceEnd::Exited(c) => [b'E', c],
             ServiceEnd::Killed(s) => [b'K', s as u8],
         };
-        let _ = self.0.write_all(&msg);
+        if self.0.write_all(&msg).is_ok() {
+            let mut ack = [0u8; 1];
+            let _ = self.0.read(&mut ack);
+        }
     }
 }
 
 impl StatusReader {
-    /// The report, once init has exited (so the read cannot block).
-    pub fn take(&mut self) -> Option<ServiceEnd> {
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+
+    /// The report, if one is waiting (never blocks).
+    pub fn receive(&mut self) -> Option<ServiceEnd> {
         let _ = self.0.set_nonblocking(true);
         let mut buf = [0u8; 2];
         match self.0.read(&mut buf) {
@@ -189,5 +198,10 @@ impl StatusReader {
             Ok(2) if buf[0] == b'K' => Some(ServiceEnd::Killed(i32::from(buf[1]))),
             _ => None,
         }
+    }
+
+    /// Lets init exit.
+    pub fn release(&mut self) {
+        let _ = self.0.write_all(b"A");
     }
 }

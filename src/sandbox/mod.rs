@@ -218,9 +218,18 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
         manager.relay_notify("READY=1");
     }
     std::mem::forget(guard);
-    let init_status = supervise(init, &set, notify.as_ref(), manager)?;
-    let service = status.take().unwrap_or(init_status);
-    let oom_kills = cgroup_dir.as_deref().and_then(cgroup::oom_kills);
+    let ended = supervise(
+        init,
+        &set,
+        notify.as_ref(),
+        &mut status,
+        cgroup_dir.as_deref(),
+        manager,
+    )?;
+    let service = ended.service.unwrap_or(ended.init);
+    let oom_kills = ended
+        .oom_kills
+        .or_else(|| cgroup_dir.as_deref().and_then(cgroup::oom_kills));
     drop(leaf);
     Ok(Outcome { service, oom_kills })
 }
@@ -319,21 +328,38 @@ fn prepare_volume(v: &Volume) -> Result<(), SetupError> {
     )
 }
 
-/// Waits for init, forwarding signals to it and relaying notify messages, and returns how
-/// init ended (the fallback when it could not report the service's end itself).
+/// What the supervisor learned when the sandbox ended.
+struct Ended {
+    /// How init ended: the fallback when it could not report the service's end itself.
+    init: ServiceEnd,
+    /// How the service ended, as init reported it.
+    service: Option<ServiceEnd>,
+    /// OOM kills read while init still held the cgroup (a scope is removed once empty).
+    oom_kills: Option<u64>,
+}
+
+/// Waits for init, forwarding signals to it and relaying notify messages. When init reports
+/// the service's end, the cgroup's OOM count is read before init is let go.
 fn supervise(
     init: Pid,
     set: &SigSet,
     notify: Option<&notify::NotifySocket>,
+    status: &mut channel::StatusReader,
+    cgroup_dir: Option<&std::path::Path>,
     manager: &mut dyn Manager,
-) -> Result<ServiceEnd, SetupError> {
+) -> Result<Ended, SetupError> {
     let sfd = error::check(
         SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK),
         "watch signals",
         || "signalfd()".into(),
     )?;
+    let mut service = None;
+    let mut oom_kills = None;
     loop {
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(status.fd(), PollFlags::POLLIN),
+        ];
         if let Some(n) = notify {
             fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
         }
@@ -342,13 +368,24 @@ fn supervise(
             Err(e) => return Err(SetupError::sys("wait for the service", "poll()", e)),
             Ok(_) => {}
         }
-        let notify_ready = fds
-            .get(1)
-            .is_some_and(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)));
+        let ready = |i: usize| {
+            fds.get(i).is_some_and(|f| {
+                f.revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+            })
+        };
+        let (status_ready, notify_ready) = (ready(1), ready(2));
         drop(fds);
         if notify_ready {
             while let Some(msg) = notify.and_then(|n| n.receive()) {
                 manager.relay_notify(&msg);
+            }
+        }
+        if status_ready && service.is_none() {
+            if let Some(end) = status.receive() {
+                service = Some(end);
+                oom_kills = cgroup_dir.and_then(cgroup::oom_kills);
+                status.release();
             }
         }
         while let Ok(Some(info)) = sfd.read_signal() {
@@ -359,11 +396,19 @@ fn supervise(
                 let _ = kill(init, sig);
                 continue;
             }
-            match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(ServiceEnd::Exited(code as u8)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ServiceEnd::Killed(sig as i32)),
-                _ => {}
+            let init_end = match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => ServiceEnd::Exited(code as u8),
+                Ok(WaitStatus::Signaled(_, sig, _)) => ServiceEnd::Killed(sig as i32),
+                _ => continue,
+            };
+            if service.is_none() {
+                service = status.receive();
             }
+            return Ok(Ended {
+                init: init_end,
+                service,
+                oom_kills,
+            });
         }
     }
 }

@@ -128,28 +128,7 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
     let first_pid = show(unit, "MainPID");
     let cli = |args: &str| out(&format!("timeout 20 redis-cli -p 6390 {args}"));
     assert_eq!(cli("ping"), "PONG");
-    // A client records every write redis acknowledged (small keys, so the data that must
-    // survive fits the limit again after the restart) while redis-benchmark, as in the
-    // seeds' scenario, drives the server past its memory limit with 1 MB values.
-    let writer = std::thread::spawn(|| {
-        let mut acked: Vec<String> = Vec::new();
-        let Ok(mut conn) = TcpStream::connect("127.0.0.1:6390") else {
-            return acked;
-        };
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        for i in 0..100_000 {
-            let k = format!("acked:{i}");
-            if !set(&mut conn, &k, &[b'v'; 1000]) {
-                break;
-            }
-            acked.push(k);
-        }
-        acked
-    });
-    let bench = sh("timeout 300 redis-benchmark -p 6390 -t set -n 300 -d 1000000 -r 10000 -q >/dev/null 2>&1; echo done");
-    assert!(text(&bench.stdout).contains("done"));
-    let acked = writer.join().unwrap();
+    let acked = drive_past_the_limit();
     assert!(
         wait_until(Duration::from_secs(120), || show(unit, "NRestarts")
             .parse::<u32>()
@@ -170,6 +149,45 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
     println!("OOM log line: {line}");
     // Every acknowledged write is back after the restart.
     assert!(wait_until(Duration::from_secs(120), || cli("ping") == "PONG"));
+    assert_all_back(&acked);
+    // The OOM killer stayed inside the sandbox: the guest's init and journald are untouched.
+    assert_eq!(out("cat /proc/1/comm"), "systemd");
+    assert_eq!(show("systemd-journald.service", "NRestarts"), "0");
+    sh(&format!("systemctl stop {unit}"));
+}
+
+/// A client records every write redis acknowledged (small keys, so the data that must
+/// survive fits the limit again after the restart) while redis-benchmark, as in the seeds'
+/// scenario, drives the server past its memory limit with 1 MB values. Returns the
+/// acknowledged keys.
+fn drive_past_the_limit() -> Vec<String> {
+    let writer = std::thread::spawn(|| {
+        let mut acked: Vec<String> = Vec::new();
+        let Ok(mut conn) = TcpStream::connect("127.0.0.1:6390") else {
+            return acked;
+        };
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        for i in 0..100_000 {
+            let k = format!("acked:{run}:{i}");
+            if !set(&mut conn, &k, &[b'v'; 1000]) {
+                break;
+            }
+            acked.push(k);
+        }
+        acked
+    });
+    let bench = sh("timeout 300 redis-benchmark -p 6390 -t set -n 300 -d 1000000 -r 10000 -q >/dev/null 2>&1; echo done");
+    assert!(text(&bench.stdout).contains("done"));
+    writer.join().unwrap()
+}
+
+/// Every acknowledged key is in the restarted server.
+fn assert_all_back(acked: &[String]) {
     let mut conn = TcpStream::connect("127.0.0.1:6390").unwrap();
     let missing: Vec<&String> = acked.iter().filter(|k| !exists(&mut conn, k)).collect();
     println!(
@@ -184,10 +202,47 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
         missing.len(),
         missing.first()
     );
-    // The OOM killer stayed inside the sandbox: the guest's init and journald are untouched.
-    assert_eq!(out("cat /proc/1/comm"), "systemd");
-    assert_eq!(show("systemd-journald.service", "NRestarts"), "0");
-    sh(&format!("systemctl stop {unit}"));
+}
+
+#[test]
+fn redis_in_a_scope_is_oom_killed_and_stockade_says_why() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    vm();
+    let cli = |args: &str| out(&format!("timeout 20 redis-cli -p 6390 {args}"));
+    let start = || {
+        let c = Command::new(BIN)
+            .args(["run", "redis-oom"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(120), || cli("ping") == "PONG"),
+            "redis did not start"
+        );
+        c
+    };
+    // From a shell: the kill ends the run, and stockade dies of the same signal.
+    let redis = start();
+    let acked = drive_past_the_limit();
+    let o = redis.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    let line = e
+        .lines()
+        .find(|l| l.contains("was killed by SIGKILL: memory limit 256M reached (oom_kill"))
+        .unwrap_or_else(|| panic!("no OOM line in:\n{e}"));
+    println!("scope: {line}");
+    // Started again, the volume holds every acknowledged write.
+    let redis = start();
+    assert_all_back(&acked);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(redis.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    redis.wait_with_output().unwrap();
 }
 
 /// EXISTS key over RESP.
@@ -346,13 +401,45 @@ fn memory_high_throttles_without_killing() {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
     assert!(
-        text(&o.stdout).contains("allocated 160"),
+        text(&o.stdout).contains("allocated 100"),
         "{}",
         text(&o.stdout)
     );
     println!(
-        "memory_high = 64M: memory.events high={} oom_kill={}",
+        "scope: memory_high = 64M: memory.events high={} oom_kill={}",
         seen.0, seen.1
     );
     assert_eq!(seen.1, 0, "memory_high killed instead of throttling");
+    // Delegate mode: the unit's payload leaf.
+    assert!(sh("systemctl start stockade@high").status.success());
+    let cg = format!(
+        "/sys/fs/cgroup{}",
+        show("stockade@high.service", "ControlGroup")
+    );
+    let mut seen = (0, 0);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let leaf = out(&format!("ls -d {cg}/high-* 2>/dev/null | head -1"));
+            seen = if leaf.is_empty() {
+                (0, 0)
+            } else {
+                events(&leaf)
+            };
+            seen.0 > 0
+        }),
+        "delegate: memory.high was never reached"
+    );
+    assert_eq!(
+        seen.1, 0,
+        "delegate: memory_high killed instead of throttling"
+    );
+    assert!(wait_until(Duration::from_secs(180), || show(
+        "stockade@high.service",
+        "ActiveState"
+    ) != "active"));
+    assert!(out("journalctl -u stockade@high --no-pager -o cat").contains("allocated 100"));
+    println!(
+        "delegate: memory_high = 64M: memory.events high={} oom_kill={}",
+        seen.0, seen.1
+    );
 }
