@@ -548,23 +548,18 @@ fn idmap_problem(ranges: &[IdRange]) -> Option<String> {
                 u64::from(x) < u64::from(y) + u64::from(b.count)
                     && u64::from(y) < u64::from(x) + u64::from(a.count)
             };
-            if overlap(a.inside, b.inside) {
-                return Some(format!(
-                    "ranges overlap inside the sandbox: {}..{} and {}..{}",
-                    a.inside,
-                    u64::from(a.inside) + u64::from(a.count),
-                    b.inside,
-                    u64::from(b.inside) + u64::from(b.count)
-                ));
-            }
-            if overlap(a.outside, b.outside) {
-                return Some(format!(
-                    "ranges overlap on the host: {}..{} and {}..{}",
-                    a.outside,
-                    u64::from(a.outside) + u64::from(a.count),
-                    b.outside,
-                    u64::from(b.outside) + u64::from(b.count)
-                ));
+            for (side, x, y) in [
+                ("inside the sandbox", a.inside, b.inside),
+                ("on the host", a.outside, b.outside),
+            ] {
+                if overlap(x, y) {
+                    let end = |start: u32, count: u32| u64::from(start) + u64::from(count);
+                    return Some(format!(
+                        "ranges overlap {side}: {x}..{} and {y}..{}",
+                        end(x, a.count),
+                        end(y, b.count)
+                    ));
+                }
             }
         }
     }

@@ -157,16 +157,8 @@ pub struct StatusWriter(UnixStream);
 pub struct StatusReader(UnixStream);
 
 pub fn status_pair() -> nix::Result<(StatusReader, StatusWriter)> {
-    let (a, b): (OwnedFd, OwnedFd) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
-    Ok((
-        StatusReader(UnixStream::from(a)),
-        StatusWriter(UnixStream::from(b)),
-    ))
+    let (a, b) = seqpacket_pair()?;
+    Ok((StatusReader(a), StatusWriter(b)))
 }
 
 impl StatusWriter {
