@@ -19,10 +19,21 @@ const EXIT_CONFIG: u8 = 78;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let search = SearchPath::new(
+    let mut search = SearchPath::new(
         &cli.profile_path,
         std::env::var_os("STOCKADE_PROFILE_PATH").as_deref(),
     );
+    if nix::unistd::geteuid().is_root() {
+        // Root runs what the profile says: only root, or the admin who ran sudo (who could
+        // do anything anyway), may have written it.
+        let mut owners = vec![0];
+        owners.extend(
+            std::env::var("SUDO_UID")
+                .ok()
+                .and_then(|u| u.parse::<u32>().ok()),
+        );
+        search.trusted_owners = Some(owners);
+    }
     match cli.command {
         Command::Run { profile, args } => run(&profile, args, &search),
         Command::Check { profiles } => check(profiles, &search),

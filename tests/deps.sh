@@ -8,6 +8,7 @@ set -euo pipefail
 
 packages=(
   build-essential pkg-config   # crates that compile C
+  libseccomp-dev               # the seccomp filter is compiled with libseccomp
   util-linux                   # setpriv, unshare, nsenter (tests run stockade as nobody)
   procps                       # ps, pgrep in test diagnostics
   redis-server redis-tools     # examples/redis.toml and its test

@@ -6,6 +6,7 @@
 
 mod cgroup;
 mod mounts;
+mod seccomp;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use cgroup::{CgroupPlan, Leaves, Prop, ScopeSpec};
 pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
+pub use seccomp::{SysAction, SyscallPolicy};
 
 /// Where named volumes live on the host.
 pub const VOLUME_DIR: &str = "/var/lib/stockade/volumes";
@@ -80,8 +82,12 @@ pub struct FinalSteps {
     pub umask: u32,
     /// Landlock rules; None means no landlock at all.
     pub landlock: Option<Vec<(String, Access)>>,
+    /// Run with what the kernel enforces of the landlock rules (else refuse to start).
+    pub landlock_best_effort: bool,
     pub capabilities: Vec<caps::Capability>,
     pub no_new_privs: bool,
+    /// Installed last, just before exec.
+    pub syscalls: SyscallPolicy,
 }
 
 /// Everything `stockade run` will do, in order. `Debug` output is the plan an admin can read.
@@ -571,7 +577,15 @@ impl Builder<'_> {
             }
             rules
         });
+        let capabilities: Vec<caps::Capability> = s
+            .capabilities
+            .iter()
+            .flat_map(|c| c.value.iter())
+            .filter_map(|c| capability(c))
+            .collect();
         FinalSteps {
+            syscalls: seccomp::plan(p, &capabilities),
+            landlock_best_effort: or(&s.landlock_best_effort, false),
             rlimits: p
                 .exec
                 .rlimits
@@ -580,12 +594,7 @@ impl Builder<'_> {
                 .collect(),
             umask: p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
             landlock,
-            capabilities: s
-                .capabilities
-                .iter()
-                .flat_map(|c| c.value.iter())
-                .filter_map(|c| capability(c))
-                .collect(),
+            capabilities,
             no_new_privs: or(&s.no_new_privileges, true),
         }
     }

@@ -68,6 +68,10 @@ pub enum MountOp {
     HideFile {
         target: String,
     },
+    /// A path of the sandbox bound onto itself and made read-only, with what is below it.
+    ReadOnly {
+        target: String,
+    },
 }
 
 impl MountOp {
@@ -80,7 +84,8 @@ impl MountOp {
             | MountOp::Sysfs { target }
             | MountOp::Mqueue { target }
             | MountOp::Symlink { target, .. }
-            | MountOp::HideFile { target } => target,
+            | MountOp::HideFile { target }
+            | MountOp::ReadOnly { target } => target,
         }
     }
 
@@ -93,7 +98,8 @@ impl MountOp {
             | MountOp::Sysfs { .. }
             | MountOp::Mqueue { .. }
             | MountOp::Symlink { .. }
-            | MountOp::HideFile { .. } => {}
+            | MountOp::HideFile { .. }
+            | MountOp::ReadOnly { .. } => {}
         }
     }
 }
@@ -127,6 +133,85 @@ struct Entry<'p> {
     setting: &'static str,
     /// Makes its target a tmpfs on which later mount points may be created.
     own_tmpfs: bool,
+}
+
+const PROTECT_KERNEL: &str = "security.protect_kernel";
+
+/// Kernel interfaces a service has no business reading: they leak kernel memory layout,
+/// other tenants' activity or hardware details (the list Docker and systemd mask).
+const PROC_MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/kpagecgroup",
+    "/proc/kpagecount",
+    "/proc/kpageflags",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+];
+/// Kernel settings a service must not change, even as root of its user namespace.
+const PROC_READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+const SYS_MASKED: &[&str] = &[
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/sys/kernel/debug",
+    "/sys/kernel/tracing",
+];
+
+/// The mounts `protect_kernel` adds. What exists is read from the host: a fresh /proc or
+/// sysfs shows the same kernel's files.
+fn kernel_masks(b: &Builder, proc: bool, sys: bool, host_sys: bool) -> Vec<Entry<'static>> {
+    let mut out = Vec::new();
+    let entry = |op| Entry {
+        op,
+        kind: NodeKind::Dir,
+        origin: None,
+        setting: PROTECT_KERNEL,
+        own_tmpfs: false,
+    };
+    let masked = PROC_MASKED.iter().filter(|_| proc);
+    for path in masked.chain(SYS_MASKED.iter().filter(|_| sys)) {
+        let op = match b.host.kind(path) {
+            Ok(Some(PathKind::Dir)) => MountOp::Tmpfs {
+                target: (*path).into(),
+                size: Some(4096),
+                mode: 0,
+                noexec: true,
+                read_only: true,
+                create: false,
+            },
+            Ok(Some(PathKind::File | PathKind::Other)) => MountOp::HideFile {
+                target: (*path).into(),
+            },
+            _ => continue,
+        };
+        out.push(entry(op));
+    }
+    for path in PROC_READ_ONLY.iter().filter(|_| proc) {
+        if matches!(b.host.kind(path), Ok(Some(PathKind::Dir | PathKind::File))) {
+            out.push(entry(MountOp::ReadOnly {
+                target: (*path).into(),
+            }));
+        }
+    }
+    // A fresh sysfs is mounted read-only already; the host's needs it done.
+    if host_sys {
+        out.push(entry(MountOp::ReadOnly {
+            target: "/sys".into(),
+        }));
+    }
+    out
 }
 
 pub(super) fn plan(
@@ -207,6 +292,12 @@ pub(super) fn plan(
             false,
             setting,
         ));
+    }
+    if or(&p.security.protect_kernel, true) {
+        let proc = or(&fs.proc, true);
+        let fresh_sys = namespaces.contains(&Namespace::Net) && has_sys;
+        let host_sys = root == RootSource::Host("/".into()) && !fresh_sys;
+        entries.extend(kernel_masks(b, proc, fresh_sys || host_sys, host_sys));
     }
     setting = "filesystem.private_dev";
     if or(&fs.private_dev, true) {
@@ -454,6 +545,8 @@ pub(super) fn plan(
     for mut e in entries {
         let target = e.op.target().to_owned();
         let on_own_tmpfs = own.iter().any(|o| is_below(&target, o));
+        // Kernel masks were checked against the kernel's own files when planned.
+        let kernel_file = e.setting == PROTECT_KERNEL;
         let always_created = matches!(
             e.op,
             MountOp::Devpts { .. } | MountOp::Mqueue { .. } | MountOp::Symlink { .. }
@@ -464,6 +557,7 @@ pub(super) fn plan(
             if let Some((src, key)) = &e.origin {
                 b.err(*src, key, format!("a symlink can only be created on a tmpfs stockade mounts (such as /tmp, /dev or a [[mount]] of type tmpfs), not at `{target}` on the host's filesystem"));
             }
+        } else if kernel_file {
         } else if let RootSource::Host(r) = &root {
             let found = b.host.kind_below(r, &target);
             let complain = |b: &mut Builder, msg: String| match &e.origin {

@@ -57,8 +57,14 @@ impl Fixture {
     fn plan(&self, text: &str, extra: &[&str]) -> Result<LaunchPlan, Vec<String>> {
         let path = self.dir.path().join("p.toml");
         fs::write(&path, text).unwrap();
-        let loaded = load(path.to_str().unwrap(), &SearchPath { dirs: vec![] })
-            .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+        let loaded = load(
+            path.to_str().unwrap(),
+            &SearchPath {
+                dirs: vec![],
+                trusted_owners: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
         let inv = Invocation {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             env: vec![
@@ -466,4 +472,105 @@ mod cgroups {
         assert!(p.notify.is_none() && p.ready_after_exec);
         assert!(!p.env.iter().any(|(k, _)| k == "NOTIFY_SOCKET"));
     }
+}
+
+#[test]
+fn baseline_denies_by_capability() {
+    let f = Fixture::new(0);
+    let p = f.plan(MIN, &[]).unwrap();
+    let s = &p.finals.syscalls;
+    assert_eq!(s.default, SysAction::Allow);
+    assert_eq!(s.listed_action, SysAction::Errno(libc::EPERM));
+    for denied in [
+        "mount",
+        "pivot_root",
+        "init_module",
+        "reboot",
+        "kexec_load",
+        "keyctl",
+    ] {
+        assert!(s.listed.contains(denied), "{denied} not denied");
+    }
+    for denied in [
+        "clock_settime",
+        "bpf",
+        "perf_event_open",
+        "ptrace",
+        "io_uring_setup",
+    ] {
+        assert!(s.listed.contains(denied), "{denied} not denied");
+    }
+    assert!(!s.listed.contains("openat") && !s.listed.contains("execve"));
+    assert!(s.restrict_namespaces);
+
+    // Keeping the capability that governs a group lets its calls through.
+    let p = f
+        .plan(
+            &format!("{MIN}[security]\ncapabilities = [\"sys_time\", \"sys_admin\"]\n"),
+            &[],
+        )
+        .unwrap();
+    let s = &p.finals.syscalls;
+    assert!(!s.listed.contains("clock_settime") && !s.listed.contains("mount"));
+    assert!(s.listed.contains("init_module") && s.listed.contains("keyctl"));
+    assert!(!s.restrict_namespaces);
+}
+
+#[test]
+fn allow_list_adds_default_and_subtracts_deny() {
+    let f = Fixture::new(0);
+    let text = format!(
+        "{MIN}[security]\nsyscall_filter = [\"@system-service\"]\nsyscall_deny = [\"@resources\", \"kcmp\"]\nsyscall_errno = \"ENOSYS\"\n"
+    );
+    let s = f.plan(&text, &[]).unwrap().finals.syscalls;
+    assert_eq!(s.default, SysAction::Errno(libc::ENOSYS));
+    assert_eq!(s.listed_action, SysAction::Allow);
+    assert!(s.listed.contains("openat") && s.listed.contains("execve"));
+    assert!(!s.listed.contains("kcmp") && !s.listed.contains("setrlimit"));
+    assert!(!s.listed.contains("mount") && !s.listed.contains("reboot"));
+    // stockade's own last call after the filter.
+    assert!(s.listed.contains("capset"));
+
+    let text = format!("{MIN}[security]\nsyscall_errno = \"kill\"\nsyscall_log = true\n");
+    let s = f.plan(&text, &[]).unwrap().finals.syscalls;
+    assert_eq!(s.listed_action, SysAction::Log);
+    let text = format!("{MIN}[security]\nsyscall_errno = \"kill\"\n");
+    let s = f.plan(&text, &[]).unwrap().finals.syscalls;
+    assert_eq!(s.listed_action, SysAction::KillProcess);
+}
+
+#[test]
+fn protect_kernel_masks_what_the_kernel_has() {
+    let f = Fixture::new(0);
+    let root = &f.host.root;
+    fs::create_dir_all(root.join("proc/sys")).unwrap();
+    fs::create_dir_all(root.join("proc/acpi")).unwrap();
+    fs::write(root.join("proc/keys"), "").unwrap();
+    fs::create_dir_all(root.join("sys/firmware")).unwrap();
+    let p = f.plan(MIN, &[]).unwrap();
+    let ops = &p.fs.as_ref().unwrap().ops;
+    let find = |t: &str| ops.iter().find(|o| o.target() == t).cloned();
+    assert!(matches!(find("/proc/keys"), Some(MountOp::HideFile { .. })));
+    assert!(matches!(
+        find("/proc/acpi"),
+        Some(MountOp::Tmpfs {
+            mode: 0,
+            read_only: true,
+            ..
+        })
+    ));
+    assert!(matches!(find("/proc/sys"), Some(MountOp::ReadOnly { .. })));
+    // Sysfs is fresh (network namespace) and read-only already; its firmware is masked.
+    assert!(matches!(find("/sys"), Some(MountOp::Sysfs { .. })));
+    assert!(matches!(find("/sys/firmware"), Some(MountOp::Tmpfs { .. })));
+    // Not on this kernel, not masked.
+    assert!(find("/proc/kcore").is_none());
+    // Masks come after the /proc they cover.
+    let pos = |t: &str| ops.iter().position(|o| o.target() == t).unwrap();
+    assert!(pos("/proc") < pos("/proc/keys") && pos("/proc") < pos("/proc/sys"));
+
+    let p = f
+        .plan(&format!("{MIN}[security]\nprotect_kernel = false\n"), &[])
+        .unwrap();
+    assert!(!targets(&p).contains(&"/proc/keys") && !targets(&p).contains(&"/proc/sys"));
 }

@@ -8,6 +8,8 @@ mod keys;
 pub mod problem;
 pub mod schema;
 pub mod source;
+mod syscall_groups;
+pub mod syscalls;
 pub mod validate;
 pub mod values;
 
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct SearchPath {
     pub dirs: Vec<PathBuf>,
+    /// Who may own the profile files read. `None` trusts any file the caller can read.
+    pub trusted_owners: Option<Vec<u32>>,
 }
 
 pub const DEFAULT_DIRS: [&str; 3] = [
@@ -38,7 +42,10 @@ impl SearchPath {
             dirs.extend(std::env::split_paths(env).filter(|p| !p.as_os_str().is_empty()));
         }
         dirs.extend(DEFAULT_DIRS.iter().map(PathBuf::from));
-        SearchPath { dirs }
+        SearchPath {
+            dirs,
+            trusted_owners: None,
+        }
     }
 
     /// The file for a profile name, first match wins.
@@ -172,6 +179,55 @@ pub fn load(arg: &str, search: &SearchPath) -> Result<Loaded, Box<Invalid>> {
     }
 }
 
+enum ReadError {
+    Unreadable(std::io::Error),
+    Untrusted(String),
+}
+use ReadError::{Unreadable, Untrusted};
+
+/// Reads a profile file, refusing it (as sudo does its sudoers) when someone other than a
+/// trusted owner could have written it: the file's owner, its group/other write bits, and
+/// those of its directory, which decide who can replace it. The checks use the opened file,
+/// so a file swapped in after them is not the one read.
+fn read_trusted(path: &Path, owners: Option<&[u32]>) -> Result<String, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut file = std::fs::File::open(path).map_err(Unreadable)?;
+    if let Some(owners) = owners {
+        let fix = "stockade runs as root and reads only profiles that no one but root (or the user who ran sudo) can change";
+        let meta = file.metadata().map_err(Unreadable)?;
+        let mode = meta.mode() & 0o7777;
+        if !owners.contains(&meta.uid()) {
+            return Err(Untrusted(format!(
+                "refusing {}: owned by uid {} (mode {mode:04o}); {fix}: chown root {0}",
+                path.display(),
+                meta.uid()
+            )));
+        }
+        if mode & 0o022 != 0 {
+            return Err(Untrusted(format!(
+                "refusing {}: mode {mode:04o} lets group or others write it; {fix}: chmod go-w {0}",
+                path.display()
+            )));
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Ok(d) = std::fs::metadata(dir) {
+            let dmode = d.mode() & 0o7777;
+            // A sticky directory (/tmp) lets others create files but not replace ours.
+            let replaceable = dmode & 0o022 != 0 && dmode & 0o1000 == 0;
+            if replaceable || !owners.contains(&d.uid()) {
+                return Err(Untrusted(format!("refusing {}: its directory {} (uid {}, mode {dmode:04o}) lets someone else replace it; {fix}", path.display(), dir.display(), d.uid())));
+            }
+        }
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(Unreadable)?;
+    Ok(text)
+}
+
 fn dropin_dir(profile: &Path) -> PathBuf {
     let mut s = profile.as_os_str().to_owned();
     s.push(".d");
@@ -233,9 +289,13 @@ impl Loader<'_> {
             ));
             return None;
         }
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_trusted(path, self.search.trusted_owners.as_deref()) {
             Ok(t) => t,
-            Err(e) => {
+            Err(Untrusted(msg)) => {
+                self.problems.push(Problem::new(at(), None, msg));
+                return None;
+            }
+            Err(Unreadable(e)) => {
                 self.problems.push(Problem::new(
                     at(),
                     None,

@@ -332,6 +332,21 @@ section! {
         leaf capabilities: Vec<String>,
         /// Set no_new_privs so exec can never gain privileges (default true).
         leaf no_new_privileges: bool,
+        /// Seccomp allow-list: systemd group names ("@system-service") and syscall names.
+        /// Every other call is denied; @default is always allowed. Without it, stockade's
+        /// baseline deny-list applies.
+        leaf syscall_filter: Vec<String>,
+        /// Groups and syscalls denied: taken out of syscall_filter, or added to the baseline.
+        leaf syscall_deny: Vec<String>,
+        /// What a denied call returns: an errno name, or "kill" (default "EPERM").
+        leaf syscall_errno: String,
+        /// Let denied calls run and have the kernel log them, to write a filter (default false).
+        leaf syscall_log: bool,
+        /// Mask kernel files in /proc and /sys, make /proc/sys and /sys read-only (default true).
+        leaf protect_kernel: bool,
+        /// Run with the landlock rules the kernel can enforce when it cannot enforce them
+        /// all (default false: refuse to start).
+        leaf landlock_best_effort: bool,
         /// Landlock filesystem rules; when present, everything not listed is denied.
         table landlock: Landlock,
     }

@@ -24,6 +24,7 @@ impl Dir {
     fn search(&self) -> SearchPath {
         SearchPath {
             dirs: vec![self.0.path().to_owned()],
+            trusted_owners: None,
         }
     }
     fn load(&self, arg: &str) -> Result<Loaded, Box<Invalid>> {
@@ -94,6 +95,7 @@ fn examples_parse_and_validate() {
         if p.extension().is_some_and(|x| x == "toml") {
             let search = SearchPath {
                 dirs: vec![dir.into()],
+                trusted_owners: None,
             };
             load(p.to_str().unwrap(), &search)
                 .unwrap_or_else(|e| panic!("{}: {:#?}", p.display(), e.lines()));
@@ -362,6 +364,7 @@ fn dropins_apply_in_name_order_and_mask_across_directories() {
     ]);
     let search = SearchPath {
         dirs: vec![admin.0.path().to_owned(), vendor.0.path().to_owned()],
+        trusted_owners: None,
     };
     let l = load("svc", &search).unwrap();
     assert_eq!(l.profile.description.as_ref().unwrap().value, "admin-30");
@@ -481,4 +484,45 @@ fn resources_and_systemd_keys_are_checked() {
         &format!("{MIN}[resources]\nmemory_max = \"1G\"\n[systemd]\nmode = \"off\"\n"),
     )]);
     assert!(one_problem(&d, "o").contains("systemd.mode: `off` does no cgroup handling, so [resources] cannot be enforced (set: memory_max)"));
+}
+
+#[test]
+fn untrusted_profile_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new(&[("svc.toml", "[exec]\ncommand = [\"/bin/true\"]\n")]);
+    let me = nix::unistd::geteuid().as_raw();
+    let file = d.0.path().join("svc.toml");
+    let strict = |owners: Vec<u32>| SearchPath {
+        dirs: vec![d.0.path().to_owned()],
+        trusted_owners: Some(owners),
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(load("svc", &strict(vec![me])).is_ok());
+    let msg = load("svc", &strict(vec![me + 1]))
+        .unwrap_err()
+        .lines()
+        .join("\n");
+    assert!(
+        msg.contains("svc.toml") && msg.contains(&format!("owned by uid {me}")),
+        "{msg}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let msg = load("svc", &strict(vec![me]))
+        .unwrap_err()
+        .lines()
+        .join("\n");
+    assert!(
+        msg.contains("mode 0664") && msg.contains("chmod go-w"),
+        "{msg}"
+    );
+    // The directory decides who can replace the file.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(d.0.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let msg = load("svc", &strict(vec![me]))
+        .unwrap_err()
+        .lines()
+        .join("\n");
+    assert!(msg.contains("its directory"), "{msg}");
+    std::fs::set_permissions(d.0.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(load("svc", &strict(vec![me])).is_ok());
 }

@@ -5,7 +5,9 @@
 use super::problem::{closest, At, Problem};
 use super::schema::Profile;
 use super::source::{FileId, Src};
+use super::syscalls;
 use super::values::{IdRange, MountType};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Resource limit names, as in `prlimit(1)` and systemd's `Limit*=` without the prefix.
@@ -400,6 +402,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.syscalls(p);
         if let Some(l) = &s.landlock {
             for (key, list) in [
                 ("security.landlock.read", &l.read),
@@ -436,6 +439,54 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    fn syscalls(&mut self, p: &Profile) {
+        let s = &p.security;
+        for (key, list) in [
+            ("security.syscall_filter", &s.syscall_filter),
+            ("security.syscall_deny", &s.syscall_deny),
+        ] {
+            let Some(list) = list else { continue };
+            for entry in &list.value {
+                if let Some(rest) = entry.strip_prefix('~') {
+                    self.err(list, key, format!("`{entry}`: stockade has no `~` deny syntax; put `{rest}` in security.syscall_deny"));
+                } else if !syscalls::expand(entry, &mut BTreeSet::new()) {
+                    let what = if entry.starts_with('@') {
+                        "syscall group"
+                    } else {
+                        "system call"
+                    };
+                    let sugg = closest(entry, syscalls::all_names());
+                    self.out.push(
+                        Problem::at(list.origin, key, format!("unknown {what} `{entry}`"))
+                            .suggest(sugg),
+                    );
+                }
+            }
+        }
+        if let Some(f) = &s.syscall_filter {
+            if f.value.is_empty() {
+                self.err(f, "security.syscall_filter", "an empty allow-list would deny every system call; leave the key out for stockade's baseline, or list what the service needs (\"@system-service\")");
+            }
+        }
+        if let Some(e) = &s.syscall_errno {
+            if e.value != "kill" && syscalls::errno(&e.value).is_none() {
+                let names = syscalls::errno_names();
+                let sugg = closest(&e.value, names.iter().map(String::as_str).chain(["kill"]));
+                self.out.push(
+                    Problem::at(
+                        e.origin,
+                        "security.syscall_errno",
+                        format!(
+                            "`{}` is neither an errno name (EPERM, ENOSYS, ...) nor \"kill\"",
+                            e.value
+                        ),
+                    )
+                    .suggest(sugg),
+                );
+            }
+        }
+    }
+
     fn resources(&mut self, p: &Profile) {
         let r = &p.resources;
         for (key, v) in [

@@ -4,9 +4,9 @@
 //! capabilities in every set including ambient; no_new_privs; descriptors closed; exec.
 
 use super::error::{check, SetupError};
-use super::sys;
+use super::{seccomp, sys};
 use crate::plan::{Access, Credentials, FinalSteps, LaunchPlan};
-use caps::{CapSet, CapsHashSet};
+use caps::{CapSet, Capability, CapsHashSet};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
@@ -24,14 +24,21 @@ pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
             }
         }
     }
-    match prepare(plan) {
+    match prepare(plan, &runtime.filters) {
         Ok(()) => exec(plan),
         Err(e) => e,
     }
 }
 
-fn prepare(plan: &LaunchPlan) -> Result<(), SetupError> {
+fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupError> {
     let f = &plan.finals;
+    // Keys of the caller's session (the admin's login) must not be reachable; done before
+    // the filter, which denies keyctl.
+    check(
+        sys::new_session_keyring(),
+        "start a new session keyring",
+        || "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)".into(),
+    )?;
     // A new session: the service cannot read or inject into the caller's terminal.
     check(nix::unistd::setsid(), "start a new session", || {
         "setsid()".into()
@@ -44,7 +51,7 @@ fn prepare(plan: &LaunchPlan) -> Result<(), SetupError> {
     rlimits(f)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(f.umask));
     if let Some(rules) = &f.landlock {
-        landlock(rules, f.no_new_privs)?;
+        landlock(rules, f.no_new_privs, f.landlock_best_effort)?;
     }
     drop_bounding(f)?;
     switch_user(&plan.creds)?;
@@ -68,6 +75,43 @@ fn prepare(plan: &LaunchPlan) -> Result<(), SetupError> {
         "close stockade's descriptors",
         || "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)".into(),
     )?;
+    install_filters(f, filters)
+}
+
+/// The seccomp filters, last before exec so none of the steps above is filtered. Without
+/// no_new_privs the kernel wants CAP_SYS_ADMIN for this: raise_kept left it effective when
+/// the process had it, and it is dropped right after (the policy allows that capset).
+fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+    let admin = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false);
+    if !admin && !f.no_new_privs {
+        // Nothing to drop and no other way in: the same rule systemd applies to
+        // SystemCallFilter= for services without CAP_SYS_ADMIN.
+        check(
+            nix::sys::prctl::set_no_new_privs(),
+            "set no_new_privs for the seccomp filter",
+            || "prctl(PR_SET_NO_NEW_PRIVS, 1)".into(),
+        )?;
+    }
+    for (i, prog) in filters.iter().enumerate() {
+        check(
+            sys::install_seccomp(&prog.0),
+            "install the seccomp filter",
+            || {
+                format!(
+                    "seccomp(SECCOMP_SET_MODE_FILTER, filter {i} of {} instructions)",
+                    prog.0.len()
+                )
+            },
+        )?;
+    }
+    if admin && !f.capabilities.contains(&Capability::CAP_SYS_ADMIN) {
+        let keep = kept(f);
+        for which in [CapSet::Effective, CapSet::Permitted] {
+            caps::set(None, which, &keep).map_err(|e| {
+                SetupError::other("drop CAP_SYS_ADMIN after the seccomp filter", e.to_string())
+            })?;
+        }
+    }
     Ok(())
 }
 
@@ -103,7 +147,11 @@ fn rlimits(f: &FinalSteps) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn landlock(rules: &[(String, Access)], no_new_privs: bool) -> Result<(), SetupError> {
+fn landlock(
+    rules: &[(String, Access)],
+    no_new_privs: bool,
+    best_effort: bool,
+) -> Result<(), SetupError> {
     use landlock::{
         Access as _, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
     };
@@ -138,13 +186,19 @@ fn landlock(rules: &[(String, Access)], no_new_privs: bool) -> Result<(), SetupE
             .map_err(|e| err(&e))?;
     }
     let status = ruleset.restrict_self().map_err(|e| err(&e))?;
-    if status.ruleset == landlock::RulesetStatus::NotEnforced {
-        return Err(SetupError::other(
+    match status.ruleset {
+        landlock::RulesetStatus::FullyEnforced => Ok(()),
+        landlock::RulesetStatus::NotEnforced => Err(SetupError::other(
             step,
             "the kernel does not enforce landlock (is it in the lsm= boot parameter?)",
-        ));
+        )),
+        // Fail closed: an access right the kernel cannot restrict would be silently allowed.
+        landlock::RulesetStatus::PartiallyEnforced if !best_effort => Err(SetupError::other(
+            step,
+            "this kernel enforces only part of the landlock access rights stockade asks for; set `landlock_best_effort = true` in [security] to run anyway",
+        )),
+        landlock::RulesetStatus::PartiallyEnforced => Ok(()),
     }
-    Ok(())
 }
 
 fn kept(f: &FinalSteps) -> CapsHashSet {
@@ -201,10 +255,23 @@ fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
             )
         })
     };
-    // Inheritable first (needs the full effective set), then effective and permitted down.
+    // Inheritable first (needs the full effective set), then effective and permitted down,
+    // keeping CAP_SYS_ADMIN a little longer if we hold it: it installs the seccomp filter
+    // without forcing no_new_privs on profiles that turned it off.
     set(CapSet::Inheritable)?;
-    set(CapSet::Effective)?;
-    set(CapSet::Permitted)?;
+    let admin = caps::has_cap(None, CapSet::Permitted, Capability::CAP_SYS_ADMIN).unwrap_or(false);
+    let mut until_filter = keep.clone();
+    if admin {
+        until_filter.insert(Capability::CAP_SYS_ADMIN);
+    }
+    for which in [CapSet::Effective, CapSet::Permitted] {
+        caps::set(None, which, &until_filter).map_err(|e| {
+            SetupError::other(
+                format!("set the {which:?} capabilities to {keep:?}"),
+                e.to_string(),
+            )
+        })?;
+    }
     caps::clear(None, CapSet::Ambient)
         .map_err(|e| SetupError::other("clear ambient capabilities", e.to_string()))?;
     for cap in &keep {

@@ -15,6 +15,7 @@ mod init;
 mod journal;
 mod mounts;
 mod notify;
+mod seccomp;
 pub mod sys;
 
 pub use channel::ServiceEnd;
@@ -92,6 +93,8 @@ impl Error {
 pub struct Runtime {
     /// journald streams for stdout and stderr.
     pub journal: Option<(OwnedFd, OwnedFd)>,
+    /// The seccomp filters, compiled before the clone.
+    pub filters: Vec<seccomp::Program>,
 }
 
 /// The namespaces init is cloned into: only those that must exist from the start (the
@@ -143,6 +146,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
             .as_deref()
             .map(journal::streams)
             .transpose()?,
+        filters: seccomp::compile(&plan.finals.syscalls)?,
     };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
     // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.

@@ -298,6 +298,20 @@ fn apply_op(op: &MountOp) -> Result<(), SetupError> {
                 )
             })?;
         }
+        MountOp::ReadOnly { .. } => {
+            let step = format!("make {} read-only", op.target());
+            do_mount(
+                &step,
+                Some(&target),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            check(sys::make_readonly_recursive(&target), &step, || {
+                format!("mount_setattr({target:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)")
+            })?;
+        }
         MountOp::HideFile { .. } => {
             if !Path::new(HIDDEN_FILE).exists() {
                 let f = std::fs::File::create(HIDDEN_FILE)

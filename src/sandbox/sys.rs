@@ -182,3 +182,39 @@ pub fn die_by_signal(sig: Signal) -> ! {
     // Only reached for signals whose default action is not to terminate.
     std::process::exit(128 + sig as i32)
 }
+
+/// Installs one classic-BPF seccomp filter on the calling thread. The caller holds
+/// CAP_SYS_ADMIN in its user namespace or has set no_new_privs, as the kernel requires.
+pub fn install_seccomp(insns: &[libc::sock_filter]) -> Result<(), Errno> {
+    let len = u16::try_from(insns.len()).map_err(|_| Errno::E2BIG)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: insns.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `insns`, which outlives the call; the kernel copies the
+    // program and does not keep the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Gives the process a new, empty session keyring, so the service cannot reach keys of the
+/// session stockade was started from.
+pub fn new_session_keyring() -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks for a new anonymous keyring; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}

@@ -1,0 +1,128 @@
+//! The seccomp half of the plan: which system calls the service may make, decided from the
+//! profile and the capabilities it keeps. Names only; the sandbox compiles them to BPF for
+//! this architecture before it forks.
+
+use crate::profile::schema::{or, Profile};
+use crate::profile::syscalls::{errno, expand};
+use caps::Capability as C;
+use std::collections::BTreeSet;
+
+/// What a listed (or unlisted) system call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysAction {
+    Allow,
+    Errno(i32),
+    KillProcess,
+    /// Run it, and have the kernel log it.
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallPolicy {
+    /// What calls not in `listed` do: Allow for the baseline deny-list, the deny action for
+    /// an allow-list.
+    pub default: SysAction,
+    pub listed: BTreeSet<String>,
+    /// What calls in `listed` do.
+    pub listed_action: SysAction,
+    /// Refuse namespace creation and joining (the service keeps no CAP_SYS_ADMIN): clone
+    /// with CLONE_NEW* flags, unshare and setns fail with EPERM, clone3 with ENOSYS so libc
+    /// falls back to clone, whose flags a filter can read.
+    pub restrict_namespaces: bool,
+}
+
+/// The baseline: what a profile that says nothing about syscalls cannot call, unless it
+/// keeps the capability that would make the call meaningful. Modelled on Docker's default
+/// profile and systemd's groups.
+const BASELINE: &[(&str, Option<C>)] = &[
+    ("@clock", Some(C::CAP_SYS_TIME)),
+    ("@module", Some(C::CAP_SYS_MODULE)),
+    ("@reboot", Some(C::CAP_SYS_BOOT)),
+    ("@swap", Some(C::CAP_SYS_ADMIN)),
+    ("@mount", Some(C::CAP_SYS_ADMIN)),
+    ("@raw-io", Some(C::CAP_SYS_RAWIO)),
+    ("@debug", Some(C::CAP_SYS_PTRACE)),
+    ("@cpu-emulation", None),
+    ("@obsolete", None),
+    // The kernel keyring is not namespaced.
+    ("@keyring", None),
+    ("bpf", Some(C::CAP_BPF)),
+    ("perf_event_open", Some(C::CAP_PERFMON)),
+    ("userfaultfd", Some(C::CAP_SYS_PTRACE)),
+    ("kexec_load", Some(C::CAP_SYS_BOOT)),
+    ("kexec_file_load", Some(C::CAP_SYS_BOOT)),
+    ("acct", Some(C::CAP_SYS_PACCT)),
+    ("syslog", Some(C::CAP_SYSLOG)),
+    // open_by_handle_at bypasses path-based confinement (the "shocker" escape).
+    ("open_by_handle_at", Some(C::CAP_DAC_READ_SEARCH)),
+    ("quotactl", Some(C::CAP_SYS_ADMIN)),
+    ("fanotify_init", Some(C::CAP_SYS_ADMIN)),
+    ("sethostname", Some(C::CAP_SYS_ADMIN)),
+    ("setdomainname", Some(C::CAP_SYS_ADMIN)),
+    ("vhangup", Some(C::CAP_SYS_TTY_CONFIG)),
+    ("unshare", Some(C::CAP_SYS_ADMIN)),
+    ("setns", Some(C::CAP_SYS_ADMIN)),
+    // A large, often-exploited kernel surface that daemons rarely need (Docker denies it too).
+    ("io_uring_setup", None),
+    ("io_uring_enter", None),
+    ("io_uring_register", None),
+];
+
+/// Calls stockade itself makes after the filter is installed: dropping CAP_SYS_ADMIN, which
+/// installing the filter without no_new_privs needed, and exec.
+pub const STOCKADE_NEEDS: &[&str] = &["capset", "execve"];
+
+pub(super) fn plan(p: &Profile, kept: &[C]) -> SyscallPolicy {
+    let s = &p.security;
+    let deny = match s.syscall_errno.as_ref().map(|e| e.value.as_str()) {
+        Some("kill") => SysAction::KillProcess,
+        Some(name) => SysAction::Errno(errno(name).unwrap_or(libc::EPERM)),
+        None => SysAction::Errno(libc::EPERM),
+    };
+    let deny = if or(&s.syscall_log, false) {
+        SysAction::Log
+    } else {
+        deny
+    };
+    let names = |list: &Option<crate::profile::Src<Vec<String>>>| {
+        let mut out = BTreeSet::new();
+        for entry in list.iter().flat_map(|l| l.value.iter()) {
+            expand(entry, &mut out);
+        }
+        out
+    };
+    let denied = names(&s.syscall_deny);
+    let restrict_namespaces = !kept.contains(&C::CAP_SYS_ADMIN);
+    match &s.syscall_filter {
+        Some(_) => {
+            let mut allowed = names(&s.syscall_filter);
+            // Like systemd: an allow-list always includes what every process needs.
+            expand("@default", &mut allowed);
+            allowed.retain(|n| !denied.contains(n));
+            allowed.extend(STOCKADE_NEEDS.iter().map(|n| n.to_string()));
+            SyscallPolicy {
+                default: deny,
+                listed: allowed,
+                listed_action: SysAction::Allow,
+                restrict_namespaces,
+            }
+        }
+        None => {
+            let mut listed = denied;
+            for (entry, cap) in BASELINE {
+                if cap.is_none_or(|c| !kept.contains(&c)) {
+                    expand(entry, &mut listed);
+                }
+            }
+            for n in STOCKADE_NEEDS {
+                listed.remove(*n);
+            }
+            SyscallPolicy {
+                default: SysAction::Allow,
+                listed,
+                listed_action: deny,
+                restrict_namespaces,
+            }
+        }
+    }
+}

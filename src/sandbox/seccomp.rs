@@ -1,0 +1,143 @@
+//! Compiles the plan's syscall policy into classic BPF for this architecture, in the
+//! supervisor before it clones: the child only hands finished programs to the kernel.
+//!
+//! libseccomp does the compiling (name → number per architecture, the architecture check,
+//! x32 refusal on x86_64, argument comparisons); it is on every systemd machine already.
+//! Two filters, because the kernel applies the strictest verdict of all installed filters:
+//! the policy (allow- or deny-list), and fixed rules no profile turns off (terminal
+//! injection, namespace creation) which would otherwise collide with an unconditional
+//! allow of the same call in libseccomp's rule database.
+
+use super::error::SetupError;
+use crate::plan::{SysAction, SyscallPolicy};
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+
+/// One compiled filter: the raw `struct sock_filter` array.
+pub struct Program(pub Vec<libc::sock_filter>);
+
+fn action(a: SysAction) -> ScmpAction {
+    match a {
+        SysAction::Allow => ScmpAction::Allow,
+        SysAction::Errno(e) => ScmpAction::Errno(e),
+        SysAction::KillProcess => ScmpAction::KillProcess,
+        SysAction::Log => ScmpAction::Log,
+    }
+}
+
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541C;
+
+pub fn compile(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
+    let step = "compile the seccomp filter";
+    let fail = |e: libseccomp::error::SeccompError| SetupError::other(step, e.to_string());
+
+    let mut main = new_filter(action(policy.default)).map_err(fail)?;
+    let listed = action(policy.listed_action);
+    for name in &policy.listed {
+        // A name this libseccomp cannot place on this architecture has no number to
+        // filter: it cannot be called here either, except through a newer kernel ABI, and
+        // an allow-list denies those anyway.
+        let Ok(nr) = ScmpSyscall::from_name(name) else {
+            continue;
+        };
+        main.add_rule(listed, nr).map_err(fail)?;
+    }
+
+    let mut fixed = new_filter(ScmpAction::Allow).map_err(fail)?;
+    let eperm = ScmpAction::Errno(libc::EPERM);
+    // ioctl's request is an int: compare only the low 32 bits, or garbage in the high bits
+    // would slip past an equality test while the kernel still sees TIOCSTI.
+    for request in [TIOCSTI, TIOCLINUX] {
+        fixed
+            .add_rule_conditional(
+                eperm,
+                ScmpSyscall::from_name("ioctl").map_err(fail)?,
+                &[ScmpArgCompare::new(
+                    1,
+                    ScmpCompareOp::MaskedEqual(0xffff_ffff),
+                    request,
+                )],
+            )
+            .map_err(fail)?;
+    }
+    if policy.restrict_namespaces {
+        for name in ["unshare", "setns"] {
+            fixed
+                .add_rule(eperm, ScmpSyscall::from_name(name).map_err(fail)?)
+                .map_err(fail)?;
+        }
+        let clone = ScmpSyscall::from_name("clone").map_err(fail)?;
+        for flag in [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWCGROUP,
+            libc::CLONE_NEWTIME,
+        ] {
+            let flag = flag as u64;
+            fixed
+                .add_rule_conditional(
+                    eperm,
+                    clone,
+                    &[ScmpArgCompare::new(
+                        0,
+                        ScmpCompareOp::MaskedEqual(flag),
+                        flag,
+                    )],
+                )
+                .map_err(fail)?;
+        }
+        // clone3 passes its flags in memory a filter cannot read; ENOSYS makes libc fall
+        // back to clone, whose flags the rules above see.
+        fixed
+            .add_rule(
+                ScmpAction::Errno(libc::ENOSYS),
+                ScmpSyscall::from_name("clone3").map_err(fail)?,
+            )
+            .map_err(fail)?;
+    }
+    Ok(vec![export(&main)?, export(&fixed)?])
+}
+
+fn new_filter(default: ScmpAction) -> Result<ScmpFilterContext, libseccomp::error::SeccompError> {
+    let mut f = ScmpFilterContext::new(default)?;
+    // Only the native architecture: i386 and x32 system calls kill the process.
+    f.set_act_badarch(ScmpAction::KillProcess)?;
+    // stockade sets no_new_privs itself when the profile asks for it.
+    f.set_ctl_nnp(false)?;
+    // A binary tree instead of a linear scan: an allow-list has hundreds of entries.
+    f.set_ctl_optimize(2)?;
+    Ok(f)
+}
+
+/// Exports through a memfd: libseccomp 2.5 (Debian 12) can only export to a descriptor.
+fn export(f: &ScmpFilterContext) -> Result<Program, SetupError> {
+    use std::io::{Read, Seek};
+    let step = "export the seccomp filter";
+    let memfd = nix::sys::memfd::memfd_create(
+        c"stockade-seccomp",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .map_err(|e| SetupError::sys(step, "memfd_create", e))?;
+    let mut file = std::fs::File::from(memfd);
+    f.export_bpf(&file)
+        .map_err(|e| SetupError::other(step, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| SetupError::other(step, e.to_string()))?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    let insns = bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    Ok(Program(insns))
+}
