@@ -135,6 +135,60 @@ impl Host {
     }
 
     /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
+    /// `path` with every symlink on it resolved, inside the host root (absolute links start
+    /// again at the root). A missing tail is kept as written. The sandbox later opens the
+    /// result refusing any symlink, so one swapped in after planning is refused, not followed.
+    pub fn resolve(&self, path: &str) -> io::Result<String> {
+        let mut done = PathBuf::from("/");
+        let mut todo: std::collections::VecDeque<std::ffi::OsString> = Path::new(path)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            let next = done.join(&c);
+            let shown = next.to_string_lossy().into_owned();
+            match fs::symlink_metadata(self.path(&shown)) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    }
+                    let target = fs::read_link(self.path(&shown))?;
+                    if target.is_absolute() {
+                        done = PathBuf::from("/");
+                    }
+                    for (i, part) in target
+                        .components()
+                        .filter_map(|c| match c {
+                            Component::Normal(n) => Some(n.to_owned()),
+                            Component::ParentDir => Some("..".into()),
+                            _ => None,
+                        })
+                        .enumerate()
+                    {
+                        todo.insert(i, part);
+                    }
+                }
+                Ok(_) => done = next,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    done = next;
+                    done.extend(todo.drain(..));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done.to_string_lossy().into_owned())
+    }
+
     pub fn kind(&self, path: &str) -> io::Result<Option<PathKind>> {
         match fs::metadata(self.path(path)) {
             Ok(m) if m.is_dir() => Ok(Some(PathKind::Dir)),
@@ -182,6 +236,23 @@ mod tests {
         assert_eq!((u.uid, u.gid), (101, 105));
         assert_eq!(host.group_by_name("redis").unwrap().unwrap().gid, 105);
         assert!(host.user_by_name("nobody").unwrap().is_none());
+    }
+
+    #[test]
+    fn resolve_follows_links_inside_the_root() {
+        let (d, host) = host_with(&[("srv/real/file", "x"), ("run/stub", "y")]);
+        std::os::unix::fs::symlink("real", d.path().join("srv/link")).unwrap();
+        std::os::unix::fs::symlink("/run", d.path().join("srv/abs")).unwrap();
+        std::os::unix::fs::symlink("../../run/stub", d.path().join("srv/real/up")).unwrap();
+        assert_eq!(host.resolve("/srv/link/file").unwrap(), "/srv/real/file");
+        assert_eq!(host.resolve("/srv/abs/stub").unwrap(), "/run/stub");
+        assert_eq!(host.resolve("/srv/link/up").unwrap(), "/run/stub");
+        assert_eq!(
+            host.resolve("/srv/link/missing/x").unwrap(),
+            "/srv/real/missing/x"
+        );
+        std::os::unix::fs::symlink("loop", d.path().join("srv/loop")).unwrap();
+        assert!(host.resolve("/srv/loop").is_err());
     }
 
     #[test]

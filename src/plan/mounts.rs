@@ -463,9 +463,14 @@ pub(super) fn plan(
                         continue;
                     }
                 };
+                // Symlinks are resolved now, once; the sandbox refuses any it meets later.
+                let resolved = b
+                    .host
+                    .resolve(&source.value)
+                    .unwrap_or_else(|_| source.value.clone());
                 (
                     MountOp::Bind {
-                        source: source.value.clone(),
+                        source: resolved,
                         target: target.clone(),
                         read_only,
                         create: None,

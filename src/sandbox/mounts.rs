@@ -4,6 +4,11 @@
 //! scratch tmpfs so the host root sits at /oldroot and the new root is assembled at /newroot
 //! with no host path shadowed by our own scratch mounts; apply each mount operation in plan
 //! order; detach the old root; pivot into the new root and detach the scratch tmpfs.
+//!
+//! Every source and target is resolved once, beneath /oldroot or /newroot, to a descriptor
+//! with openat2 refusing symlinks (the plan resolved the ones that were there), and mounts
+//! are made and attached through descriptors with the new mount API: nothing is looked up
+//! by path twice, so a symlink swapped in while the sandbox starts is refused, not followed.
 
 use super::error::{check, SetupError};
 use super::sys;
@@ -11,24 +16,14 @@ use crate::plan::{FsPlan, MountOp, NodeKind, RootSource};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, mkdir, pivot_root};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use sys::attr;
 
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
 /// An empty, unreadable file on the scratch tmpfs, bound over hidden files.
 const HIDDEN_FILE: &str = "/hidden";
-
-fn new_path(target: &str) -> PathBuf {
-    PathBuf::from(format!("{NEW}{target}"))
-}
-
-fn old_path(source: &str) -> PathBuf {
-    if source == "/" {
-        PathBuf::from(OLD)
-    } else {
-        PathBuf::from(format!("{OLD}{source}"))
-    }
-}
 
 fn do_mount(
     step: &str,
@@ -89,40 +84,45 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
         "chdir(\"/\")".into()
     })?;
 
-    match &fs.root {
+    let scratch = open_dir("/")?;
+    let old = open_dir(OLD)?;
+    let root_mount = match &fs.root {
         RootSource::Host(dir) => {
-            do_mount(
+            let src = beneath(old.as_fd(), dir, "the sandbox root")?;
+            let tree = sys_step(
+                sys::clone_tree(src.as_fd(), true),
                 "bind the sandbox root",
-                Some(&old_path(dir)),
-                Path::new(NEW),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
+                || format!("open_tree({dir:?}, OPEN_TREE_CLONE | AT_RECURSIVE)"),
             )?;
             if fs.read_only {
                 // Before the other mounts, so they stay writable where the profile says so.
-                check(
-                    sys::make_readonly_recursive(Path::new(NEW)),
+                sys_step(
+                    sys::set_attrs(tree.as_fd(), attr::RDONLY),
                     "make the root read-only",
-                    || format!("mount_setattr({NEW:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)"),
+                    || "mount_setattr(root, AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into(),
                 )?;
             }
+            tree
         }
-        RootSource::Empty => {
-            do_mount(
-                "mount the empty root",
-                Some(Path::new("tmpfs")),
-                Path::new(NEW),
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some("mode=0755"),
-            )?;
-        }
-    }
+        RootSource::Empty => new_mount(
+            "the empty root",
+            "tmpfs",
+            &[("mode", "0755".into())],
+            attr::NOSUID | attr::NODEV,
+        )?,
+    };
+    let mount_point = beneath(scratch.as_fd(), NEW, "the new root")?;
+    sys_step(
+        sys::attach(root_mount.as_fd(), mount_point.as_fd()),
+        "attach the sandbox root",
+        || format!("move_mount(root, {NEW:?})"),
+    )?;
+    let new = open_dir(NEW)?;
 
     for op in &fs.ops {
-        apply_op(op)?;
+        apply_op(op, old.as_fd(), new.as_fd())?;
     }
+    drop((old, new, scratch));
 
     if fs.read_only && fs.root == RootSource::Empty {
         // Only now: every mount point on the empty root has been created.
@@ -163,154 +163,175 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn ensure(path: &Path, kind: NodeKind) -> Result<(), SetupError> {
-    let step = format!("create the mount point {}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| SetupError::other(&step, e.to_string()))?;
-    }
-    let r = match kind {
-        NodeKind::Dir => std::fs::create_dir(path),
-        NodeKind::File => std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map(drop),
+fn sys_step<T>(
+    r: Result<T, nix::errno::Errno>,
+    step: &str,
+    call: impl FnOnce() -> String,
+) -> Result<T, SetupError> {
+    check(r, step, call)
+}
+
+fn open_dir(path: &str) -> Result<OwnedFd, SetupError> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    );
+    let fd = check(fd, "open a directory of the scratch root", || {
+        format!("open({path:?}, O_PATH)")
+    })?;
+    Ok(sys::own_fd(fd))
+}
+
+/// `path` beneath `dir`, refusing symlinks; the error says which path and why.
+fn beneath(dir: BorrowedFd, path: &str, what: &str) -> Result<OwnedFd, SetupError> {
+    sys::open_beneath(dir, path).map_err(|e| {
+        let why = if e == nix::errno::Errno::ELOOP {
+            format!("`{path}` now passes through a symlink (it did not when the sandbox was planned); refusing to follow it")
+        } else {
+            format!("openat2({path:?}, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS): {}", e.desc())
+        };
+        SetupError::other(format!("resolve {what}"), why)
+    })
+}
+
+fn new_mount(
+    what: &str,
+    fstype: &str,
+    options: &[(&str, String)],
+    attrs: u64,
+) -> Result<OwnedFd, SetupError> {
+    let opts: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sys_step(
+        sys::new_mount(fstype, &opts, attrs),
+        &format!("mount {what}"),
+        || format!("fsopen({fstype:?}) + fsconfig({opts:?}) + fsmount"),
+    )
+}
+
+/// Creates the mount point `target` (and missing parents) on one of stockade's own
+/// filesystems, walking from `new` one component at a time without following symlinks.
+fn ensure(new: BorrowedFd, target: &str, kind: NodeKind) -> Result<(), SetupError> {
+    let step = format!("create the mount point {target}");
+    let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return Ok(());
     };
-    match r {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(SetupError::other(step, e.to_string()))
-        }
-        _ => Ok(()),
+    let mut dir = beneath(new, "/", "the new root")?;
+    for part in parents {
+        dir = match sys::open_beneath(dir.as_fd(), part) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => {
+                mkdir_at(dir.as_fd(), part, &step)?;
+                beneath(dir.as_fd(), part, &step)?
+            }
+            Err(_) => beneath(dir.as_fd(), part, &step)?,
+        };
+    }
+    match kind {
+        NodeKind::Dir => mkdir_at(dir.as_fd(), last, &step),
+        NodeKind::File => sys_step(sys::create_file_at(dir.as_fd(), last), &step, || {
+            format!("openat({last:?}, O_CREAT | O_EXCL | O_NOFOLLOW)")
+        }),
     }
 }
 
-fn apply_op(op: &MountOp) -> Result<(), SetupError> {
-    let target = new_path(op.target());
-    let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    match op {
+fn mkdir_at(dir: BorrowedFd, name: &str, step: &str) -> Result<(), SetupError> {
+    use std::os::fd::AsRawFd;
+    match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(SetupError::sys(step, format!("mkdirat({name:?})"), e)),
+    }
+}
+
+fn apply_op(op: &MountOp, old: BorrowedFd, new: BorrowedFd) -> Result<(), SetupError> {
+    let target = op.target();
+    let fs_attrs = attr::NOSUID | attr::NODEV;
+    let create = match op {
+        MountOp::Bind { create, .. } => *create,
+        MountOp::Tmpfs { create: true, .. } | MountOp::Proc { create: true, .. } => {
+            Some(NodeKind::Dir)
+        }
+        MountOp::Devpts { .. } | MountOp::Mqueue { .. } => Some(NodeKind::Dir),
+        _ => None,
+    };
+    if let Some(kind) = create {
+        ensure(new, target, kind)?;
+    }
+    let (what, mnt) = match op {
         MountOp::Bind {
-            source,
-            read_only,
-            create,
-            ..
+            source, read_only, ..
         } => {
-            if let Some(kind) = create {
-                ensure(&target, *kind)?;
-            }
-            let step = format!("bind {source} to {}", op.target());
-            do_mount(
-                &step,
-                Some(&old_path(source)),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )?;
+            let step = format!("bind {source} to {target}");
+            let src = beneath(old, source, &format!("the bind source {source}"))?;
+            let tree = sys_step(sys::clone_tree(src.as_fd(), true), &step, || {
+                format!("open_tree({source:?}, OPEN_TREE_CLONE | AT_RECURSIVE)")
+            })?;
             if *read_only {
-                check(sys::make_readonly_recursive(&target), &step, || {
-                    format!("mount_setattr({target:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)")
+                sys_step(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
+                    "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into()
                 })?;
             }
+            (step, tree)
         }
         MountOp::Tmpfs {
             size,
             mode,
             noexec,
             read_only,
-            create,
             ..
         } => {
-            if *create {
-                ensure(&target, NodeKind::Dir)?;
+            let mut attrs = fs_attrs;
+            if *noexec {
+                attrs |= attr::NOEXEC;
             }
-            let mut flags = tmpfs_flags;
-            flags.set(MsFlags::MS_NOEXEC, *noexec);
-            flags.set(MsFlags::MS_RDONLY, *read_only);
-            let mut data = format!("mode={mode:04o}");
+            if *read_only {
+                attrs |= attr::RDONLY;
+            }
+            let mut opts = vec![("mode", format!("{mode:04o}"))];
             if let Some(s) = size {
-                data.push_str(&format!(",size={s}"));
+                opts.push(("size", s.to_string()));
             }
-            do_mount(
-                &format!("mount a tmpfs on {}", op.target()),
-                Some(Path::new("tmpfs")),
-                &target,
-                Some("tmpfs"),
-                flags,
-                Some(&data),
-            )?;
+            let what = format!("a tmpfs on {target}");
+            let m = new_mount(&what, "tmpfs", &opts, attrs)?;
+            (what, m)
         }
-        MountOp::Proc { create, .. } => {
-            if *create {
-                ensure(&target, NodeKind::Dir)?;
-            }
-            do_mount(
-                "mount a fresh /proc",
-                Some(Path::new("proc")),
-                &target,
-                Some("proc"),
-                tmpfs_flags | MsFlags::MS_NOEXEC,
-                None,
-            )?;
-        }
-        MountOp::Sysfs { .. } => {
-            do_mount(
-                "mount a fresh /sys",
-                Some(Path::new("sysfs")),
-                &target,
-                Some("sysfs"),
-                tmpfs_flags | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
-                None,
-            )?;
-        }
-        MountOp::Devpts { .. } => {
-            ensure(&target, NodeKind::Dir)?;
-            do_mount(
-                "mount a private devpts",
-                Some(Path::new("devpts")),
-                &target,
-                Some("devpts"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-                Some("newinstance,ptmxmode=0666,mode=0620"),
-            )?;
-        }
-        MountOp::Mqueue { .. } => {
-            ensure(&target, NodeKind::Dir)?;
-            do_mount(
-                "mount a private mqueue",
-                Some(Path::new("mqueue")),
-                &target,
-                Some("mqueue"),
-                tmpfs_flags | MsFlags::MS_NOEXEC,
-                None,
-            )?;
-        }
+        MountOp::Proc { .. } => (
+            "a fresh /proc".into(),
+            new_mount("a fresh /proc", "proc", &[], fs_attrs | attr::NOEXEC)?,
+        ),
+        MountOp::Sysfs { .. } => (
+            "a fresh /sys".into(),
+            new_mount(
+                "a fresh /sys",
+                "sysfs",
+                &[],
+                fs_attrs | attr::NOEXEC | attr::RDONLY,
+            )?,
+        ),
+        MountOp::Devpts { .. } => (
+            "a private devpts".into(),
+            new_mount(
+                "a private devpts",
+                "devpts",
+                &[("ptmxmode", "0666".into()), ("mode", "0620".into())],
+                attr::NOSUID | attr::NOEXEC,
+            )?,
+        ),
+        MountOp::Mqueue { .. } => (
+            "a private mqueue".into(),
+            new_mount("a private mqueue", "mqueue", &[], fs_attrs | attr::NOEXEC)?,
+        ),
         MountOp::Symlink { text, .. } => {
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    SetupError::other(format!("create {}", parent.display()), e.to_string())
-                })?;
-            }
-            std::os::unix::fs::symlink(text, &target).map_err(|e| {
-                SetupError::other(
-                    format!("create the symlink {} -> {text}", op.target()),
-                    e.to_string(),
-                )
-            })?;
-        }
-        MountOp::ReadOnly { .. } => {
-            let step = format!("make {} read-only", op.target());
-            do_mount(
-                &step,
-                Some(&target),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )?;
-            check(sys::make_readonly_recursive(&target), &step, || {
-                format!("mount_setattr({target:?}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)")
-            })?;
+            let (parent, name) = target.rsplit_once('/').unwrap_or(("", target));
+            ensure(new, parent, NodeKind::Dir)?;
+            let dir = beneath(new, parent, "the symlink's directory")?;
+            use std::os::fd::AsRawFd;
+            return check(
+                nix::unistd::symlinkat(text.as_str(), Some(dir.as_raw_fd()), name),
+                &format!("create the symlink {target} -> {text}"),
+                || format!("symlinkat({text:?}, {name:?})"),
+            );
         }
         MountOp::HideFile { .. } => {
             if !Path::new(HIDDEN_FILE).exists() {
@@ -319,28 +340,33 @@ fn apply_op(op: &MountOp) -> Result<(), SetupError> {
                 f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o000))
                     .map_err(|e| SetupError::other("create the hiding file", e.to_string()))?;
             }
-            let step = format!("hide {}", op.target());
-            do_mount(
+            let step = format!("hide {target}");
+            let scratch = open_dir("/")?;
+            let src = beneath(scratch.as_fd(), HIDDEN_FILE, "the hiding file")?;
+            let tree = sys_step(sys::clone_tree(src.as_fd(), false), &step, || {
+                "open_tree(/hidden, OPEN_TREE_CLONE)".into()
+            })?;
+            sys_step(
+                sys::set_attrs(tree.as_fd(), attr::RDONLY | fs_attrs | attr::NOEXEC),
                 &step,
-                Some(Path::new(HIDDEN_FILE)),
-                &target,
-                None,
-                MsFlags::MS_BIND,
-                None,
+                || "mount_setattr(MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC)".into(),
             )?;
-            do_mount(
-                &step,
-                None,
-                &target,
-                None,
-                MsFlags::MS_REMOUNT
-                    | MsFlags::MS_BIND
-                    | MsFlags::MS_RDONLY
-                    | tmpfs_flags
-                    | MsFlags::MS_NOEXEC,
-                None,
-            )?;
+            (step, tree)
         }
-    }
-    Ok(())
+        MountOp::ReadOnly { .. } => {
+            let step = format!("make {target} read-only");
+            let src = beneath(new, target, target)?;
+            let tree = sys_step(sys::clone_tree(src.as_fd(), true), &step, || {
+                format!("open_tree({target:?}, OPEN_TREE_CLONE | AT_RECURSIVE)")
+            })?;
+            sys_step(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
+                "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into()
+            })?;
+            (step, tree)
+        }
+    };
+    let point = beneath(new, target, &format!("the mount point {target}"))?;
+    sys_step(sys::attach(mnt.as_fd(), point.as_fd()), &what, || {
+        format!("move_mount(.., {target:?})")
+    })
 }

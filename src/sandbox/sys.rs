@@ -6,6 +6,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, Signal};
 use nix::unistd::Pid;
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -81,31 +82,6 @@ struct MountAttr {
     attr_clr: u64,
     propagation: u64,
     userns_fd: u64,
-}
-
-/// mount_setattr(2) making `path` and every mount below it read-only in one call, which a
-/// remount loop over mountinfo could not do atomically.
-pub fn make_readonly_recursive(path: &Path) -> Result<(), Errno> {
-    let c = cpath(path)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: `c` is a valid NUL-terminated path and `attr` a properly laid out
-    // struct mount_attr that outlives the call; its size is passed alongside.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(ret).map(drop)
 }
 
 /// Marks every descriptor from 3 up close-on-exec, so the service inherits only 0, 1, 2
@@ -217,4 +193,167 @@ pub fn new_session_keyring() -> Result<(), Errno> {
         )
     };
     Errno::result(ret).map(drop)
+}
+
+// --- fd-based mounting (the new mount API): a path is resolved once to a descriptor and
+// never walked again, so a symlink swapped in between cannot redirect a mount.
+
+fn cstr(s: &str) -> Result<CString, Errno> {
+    CString::new(s).map_err(|_| Errno::EINVAL)
+}
+
+fn owned(ret: libc::c_long) -> Result<OwnedFd, Errno> {
+    let fd = Errno::result(ret)?;
+    let raw = libc::c_int::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// struct open_how of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(2) to an O_PATH descriptor: `path` is resolved beneath `dir` as if `dir` were
+/// the root, and any symlink on the way (or a /proc magic link) fails the call with ELOOP.
+pub fn open_beneath(dir: BorrowedFd, path: &str) -> Result<OwnedFd, Errno> {
+    let rel = path.trim_start_matches('/');
+    let c = cstr(if rel.is_empty() { "." } else { rel })?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `c` and `how` are valid and outlive the call; their size is passed.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })
+}
+
+/// open_tree(2): a detached copy of the mount (recursively: with everything below) at `fd`.
+pub fn clone_tree(fd: BorrowedFd, recursive: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: an empty, NUL-terminated path with AT_EMPTY_PATH names `fd` itself.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })
+}
+
+/// Mount attributes for [`set_attrs`] and [`new_mount`].
+pub mod attr {
+    pub const RDONLY: u64 = super::MOUNT_ATTR_RDONLY;
+    pub const NOSUID: u64 = libc::MOUNT_ATTR_NOSUID;
+    pub const NODEV: u64 = libc::MOUNT_ATTR_NODEV;
+    pub const NOEXEC: u64 = libc::MOUNT_ATTR_NOEXEC;
+}
+
+/// mount_setattr(2) on a (detached) mount descriptor, and everything below it.
+pub fn set_attrs(fd: BorrowedFd, attrs: u64) -> Result<(), Errno> {
+    let a = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: an empty path with AT_EMPTY_PATH names `fd`; `a` is a valid struct mount_attr
+    // that outlives the call, its size passed alongside.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &a as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// move_mount(2): attaches the detached mount `mnt` on the node `target` refers to.
+pub fn attach(mnt: BorrowedFd, target: BorrowedFd) -> Result<(), Errno> {
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: empty paths with the EMPTY_PATH flags name the two descriptors themselves.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// A new, detached filesystem mount: fsopen(2), fsconfig(2) per option, fsmount(2).
+pub fn new_mount(fstype: &str, options: &[(&str, &str)], attrs: u64) -> Result<OwnedFd, Errno> {
+    let t = cstr(fstype)?;
+    // SAFETY: `t` is a valid NUL-terminated string.
+    let fs = owned(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), libc::FSOPEN_CLOEXEC) })?;
+    for (key, value) in options {
+        let (k, v) = (cstr(key)?, cstr(value)?);
+        // SAFETY: `k` and `v` are valid NUL-terminated strings for FSCONFIG_SET_STRING.
+        Errno::result(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        })?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: plain integer arguments.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attrs,
+        )
+    })
+}
+
+/// Creates an empty regular file `name` in `dir` unless something exists there already;
+/// never follows a symlink at `name`.
+pub fn create_file_at(dir: BorrowedFd, name: &str) -> Result<(), Errno> {
+    let c = cstr(name)?;
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: `c` is a valid NUL-terminated name; the descriptor is closed at once.
+    match owned(libc::c_long::from(unsafe {
+        libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o644)
+    })) {
+        Ok(_) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes ownership of a descriptor a nix call returned raw.
+pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: callers pass a descriptor just returned by the kernel that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
