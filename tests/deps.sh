@@ -16,6 +16,7 @@ packages=(
   systemd dbus                 # the systemd test bed boots a real systemd in namespaces
   nginx memcached postgresql   # the shipped daemon profiles are tested with the real daemons
   curl jq bc                   # clients in tests, figures in the benchmark
+  libcap2-bin                  # setcap: the escape suite execs a file-capability binary
 )
 missing=()
 for p in "${packages[@]}"; do

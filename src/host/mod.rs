@@ -136,8 +136,10 @@ impl Host {
 
     /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
     /// `path` with every symlink on it resolved, inside the host root (absolute links start
-    /// again at the root). A missing tail is kept as written. The sandbox later opens the
-    /// result refusing any symlink, so one swapped in after planning is refused, not followed.
+    /// again at the root). A missing tail is kept as written. Only links that root (or the
+    /// caller) made in a directory no one else can write are followed: anyone else's link
+    /// is an error naming it. The sandbox later opens the result refusing any symlink, so
+    /// one swapped in after planning is refused, not followed.
     pub fn resolve(&self, path: &str) -> io::Result<String> {
         let mut done = PathBuf::from("/");
         let mut todo: std::collections::VecDeque<std::ffi::OsString> = Path::new(path)
@@ -158,6 +160,15 @@ impl Host {
             let shown = next.to_string_lossy().into_owned();
             match fs::symlink_metadata(self.path(&shown)) {
                 Ok(m) if m.file_type().is_symlink() => {
+                    use std::os::unix::fs::MetadataExt;
+                    let trusted = |uid: u32| uid == 0 || uid == self.euid;
+                    let dir = fs::metadata(self.path(&done.to_string_lossy()))?;
+                    if !trusted(m.uid()) || !trusted(dir.uid()) || dir.mode() & 0o022 != 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!("`{shown}` is a symlink that someone other than root can change (link owner uid {}, directory mode {:04o}); name the real path", m.uid(), dir.mode() & 0o7777),
+                        ));
+                    }
                     links += 1;
                     if links > 40 {
                         return Err(io::Error::from_raw_os_error(libc::ELOOP));
@@ -253,6 +264,11 @@ mod tests {
         );
         std::os::unix::fs::symlink("loop", d.path().join("srv/loop")).unwrap();
         assert!(host.resolve("/srv/loop").is_err());
+        // A link in a directory others can write is not followed.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(d.path().join("srv"), fs::Permissions::from_mode(0o777)).unwrap();
+        let e = host.resolve("/srv/link/file").unwrap_err().to_string();
+        assert!(e.contains("/srv/link") && e.contains("0777"), "{e}");
     }
 
     #[test]

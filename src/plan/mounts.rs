@@ -464,10 +464,17 @@ pub(super) fn plan(
                     }
                 };
                 // Symlinks are resolved now, once; the sandbox refuses any it meets later.
-                let resolved = b
-                    .host
-                    .resolve(&source.value)
-                    .unwrap_or_else(|_| source.value.clone());
+                let resolved = match b.host.resolve(&source.value) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        b.err(
+                            source,
+                            &format!("{key}.source"),
+                            format!("bind source `{}`: {e}", source.value),
+                        );
+                        continue;
+                    }
+                };
                 (
                     MountOp::Bind {
                         source: resolved,

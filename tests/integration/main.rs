@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod escape;
 mod harness;
 
 use harness::*;
