@@ -19,6 +19,8 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== unit tests and integration tests on the host (root, namespaces, mounts, landlock, escape suite)"
 cargo build --locked --example escape-probe
 cargo test --locked --bins --test integration
+echo "== fuzzing the profile parser and merger (${FUZZ_SECONDS:-60} s)"
+tests/fuzz.sh
 echo "== systemd tier: a real systemd booted in namespaces (D-Bus, units, journald, daemons)"
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/systemd/bed.sh run --" \
   cargo test --locked --test systemd

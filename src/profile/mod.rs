@@ -228,6 +228,49 @@ fn read_trusted(path: &Path, owners: Option<&[u32]>) -> Result<String, ReadError
     Ok(text)
 }
 
+/// Parses, merges in order and validates profile texts held in memory, each as if read from
+/// its path: the parser, merger and validator without the filesystem (includes are not
+/// followed). For the fuzz target, and tests of the language itself.
+#[cfg_attr(not(test), allow(dead_code))] // fuzz/ includes this module by path
+pub fn load_texts(layers: &[(PathBuf, String)]) -> Result<Loaded, Box<Invalid>> {
+    let search = SearchPath {
+        dirs: Vec::new(),
+        trusted_owners: None,
+    };
+    let mut loader = Loader {
+        search: &search,
+        sources: SourceMap::default(),
+        problems: Vec::new(),
+        stack: Vec::new(),
+    };
+    let mut profile = Profile::default();
+    for (path, text) in layers {
+        let file = loader.sources.add(path.clone(), text.clone());
+        if let Some(layer) = loader.parse(file) {
+            profile.merge(layer);
+        }
+    }
+    let path = layers.first().map(|l| l.0.clone()).unwrap_or_default();
+    if loader.problems.is_empty() {
+        loader
+            .problems
+            .extend(validate::validate(&profile, FileId(0), &path));
+    }
+    if loader.problems.is_empty() {
+        Ok(Loaded {
+            name: name_of(&path),
+            path,
+            profile,
+            sources: loader.sources,
+        })
+    } else {
+        Err(Box::new(Invalid {
+            problems: loader.problems,
+            sources: loader.sources,
+        }))
+    }
+}
+
 fn dropin_dir(profile: &Path) -> PathBuf {
     let mut s = profile.as_os_str().to_owned();
     s.push(".d");

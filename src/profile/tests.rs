@@ -526,3 +526,36 @@ fn untrusted_profile_files_are_refused() {
     std::fs::set_permissions(d.0.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     assert!(load("svc", &strict(vec![me])).is_ok());
 }
+
+/// `stockade show` prints a merged profile; that text must load again to the same profile.
+#[test]
+fn shown_profiles_load_back_unchanged() {
+    let render = |l: &Loaded| {
+        let mut r = schema::Render {
+            map: &l.sources,
+            out: String::new(),
+        };
+        l.profile.render("", &mut r);
+        // Without the `# file:line` comments, which name different files each time.
+        r.out
+            .lines()
+            .map(|line| line.split("  # /").next().unwrap_or(line).to_owned() + "\n")
+            .collect::<String>()
+    };
+    let every = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/every-key.toml"
+    ))
+    .unwrap();
+    let over =
+        "[security]\nsyscall_deny = [\"@clock\"]\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/srv\"\n";
+    let first = load_texts(&[
+        (PathBuf::from("/p/every-key.toml"), every),
+        (PathBuf::from("/p/every-key.toml.d/over.toml"), over.into()),
+    ])
+    .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+    let shown = render(&first);
+    let again = load_texts(&[(PathBuf::from("/p/shown.toml"), shown.clone())])
+        .unwrap_or_else(|e| panic!("{:#?}\n{shown}", e.lines()));
+    assert_eq!(render(&again), shown);
+}
