@@ -48,6 +48,12 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
         "enter the working directory",
         || format!("chdir({:?})", plan.workdir),
     )?;
+    // The kernel reports a directory outside our root as unreachable, and getcwd fails.
+    check(
+        nix::unistd::getcwd(),
+        "check the working directory is inside the sandbox",
+        || "getcwd()".into(),
+    )?;
     rlimits(f)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(f.umask));
     if let Some(rules) = &f.landlock {

@@ -99,7 +99,9 @@ pub fn compile(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
             )
             .map_err(fail)?;
     }
-    Ok(vec![export(&main)?, export(&fixed)?])
+    // The fixed rules first: installing a filter is itself a system call, which the
+    // policy may deny.
+    Ok(vec![export(&fixed)?, export(&main)?])
 }
 
 fn new_filter(default: ScmpAction) -> Result<ScmpFilterContext, libseccomp::error::SeccompError> {

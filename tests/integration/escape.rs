@@ -349,3 +349,46 @@ fn profiles_others_can_write_are_refused_when_running_as_root() {
     assert_eq!(out.status.code(), Some(78), "{e}");
     assert!(e.contains("owned by uid 65534"), "{e}");
 }
+
+/// An allow-list (systemd's groups) with a chosen errno, and the kill action: both installed
+/// in front of a real program, which keeps working for what the list allows.
+#[test]
+fn seccomp_allow_list_errno_and_kill() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write(
+        "allow",
+        &sh_profile(
+            "cat /etc/hostname >/dev/null && echo read=ok; date -s @0 2>&1; echo date=$?",
+            &m,
+            "[security]\nsyscall_filter = [\"@system-service\"]\nsyscall_errno = \"EACCES\"\n",
+        ),
+    );
+    let out = Run::profile(&p, &m).output();
+    let o = text(&out.stdout);
+    assert!(out.status.success(), "{o}{}", text(&out.stderr));
+    assert!(o.contains("read=ok"), "{o}");
+    // @clock is not in @system-service: settimeofday fails with the profile's errno.
+    assert!(
+        o.contains("Permission denied") && o.contains("date=1"),
+        "{o}"
+    );
+
+    // hostname is killed by SIGSYS; the shell sees 128 + 31.
+    let p = profiles.write(
+        "kill",
+        &sh_profile(
+            "hostname escaped; echo status=$?",
+            &m,
+            "[security]\nsyscall_deny = [\"sethostname\"]\nsyscall_errno = \"kill\"\n",
+        ),
+    );
+    let out = Run::profile(&p, &m).output();
+    assert!(
+        text(&out.stdout).contains("status=159"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
