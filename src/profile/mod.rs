@@ -158,25 +158,7 @@ pub fn load(arg: &str, search: &SearchPath) -> Result<Loaded, Box<Invalid>> {
             profile.merge(layer);
         }
     }
-    if loader.problems.is_empty() {
-        let main = FileId(0);
-        loader
-            .problems
-            .extend(validate::validate(&profile, main, &path));
-    }
-    if loader.problems.is_empty() {
-        Ok(Loaded {
-            name: name_of(&path),
-            path,
-            profile,
-            sources: loader.sources,
-        })
-    } else {
-        Err(Box::new(Invalid {
-            problems: loader.problems,
-            sources: loader.sources,
-        }))
-    }
+    loader.finish(profile, path)
 }
 
 enum ReadError {
@@ -251,24 +233,7 @@ pub fn load_texts(layers: &[(PathBuf, String)]) -> Result<Loaded, Box<Invalid>> 
         }
     }
     let path = layers.first().map(|l| l.0.clone()).unwrap_or_default();
-    if loader.problems.is_empty() {
-        loader
-            .problems
-            .extend(validate::validate(&profile, FileId(0), &path));
-    }
-    if loader.problems.is_empty() {
-        Ok(Loaded {
-            name: name_of(&path),
-            path,
-            profile,
-            sources: loader.sources,
-        })
-    } else {
-        Err(Box::new(Invalid {
-            problems: loader.problems,
-            sources: loader.sources,
-        }))
-    }
+    loader.finish(profile, path)
 }
 
 fn dropin_dir(profile: &Path) -> PathBuf {
@@ -304,6 +269,29 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Validates the merged profile (when every file parsed) and hands over the result.
+    fn finish(mut self, profile: Profile, path: PathBuf) -> Result<Loaded, Box<Invalid>> {
+        if self.problems.is_empty() {
+            // Problems without a position of their own are reported against the main file.
+            let main = FileId(0);
+            self.problems
+                .extend(validate::validate(&profile, main, &path));
+        }
+        if self.problems.is_empty() {
+            Ok(Loaded {
+                name: name_of(&path),
+                path,
+                profile,
+                sources: self.sources,
+            })
+        } else {
+            Err(Box::new(Invalid {
+                problems: self.problems,
+                sources: self.sources,
+            }))
+        }
+    }
+
     /// Reads one file and, before it, the files it includes. `via` is the include entry that
     /// named this file, for messages.
     fn load_file(&mut self, path: &Path, via: Option<Origin>) -> Option<Profile> {
