@@ -41,6 +41,8 @@ impl Stage {
             fs::create_dir(d.join(sub)).unwrap();
         }
         fs::write(d.join("cwd/cwd-marker"), "host").unwrap();
+        // The probe runs from the bind mount: a build under /tmp is hidden by private_tmp.
+        fs::copy(probe_bin(), d.join("privileged/escape-probe")).unwrap();
         let setuid = d.join("privileged/setuid-probe");
         fs::copy(probe_bin(), &setuid).unwrap();
         fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
@@ -62,7 +64,7 @@ impl Stage {
         let d = self.dir.path().display();
         format!(
             r#"[exec]
-command = ["{probe}"]
+command = ["/tmp/privileged/escape-probe"]
 user = "{user}"
 env = {{ PROBE_HOST_PID = "{pid}", PROBE_STOCKADE = "{bin}", PROBE_HOST_FD = "7", PROBE_CWD_MARKER = "cwd-marker", PROBE_HOST_PORT = "{port}" }}
 [[mount]]
@@ -78,7 +80,6 @@ read_only = true
 [security]
 capabilities = []
 "#,
-            probe = probe_bin().display(),
             pid = std::process::id(),
             bin = stockade_bin(),
             port = self.listener.local_addr().unwrap().port(),
@@ -182,7 +183,18 @@ fn expected(root: bool) -> BTreeMap<&'static str, String> {
     }
     // Running binaries refuse writers (ETXTBSY) before the read-only mount is consulted;
     // nobody is refused by the file's mode first.
-    e.insert("write-stockade-binary", as_root("ETXTBSY", "EACCES"));
+    // A build under /tmp is not even visible (private_tmp).
+    let hidden = ["/tmp/", "/var/tmp/"]
+        .iter()
+        .any(|t| stockade_bin().starts_with(t));
+    e.insert(
+        "write-stockade-binary",
+        if hidden {
+            "ENOENT".into()
+        } else {
+            as_root("ETXTBSY", "EACCES")
+        },
+    );
     e.insert("write-proc-sys", as_root("EROFS", "EACCES"));
     e.insert("write-sys", as_root("EROFS", "EACCES"));
     e.insert(
