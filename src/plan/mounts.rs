@@ -64,9 +64,11 @@ pub enum MountOp {
         target: String,
         text: String,
     },
-    /// An empty, mode 0000 file bound read-only over a file to hide it.
-    HideFile {
+    /// An empty, mode 0000 file (or directory) bound read-only over a path to hide it:
+    /// a bind, not a tmpfs per hidden directory, which would cost a superblock each.
+    Hide {
         target: String,
+        dir: bool,
     },
     /// A path of the sandbox bound onto itself and made read-only, with what is below it.
     ReadOnly {
@@ -84,7 +86,7 @@ impl MountOp {
             | MountOp::Sysfs { target }
             | MountOp::Mqueue { target }
             | MountOp::Symlink { target, .. }
-            | MountOp::HideFile { target }
+            | MountOp::Hide { target, .. }
             | MountOp::ReadOnly { target } => target,
         }
     }
@@ -98,7 +100,7 @@ impl MountOp {
             | MountOp::Sysfs { .. }
             | MountOp::Mqueue { .. }
             | MountOp::Symlink { .. }
-            | MountOp::HideFile { .. }
+            | MountOp::Hide { .. }
             | MountOp::ReadOnly { .. } => {}
         }
     }
@@ -162,12 +164,9 @@ const PROC_READ_ONLY: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
-const SYS_MASKED: &[&str] = &[
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-    "/sys/kernel/debug",
-    "/sys/kernel/tracing",
-];
+const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
+/// Filesystems mounted below the host's /sys; a fresh sysfs has only empty directories there.
+const HOST_SYS_MASKED: &[&str] = &["/sys/kernel/debug", "/sys/kernel/tracing"];
 
 /// The mounts `protect_kernel` adds. What exists is read from the host: a fresh /proc or
 /// sysfs shows the same kernel's files.
@@ -181,20 +180,19 @@ fn kernel_masks(b: &Builder, proc: bool, sys: bool, host_sys: bool) -> Vec<Entry
         own_tmpfs: false,
     };
     let masked = PROC_MASKED.iter().filter(|_| proc);
-    for path in masked.chain(SYS_MASKED.iter().filter(|_| sys)) {
-        let op = match b.host.kind(path) {
-            Ok(Some(PathKind::Dir)) => MountOp::Tmpfs {
-                target: (*path).into(),
-                size: Some(4096),
-                mode: 0,
-                noexec: true,
-                read_only: true,
-                create: false,
-            },
-            Ok(Some(PathKind::File | PathKind::Other)) => MountOp::HideFile {
-                target: (*path).into(),
-            },
+    let sys_masked = SYS_MASKED.iter().filter(|_| sys);
+    for path in masked
+        .chain(sys_masked)
+        .chain(HOST_SYS_MASKED.iter().filter(|_| host_sys))
+    {
+        let dir = match b.host.kind(path) {
+            Ok(Some(PathKind::Dir)) => true,
+            Ok(Some(PathKind::File | PathKind::Other)) => false,
             _ => continue,
+        };
+        let op = MountOp::Hide {
+            target: (*path).into(),
+            dir,
         };
         out.push(entry(op));
     }
@@ -398,20 +396,17 @@ pub(super) fn plan(
             };
             let op = match kind {
                 Ok(None) => continue, // nothing there, nothing to hide
-                Ok(Some((PathKind::Dir, _))) => MountOp::Tmpfs {
+                Ok(Some((PathKind::Dir, _))) => MountOp::Hide {
                     target: target.clone(),
-                    size: Some(4096),
-                    mode: 0,
-                    noexec: true,
-                    read_only: true,
-                    create: false,
+                    dir: true,
                 },
                 Ok(Some((PathKind::Symlink, at))) => {
                     b.err(hide, "filesystem.hide", format!("`{target}` passes through the symlink `{}`; hide the path it points to", at.display()));
                     continue;
                 }
-                Ok(Some(_)) => MountOp::HideFile {
+                Ok(Some(_)) => MountOp::Hide {
                     target: target.clone(),
+                    dir: false,
                 },
                 Err(e) => {
                     b.err(

@@ -303,7 +303,12 @@ fn hidden_directories_and_mounts_inside_them() {
             &[],
         )
         .unwrap();
-    assert!(p.fs.unwrap().ops.iter().any(|o| matches!(o, MountOp::Tmpfs { target, mode: 0, read_only: true, .. } if target == "/home")));
+    assert!(p
+        .fs
+        .unwrap()
+        .ops
+        .iter()
+        .any(|o| matches!(o, MountOp::Hide { target, dir: true } if target == "/home")));
     let e = f.problems(&format!("{MIN}[filesystem]\nhide = [\"/home\"]\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/home/alice\"\n"));
     assert!(
         e[0].contains("`/home/alice` is inside the hidden path `/home`"),
@@ -550,19 +555,21 @@ fn protect_kernel_masks_what_the_kernel_has() {
     let p = f.plan(MIN, &[]).unwrap();
     let ops = &p.fs.as_ref().unwrap().ops;
     let find = |t: &str| ops.iter().find(|o| o.target() == t).cloned();
-    assert!(matches!(find("/proc/keys"), Some(MountOp::HideFile { .. })));
+    assert!(matches!(
+        find("/proc/keys"),
+        Some(MountOp::Hide { dir: false, .. })
+    ));
     assert!(matches!(
         find("/proc/acpi"),
-        Some(MountOp::Tmpfs {
-            mode: 0,
-            read_only: true,
-            ..
-        })
+        Some(MountOp::Hide { dir: true, .. })
     ));
     assert!(matches!(find("/proc/sys"), Some(MountOp::ReadOnly { .. })));
     // Sysfs is fresh (network namespace) and read-only already; its firmware is masked.
     assert!(matches!(find("/sys"), Some(MountOp::Sysfs { .. })));
-    assert!(matches!(find("/sys/firmware"), Some(MountOp::Tmpfs { .. })));
+    assert!(matches!(
+        find("/sys/firmware"),
+        Some(MountOp::Hide { dir: true, .. })
+    ));
     // Not on this kernel, not masked.
     assert!(find("/proc/kcore").is_none());
     // Masks come after the /proc they cover.

@@ -33,7 +33,12 @@ pub fn expand(entry: &str, out: &mut BTreeSet<String>) -> bool {
             return false;
         };
         for m in members {
-            expand(m, out);
+            // The tables name only real calls and groups: no need to check each.
+            if m.starts_with('@') {
+                expand(m, out);
+            } else {
+                out.insert((*m).to_owned());
+            }
         }
         true
     } else if is_syscall(entry) {

@@ -13,8 +13,9 @@ use std::os::unix::net::UnixStream;
 enum Message {
     /// Supervisor → child: maps are written, go on.
     Proceed,
-    /// Supervisor → child: the sandbox is in its final cgroup; the service may start.
-    Placed,
+    /// Supervisor → child: the sandbox is in its final cgroup; the service may start, with
+    /// the seccomp filters the supervisor compiled meanwhile.
+    Placed(Vec<u8>),
     /// Child → supervisor: setup or exec failed.
     Failed { exit_code: u8, message: String },
 }
@@ -23,7 +24,11 @@ impl Message {
     fn encode(&self) -> Vec<u8> {
         match self {
             Message::Proceed => vec![b'P'],
-            Message::Placed => vec![b'C'],
+            Message::Placed(filters) => {
+                let mut v = vec![b'C'];
+                v.extend_from_slice(filters);
+                v
+            }
             Message::Failed { exit_code, message } => {
                 let mut v = vec![b'F', *exit_code];
                 v.extend_from_slice(message.as_bytes());
@@ -35,7 +40,7 @@ impl Message {
     fn decode(buf: &[u8]) -> Option<Message> {
         match buf {
             [b'P'] => Some(Message::Proceed),
-            [b'C'] => Some(Message::Placed),
+            [b'C', rest @ ..] => Some(Message::Placed(rest.to_vec())),
             [b'F', code, rest @ ..] => Some(Message::Failed {
                 exit_code: *code,
                 message: String::from_utf8_lossy(rest).into_owned(),
@@ -49,8 +54,11 @@ fn send(sock: &mut UnixStream, m: &Message) -> std::io::Result<()> {
     sock.write_all(&m.encode())
 }
 
+/// The largest message: two filters of BPF's maximum of 4096 instructions, 8 bytes each.
+const MAX_MESSAGE: usize = 2 * 4096 * 8 + 64;
+
 fn recv(sock: &mut UnixStream) -> std::io::Result<Option<Message>> {
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; MAX_MESSAGE];
     let n = sock.read(&mut buf)?;
     Ok(if n == 0 {
         None
@@ -93,8 +101,8 @@ impl SupervisorEnd {
         send(&mut self.0, &Message::Proceed)
     }
 
-    pub fn tell_placed(&mut self) -> std::io::Result<()> {
-        send(&mut self.0, &Message::Placed)
+    pub fn tell_placed(&mut self, filters: Vec<u8>) -> std::io::Result<()> {
+        send(&mut self.0, &Message::Placed(filters))
     }
 
     /// Blocks until the service has exec'd (Ok) or a failure is reported (Err). End of file
@@ -105,7 +113,7 @@ impl SupervisorEnd {
                 Ok(Some(Message::Failed { exit_code, message })) => {
                     return Err(ChildFailure { exit_code, message })
                 }
-                Ok(Some(Message::Proceed | Message::Placed)) => continue,
+                Ok(Some(Message::Proceed | Message::Placed(_))) => continue,
                 Ok(None) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -125,9 +133,13 @@ impl ChildEnd {
         matches!(recv(&mut self.0), Ok(Some(Message::Proceed)))
     }
 
-    /// Waits until the supervisor has placed the sandbox in its cgroup.
-    pub fn wait_for_placed(&mut self) -> bool {
-        matches!(recv(&mut self.0), Ok(Some(Message::Placed)))
+    /// Waits until the supervisor has placed the sandbox in its cgroup; returns the encoded
+    /// seccomp filters, or None when the supervisor went away.
+    pub fn wait_for_placed(&mut self) -> Option<Vec<u8>> {
+        match recv(&mut self.0) {
+            Ok(Some(Message::Placed(filters))) => Some(filters),
+            _ => None,
+        }
     }
 
     pub fn report_failure(&mut self, exit_code: u8, message: &str) {

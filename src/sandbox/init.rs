@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, runtime: Runtime) -> ! {
+pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runtime: Runtime) -> ! {
     // If the supervisor dies, so does the sandbox: init's death kills its pid namespace.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || !chan.wait_for_proceed() {
         sys::exit_now(125);
@@ -25,8 +25,9 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, runtime:
         chan.report_failure(e.exit_code, &e.to_string());
         sys::exit_now(e.exit_code);
     }
-    if !chan.wait_for_placed() {
-        sys::exit_now(125);
+    match chan.wait_for_placed().map(|f| super::seccomp::decode(&f)) {
+        Some(Some(filters)) => runtime.filters = filters,
+        _ => sys::exit_now(125),
     }
     if plan.has(Namespace::Cgroup) {
         // Only now: the supervisor has placed us in our final cgroup, which becomes the

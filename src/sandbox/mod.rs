@@ -93,7 +93,8 @@ impl Error {
 pub struct Runtime {
     /// journald streams for stdout and stderr.
     pub journal: Option<(OwnedFd, OwnedFd)>,
-    /// The seccomp filters, compiled before the clone.
+    /// The seccomp filters, compiled by the supervisor; init receives them before it forks
+    /// the service.
     pub filters: Vec<seccomp::Program>,
 }
 
@@ -146,7 +147,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
             .as_deref()
             .map(journal::streams)
             .transpose()?,
-        filters: seccomp::compile(&plan.finals.syscalls)?,
+        filters: Vec::new(),
     };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
     // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.
@@ -192,6 +193,8 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     }
     sup.tell_proceed()
         .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
+    // While init builds the filesystem.
+    let filters = seccomp::encode(&seccomp::compile(&plan.finals.syscalls)?);
     // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;
     let cgroup_dir: Option<PathBuf> = match &plan.cgroup {
@@ -210,7 +213,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
         }
     };
     // If init failed meanwhile, the send fails and its report is read below.
-    let _ = sup.tell_placed();
+    let _ = sup.tell_placed(filters);
     if let Err(f) = sup.wait_for_exec() {
         return Err(Error::Child {
             exit_code: f.exit_code,

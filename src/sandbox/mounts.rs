@@ -22,8 +22,27 @@ use sys::attr;
 
 const OLD: &str = "/oldroot";
 const NEW: &str = "/newroot";
-/// An empty, unreadable file on the scratch tmpfs, bound over hidden files.
+/// An empty, unreadable file and directory on the scratch tmpfs, bound over hidden paths.
 const HIDDEN_FILE: &str = "/hidden";
+const HIDDEN_DIR: &str = "/hidden-dir";
+
+/// The file or directory (mode 0000, made on first use) bound over a hidden path.
+fn hiding_node(scratch: BorrowedFd, dir: bool) -> Result<OwnedFd, SetupError> {
+    let path = if dir { HIDDEN_DIR } else { HIDDEN_FILE };
+    if !Path::new(path).exists() {
+        let step = "create the hiding node";
+        let made = if dir {
+            std::fs::create_dir(path)
+        } else {
+            std::fs::File::create(path).map(drop)
+        };
+        made.and_then(|()| {
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+        })
+        .map_err(|e| SetupError::other(step, format!("{path}: {e}")))?;
+    }
+    beneath(scratch, path, "the hiding node")
+}
 
 fn do_mount(
     step: &str,
@@ -120,7 +139,7 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     let new = open_dir(NEW)?;
 
     for op in &fs.ops {
-        apply_op(op, old.as_fd(), new.as_fd())?;
+        apply_op(op, old.as_fd(), new.as_fd(), scratch.as_fd())?;
     }
     drop((old, new, scratch));
 
@@ -244,7 +263,12 @@ fn mkdir_at(dir: BorrowedFd, name: &str, step: &str) -> Result<(), SetupError> {
     }
 }
 
-fn apply_op(op: &MountOp, old: BorrowedFd, new: BorrowedFd) -> Result<(), SetupError> {
+fn apply_op(
+    op: &MountOp,
+    old: BorrowedFd,
+    new: BorrowedFd,
+    scratch: BorrowedFd,
+) -> Result<(), SetupError> {
     let target = op.target();
     let fs_attrs = attr::NOSUID | attr::NODEV;
     let create = match op {
@@ -333,18 +357,11 @@ fn apply_op(op: &MountOp, old: BorrowedFd, new: BorrowedFd) -> Result<(), SetupE
                 || format!("symlinkat({text:?}, {name:?})"),
             );
         }
-        MountOp::HideFile { .. } => {
-            if !Path::new(HIDDEN_FILE).exists() {
-                let f = std::fs::File::create(HIDDEN_FILE)
-                    .map_err(|e| SetupError::other("create the hiding file", e.to_string()))?;
-                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o000))
-                    .map_err(|e| SetupError::other("create the hiding file", e.to_string()))?;
-            }
+        MountOp::Hide { dir, .. } => {
             let step = format!("hide {target}");
-            let scratch = open_dir("/")?;
-            let src = beneath(scratch.as_fd(), HIDDEN_FILE, "the hiding file")?;
+            let src = hiding_node(scratch, *dir)?;
             let tree = sys_step(sys::clone_tree(src.as_fd(), false), &step, || {
-                "open_tree(/hidden, OPEN_TREE_CLONE)".into()
+                "open_tree(hiding node, OPEN_TREE_CLONE)".into()
             })?;
             sys_step(
                 sys::set_attrs(tree.as_fd(), attr::RDONLY | fs_attrs | attr::NOEXEC),

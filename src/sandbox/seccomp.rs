@@ -1,5 +1,6 @@
 //! Compiles the plan's syscall policy into classic BPF for this architecture, in the
-//! supervisor before it clones: the child only hands finished programs to the kernel.
+//! supervisor while init builds the filesystem: the programs reach init with the message that
+//! lets it fork the service, and the service only hands finished programs to the kernel.
 //!
 //! libseccomp does the compiling (name → number per architecture, the architecture check,
 //! x32 refusal on x86_64, argument comparisons); it is on every systemd machine already.
@@ -14,6 +15,45 @@ use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, S
 
 /// One compiled filter: the raw `struct sock_filter` array.
 pub struct Program(pub Vec<libc::sock_filter>);
+
+const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+
+/// The filters as bytes for the start channel: per filter, its instruction count (u32)
+/// then its instructions.
+pub fn encode(filters: &[Program]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in filters {
+        out.extend_from_slice(&(p.0.len() as u32).to_ne_bytes());
+        for i in &p.0 {
+            out.extend_from_slice(&i.code.to_ne_bytes());
+            out.extend_from_slice(&[i.jt, i.jf]);
+            out.extend_from_slice(&i.k.to_ne_bytes());
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode`]; None for a malformed message.
+pub fn decode(mut bytes: &[u8]) -> Option<Vec<Program>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (n, rest) = bytes.split_first_chunk::<4>()?;
+        let len = u32::from_ne_bytes(*n) as usize * INSN;
+        let body = rest.get(..len)?;
+        out.push(Program(body.chunks_exact(INSN).map(insn).collect()));
+        bytes = &rest[len..];
+    }
+    Some(out)
+}
+
+fn insn(c: &[u8]) -> libc::sock_filter {
+    libc::sock_filter {
+        code: u16::from_ne_bytes([c[0], c[1]]),
+        jt: c[2],
+        jf: c[3],
+        k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+    }
+}
 
 fn action(a: SysAction) -> ScmpAction {
     match a {
@@ -131,15 +171,5 @@ fn export(f: &ScmpFilterContext) -> Result<Program, SetupError> {
     file.rewind()
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| SetupError::other(step, e.to_string()))?;
-    let size = std::mem::size_of::<libc::sock_filter>();
-    let insns = bytes
-        .chunks_exact(size)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect();
-    Ok(Program(insns))
+    Ok(Program(bytes.chunks_exact(INSN).map(insn).collect()))
 }
