@@ -60,8 +60,7 @@ const BASELINE: &[(&str, Option<C>)] = &[
     ("sethostname", Some(C::CAP_SYS_ADMIN)),
     ("setdomainname", Some(C::CAP_SYS_ADMIN)),
     ("vhangup", Some(C::CAP_SYS_TTY_CONFIG)),
-    ("unshare", Some(C::CAP_SYS_ADMIN)),
-    ("setns", Some(C::CAP_SYS_ADMIN)),
+    // unshare, setns, clone with namespace flags: restrict_namespaces.
     // A large, often-exploited kernel surface that daemons rarely need (Docker denies it too).
     ("io_uring_setup", None),
     ("io_uring_enter", None),

@@ -193,7 +193,10 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     }
     sup.tell_proceed()
         .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
-    // While init builds the filesystem.
+    // While init builds the filesystem. The socket's wakeup is a "sync" one, which puts init
+    // on this CPU expecting us to sleep; a short sleep lets it run there and moves this work
+    // to the other CPU, instead of init queueing behind it.
+    std::thread::sleep(std::time::Duration::from_micros(1));
     let filters = seccomp::encode(&seccomp::compile(&plan.finals.syscalls)?);
     // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;

@@ -4,10 +4,10 @@
 //!
 //! libseccomp does the compiling (name → number per architecture, the architecture check,
 //! x32 refusal on x86_64, argument comparisons); it is on every systemd machine already.
-//! Two filters, because the kernel applies the strictest verdict of all installed filters:
-//! the policy (allow- or deny-list), and fixed rules no profile turns off (terminal
-//! injection, namespace creation) which would otherwise collide with an unconditional
-//! allow of the same call in libseccomp's rule database.
+//! With an allow-list, two filters (the kernel applies the strictest verdict of all): the
+//! policy, and fixed rules no profile turns off (terminal injection, namespace creation),
+//! which would otherwise collide with the list's unconditional allow of ioctl and clone in
+//! libseccomp's rule database. A deny-list holds the fixed rules itself.
 
 use super::error::SetupError;
 use crate::plan::{SysAction, SyscallPolicy};
@@ -83,30 +83,46 @@ pub fn compile(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
         main.add_rule(listed, nr).map_err(fail)?;
     }
 
+    // Without an allow-list the fixed rules fit in the same filter, unless the profile
+    // names one of their calls itself: one filter is one program less to build and run.
+    if policy.default == SysAction::Allow && !FIXED.iter().any(|n| policy.listed.contains(*n)) {
+        add_fixed(&mut main, policy).map_err(fail)?;
+        return Ok(vec![export(&main)?]);
+    }
     let mut fixed = new_filter(ScmpAction::Allow).map_err(fail)?;
+    add_fixed(&mut fixed, policy).map_err(fail)?;
+    // The fixed rules first: installing a filter is itself a system call, which the
+    // policy may deny.
+    Ok(vec![export(&fixed)?, export(&main)?])
+}
+
+/// The calls the fixed rules decide on.
+const FIXED: [&str; 5] = ["ioctl", "clone", "clone3", "unshare", "setns"];
+
+/// Rules no profile turns off: terminal injection, and namespaces without CAP_SYS_ADMIN.
+fn add_fixed(
+    f: &mut ScmpFilterContext,
+    policy: &SyscallPolicy,
+) -> Result<(), libseccomp::error::SeccompError> {
     let eperm = ScmpAction::Errno(libc::EPERM);
     // ioctl's request is an int: compare only the low 32 bits, or garbage in the high bits
     // would slip past an equality test while the kernel still sees TIOCSTI.
     for request in [TIOCSTI, TIOCLINUX] {
-        fixed
-            .add_rule_conditional(
-                eperm,
-                ScmpSyscall::from_name("ioctl").map_err(fail)?,
-                &[ScmpArgCompare::new(
-                    1,
-                    ScmpCompareOp::MaskedEqual(0xffff_ffff),
-                    request,
-                )],
-            )
-            .map_err(fail)?;
+        f.add_rule_conditional(
+            eperm,
+            ScmpSyscall::from_name("ioctl")?,
+            &[ScmpArgCompare::new(
+                1,
+                ScmpCompareOp::MaskedEqual(0xffff_ffff),
+                request,
+            )],
+        )?;
     }
     if policy.restrict_namespaces {
         for name in ["unshare", "setns"] {
-            fixed
-                .add_rule(eperm, ScmpSyscall::from_name(name).map_err(fail)?)
-                .map_err(fail)?;
+            f.add_rule(eperm, ScmpSyscall::from_name(name)?)?;
         }
-        let clone = ScmpSyscall::from_name("clone").map_err(fail)?;
+        let clone = ScmpSyscall::from_name("clone")?;
         for flag in [
             libc::CLONE_NEWNS,
             libc::CLONE_NEWUSER,
@@ -118,30 +134,24 @@ pub fn compile(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
             libc::CLONE_NEWTIME,
         ] {
             let flag = flag as u64;
-            fixed
-                .add_rule_conditional(
-                    eperm,
-                    clone,
-                    &[ScmpArgCompare::new(
-                        0,
-                        ScmpCompareOp::MaskedEqual(flag),
-                        flag,
-                    )],
-                )
-                .map_err(fail)?;
+            f.add_rule_conditional(
+                eperm,
+                clone,
+                &[ScmpArgCompare::new(
+                    0,
+                    ScmpCompareOp::MaskedEqual(flag),
+                    flag,
+                )],
+            )?;
         }
         // clone3 passes its flags in memory a filter cannot read; ENOSYS makes libc fall
         // back to clone, whose flags the rules above see.
-        fixed
-            .add_rule(
-                ScmpAction::Errno(libc::ENOSYS),
-                ScmpSyscall::from_name("clone3").map_err(fail)?,
-            )
-            .map_err(fail)?;
+        f.add_rule(
+            ScmpAction::Errno(libc::ENOSYS),
+            ScmpSyscall::from_name("clone3")?,
+        )?;
     }
-    // The fixed rules first: installing a filter is itself a system call, which the
-    // policy may deny.
-    Ok(vec![export(&fixed)?, export(&main)?])
+    Ok(())
 }
 
 fn new_filter(default: ScmpAction) -> Result<ScmpFilterContext, libseccomp::error::SeccompError> {
