@@ -54,11 +54,22 @@ fn send(sock: &mut UnixStream, m: &Message) -> std::io::Result<()> {
     sock.write_all(&m.encode())
 }
 
-/// The largest message: two filters of BPF's maximum of 4096 instructions, 8 bytes each.
-const MAX_MESSAGE: usize = 2 * 4096 * 8 + 64;
-
 fn recv(sock: &mut UnixStream) -> std::io::Result<Option<Message>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    use nix::sys::socket::MsgFlags;
+    use std::os::fd::AsRawFd;
+    // The next datagram's size first, so a message carrying filters gets a buffer that fits
+    // and the small ones need no large, freshly zeroed allocation.
+    let size = loop {
+        match nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut [],
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(std::io::Error::from)?,
+        }
+    };
+    let mut buf = vec![0u8; size.max(1)];
     let n = sock.read(&mut buf)?;
     Ok(if n == 0 {
         None
