@@ -168,9 +168,48 @@ const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
 /// Filesystems mounted below the host's /sys; a fresh sysfs has only empty directories there.
 const HOST_SYS_MASKED: &[&str] = &["/sys/kernel/debug", "/sys/kernel/tracing"];
 
+/// Which landlock rules reach a path: its own, an ancestor's or a descendant's. Landlock
+/// denies everything else, so a mask there would guard what is already out of reach.
+struct LandlockReach {
+    /// None without landlock: every path is reachable.
+    rules: Option<Vec<(String, bool)>>,
+}
+
+impl LandlockReach {
+    fn new(p: &Profile) -> Self {
+        let rules = p.security.landlock.as_ref().map(|l| {
+            let mut rules = Vec::new();
+            for (list, write) in [(&l.read, false), (&l.exec, false), (&l.write, true)] {
+                for path in list.iter().flat_map(|v| v.value.iter()) {
+                    rules.push((normalize_abs(path).unwrap_or_else(|_| path.clone()), write));
+                }
+            }
+            rules
+        });
+        LandlockReach { rules }
+    }
+
+    /// Whether landlock lets the service at `path` at all (`write`: to write there).
+    fn reaches(&self, path: &str, write: bool) -> bool {
+        let Some(rules) = &self.rules else {
+            return true;
+        };
+        rules.iter().any(|(rule, w)| {
+            (*w || !write) && (rule == path || is_below(path, rule) || is_below(rule, path))
+        })
+    }
+}
+
 /// The mounts `protect_kernel` adds. What exists is read from the host: a fresh /proc or
-/// sysfs shows the same kernel's files.
-fn kernel_masks(b: &Builder, proc: bool, sys: bool, host_sys: bool) -> Vec<Entry<'static>> {
+/// sysfs shows the same kernel's files. Paths the profile's landlock rules keep the service
+/// away from need no mount: each costs time at every start.
+fn kernel_masks(
+    b: &Builder,
+    reach: &LandlockReach,
+    proc: bool,
+    sys: bool,
+    host_sys: bool,
+) -> Vec<Entry<'static>> {
     let mut out = Vec::new();
     let entry = |op| Entry {
         op,
@@ -185,6 +224,9 @@ fn kernel_masks(b: &Builder, proc: bool, sys: bool, host_sys: bool) -> Vec<Entry
         .chain(sys_masked)
         .chain(HOST_SYS_MASKED.iter().filter(|_| host_sys))
     {
+        if !reach.reaches(path, false) {
+            continue;
+        }
         let dir = match b.host.kind(path) {
             Ok(Some(PathKind::Dir)) => true,
             Ok(Some(PathKind::File | PathKind::Other)) => false,
@@ -197,14 +239,16 @@ fn kernel_masks(b: &Builder, proc: bool, sys: bool, host_sys: bool) -> Vec<Entry
         out.push(entry(op));
     }
     for path in PROC_READ_ONLY.iter().filter(|_| proc) {
-        if matches!(b.host.kind(path), Ok(Some(PathKind::Dir | PathKind::File))) {
+        if reach.reaches(path, true)
+            && matches!(b.host.kind(path), Ok(Some(PathKind::Dir | PathKind::File)))
+        {
             out.push(entry(MountOp::ReadOnly {
                 target: (*path).into(),
             }));
         }
     }
     // A fresh sysfs is mounted read-only already; the host's needs it done.
-    if host_sys {
+    if host_sys && reach.reaches("/sys", true) {
         out.push(entry(MountOp::ReadOnly {
             target: "/sys".into(),
         }));
@@ -295,7 +339,14 @@ pub(super) fn plan(
         let proc = or(&fs.proc, true);
         let fresh_sys = namespaces.contains(&Namespace::Net) && has_sys;
         let host_sys = root == RootSource::Host("/".into()) && !fresh_sys;
-        entries.extend(kernel_masks(b, proc, fresh_sys || host_sys, host_sys));
+        let reach = LandlockReach::new(p);
+        entries.extend(kernel_masks(
+            b,
+            &reach,
+            proc,
+            fresh_sys || host_sys,
+            host_sys,
+        ));
     }
     setting = "filesystem.private_dev";
     if or(&fs.private_dev, true) {

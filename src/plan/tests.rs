@@ -581,3 +581,41 @@ fn protect_kernel_masks_what_the_kernel_has() {
         .unwrap();
     assert!(!targets(&p).contains(&"/proc/keys") && !targets(&p).contains(&"/proc/sys"));
 }
+
+#[test]
+fn kernel_masks_are_skipped_where_landlock_keeps_the_service_out() {
+    let f = Fixture::new(0);
+    let root = &f.host.root;
+    fs::create_dir_all(root.join("proc/sys")).unwrap();
+    fs::write(root.join("proc/keys"), "").unwrap();
+    fs::create_dir_all(root.join("sys/firmware")).unwrap();
+    let with = |landlock: &str| {
+        let p = f
+            .plan(&format!("{MIN}[security]\nlandlock = {landlock}\n"), &[])
+            .unwrap();
+        targets(&p)
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Nothing under /proc or /sys is reachable: no mask is needed.
+    let t = with("{ read = [\"/usr\"], exec = [\"/bin\"] }");
+    assert!(
+        !t.contains(&"/proc/keys".into()) && !t.contains(&"/proc/sys".into()),
+        "{t:?}"
+    );
+    assert!(!t.contains(&"/sys/firmware".into()), "{t:?}");
+    // /proc readable: its files are masked; not writable: no read-only binds.
+    let t = with("{ read = [\"/proc\"], exec = [\"/bin\"] }");
+    assert!(
+        t.contains(&"/proc/keys".into()) && !t.contains(&"/proc/sys".into()),
+        "{t:?}"
+    );
+    // Readable through an ancestor ("/") and writable below: everything applies.
+    let t = with("{ read = [\"/\"], write = [\"/proc/sys/kernel\"], exec = [\"/bin\"] }");
+    assert!(
+        t.contains(&"/proc/keys".into()) && t.contains(&"/proc/sys".into()),
+        "{t:?}"
+    );
+    assert!(t.contains(&"/sys/firmware".into()), "{t:?}");
+}
