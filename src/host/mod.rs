@@ -173,7 +173,15 @@ impl Host {
                     if links > 40 {
                         return Err(io::Error::from_raw_os_error(libc::ELOOP));
                     }
-                    let target = fs::read_link(self.path(&shown))?;
+                    let target = match fs::read_link(self.path(&shown)) {
+                        Ok(t) => t,
+                        // Replaced by something else meanwhile: look at it again.
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            todo.push_front(c);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if target.is_absolute() {
                         done = PathBuf::from("/");
                     }
