@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use cgroup::{CgroupPlan, Leaves, Prop, ScopeSpec};
 pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
-pub use seccomp::{SysAction, SyscallPolicy};
+pub use seccomp::{default_baseline, SysAction, SyscallPolicy};
 
 /// Where named volumes live on the host.
 pub const VOLUME_DIR: &str = "/var/lib/stockade/volumes";
