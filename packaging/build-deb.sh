@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install --locked --quiet cargo-deb
+. packaging/static-seccomp.sh
 cargo build --release --locked
 mkdir -p target/completions
 target/release/stockade completions bash > target/completions/stockade.bash

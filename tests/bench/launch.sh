@@ -15,7 +15,8 @@ for tool in hyperfine:hyperfine bwrap:bubblewrap /usr/bin/time:time jq:jq; do
   command -v "${tool%%:*}" >/dev/null || { echo "launch.sh: missing ${tool%%:*} (apt-get install ${tool#*:})" >&2; exit 1; }
 done
 stockade=${STOCKADE:-$PWD/target/release/stockade}
-[ -x "$stockade" ] || cargo build --release --quiet
+# Built as the package builds it (libseccomp linked statically when possible).
+if [ -z "${STOCKADE:-}" ]; then . packaging/static-seccomp.sh; cargo build --release --quiet; fi
 if [ "${1:-}" = --in-bed ]; then
   dir=$2
 else
