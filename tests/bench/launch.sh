@@ -16,7 +16,9 @@ for tool in hyperfine:hyperfine bwrap:bubblewrap /usr/bin/time:time jq:jq; do
 done
 stockade=${STOCKADE:-$PWD/target/release/stockade}
 # Built as the package builds it (libseccomp linked statically when possible).
-if [ -z "${STOCKADE:-}" ]; then . packaging/static-seccomp.sh; cargo build --release --quiet; fi
+if [ -z "${STOCKADE:-}" ] && [ "${1:-}" != --in-bed ]; then
+  . packaging/static-seccomp.sh; cargo build --release --quiet
+fi
 if [ "${1:-}" = --in-bed ]; then
   dir=$2
 else
