@@ -55,27 +55,33 @@ fn send(sock: &mut UnixStream, m: &Message) -> std::io::Result<()> {
 }
 
 fn recv(sock: &mut UnixStream) -> std::io::Result<Option<Message>> {
+    use nix::errno::Errno;
     use nix::sys::socket::MsgFlags;
     use std::os::fd::AsRawFd;
-    // The next datagram's size first, so a message carrying filters gets a buffer that fits
-    // and the small ones need no large, freshly zeroed allocation.
-    let size = loop {
-        match nix::sys::socket::recv(
+    loop {
+        // The next datagram's size first, so a message carrying filters gets a buffer that
+        // fits and the small ones need no large, freshly zeroed allocation.
+        let peeked = nix::sys::socket::recv(
             sock.as_raw_fd(),
             &mut [],
             MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => break r.map_err(std::io::Error::from)?,
+        );
+        let read = peeked.and_then(|size| {
+            let mut buf = vec![0u8; size.max(1)];
+            let n = nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+            buf.truncate(n);
+            Ok(buf)
+        });
+        match read {
+            Ok(buf) if buf.is_empty() => return Ok(None),
+            Ok(buf) => return Ok(Message::decode(&buf)),
+            Err(Errno::EINTR) => continue,
+            // The peer closed with our message unread (init failed before reading "placed"):
+            // the kernel reports that once, ahead of what the peer sent before closing.
+            Err(Errno::ECONNRESET) => continue,
+            Err(e) => return Err(e.into()),
         }
-    };
-    let mut buf = vec![0u8; size.max(1)];
-    let n = sock.read(&mut buf)?;
-    Ok(if n == 0 {
-        None
-    } else {
-        Message::decode(&buf[..n])
-    })
+    }
 }
 
 /// A failure the sandbox reported before the service could start.

@@ -191,13 +191,10 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     if let Some(maps) = &plan.idmap {
         write_idmaps(init, maps)?;
     }
+    // Started before init is woken, so the two run side by side.
+    let compiling = seccomp::start(&plan.finals.syscalls);
     sup.tell_proceed()
         .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
-    // While init builds the filesystem. The socket's wakeup is a "sync" one, which puts init
-    // on this CPU expecting us to sleep; a short sleep lets it run there and moves this work
-    // to the other CPU, instead of init queueing behind it.
-    std::thread::sleep(std::time::Duration::from_micros(1));
-    let filters = seccomp::encode(&seccomp::compile(&plan.finals.syscalls)?);
     // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;
     let cgroup_dir: Option<PathBuf> = match &plan.cgroup {
@@ -215,6 +212,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
             Some(dir)
         }
     };
+    let filters = seccomp::encode(&compiling.finish()?);
     // If init failed meanwhile, the send fails and its report is read below.
     let _ = sup.tell_placed(filters);
     if let Err(f) = sup.wait_for_exec() {

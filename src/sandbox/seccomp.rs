@@ -1,6 +1,7 @@
 //! Compiles the plan's syscall policy into classic BPF for this architecture, in the
-//! supervisor while init builds the filesystem: the programs reach init with the message that
-//! lets it fork the service, and the service only hands finished programs to the kernel.
+//! supervisor while init builds the filesystem (the default baseline was compiled at build
+//! time): the programs reach init with the message that lets it fork the service, and the
+//! service only hands finished programs to the kernel.
 //!
 //! libseccomp does the compiling (name → number per architecture, the architecture check,
 //! x32 refusal on x86_64, argument comparisons); it is on every systemd machine already.
@@ -73,14 +74,48 @@ const TIOCLINUX: u64 = 0x541C;
 #[cfg(target_arch = "x86_64")]
 const BASELINE_BPF: &[u8] = include_bytes!("baseline-x86_64.bpf");
 
-pub fn compile(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
+/// A compile under way.
+pub enum Compiling {
+    Done(Result<Vec<Program>, SetupError>),
+    /// libseccomp needs milliseconds for a long allow-list: a thread, which the scheduler
+    /// puts on another CPU than the one init is about to wake up on, does it meanwhile.
+    Thread(std::thread::JoinHandle<Result<Vec<Program>, SetupError>>),
+}
+
+impl Compiling {
+    pub fn finish(self) -> Result<Vec<Program>, SetupError> {
+        match self {
+            Compiling::Done(r) => r,
+            Compiling::Thread(t) => t.join().unwrap_or_else(|_| {
+                Err(SetupError::other(
+                    "compile the seccomp filter",
+                    "the compiling thread failed",
+                ))
+            }),
+        }
+    }
+}
+
+/// Starts compiling `policy`; only after the sandbox's init exists (a user namespace cannot
+/// be created by a process with threads).
+pub fn start(policy: &SyscallPolicy) -> Compiling {
     #[cfg(target_arch = "x86_64")]
     if *policy == crate::plan::default_baseline() {
         if let Some(p) = decode(BASELINE_BPF) {
-            return Ok(p);
+            return Compiling::Done(Ok(p));
         }
     }
-    compile_now(policy)
+    let policy = policy.clone();
+    match std::thread::Builder::new()
+        .name("seccomp".into())
+        .spawn(move || compile_now(&policy))
+    {
+        Ok(t) => Compiling::Thread(t),
+        Err(e) => Compiling::Done(Err(SetupError::other(
+            "compile the seccomp filter",
+            format!("cannot start a thread: {e}"),
+        ))),
+    }
 }
 
 fn compile_now(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
