@@ -68,8 +68,8 @@ const BASELINE: &[(&str, Option<C>)] = &[
 ];
 
 /// Calls stockade itself makes after the filter is installed: dropping CAP_SYS_ADMIN, which
-/// installing the filter without no_new_privs needed, and exec.
-pub const STOCKADE_NEEDS: &[&str] = &["capset", "execve"];
+/// installing the filter without no_new_privs needed, exec, and reporting a failed exec.
+pub const STOCKADE_NEEDS: &[&str] = &["capget", "capset", "execve", "write", "exit_group"];
 
 /// The policy of a profile that says nothing about system calls and keeps none of the
 /// capabilities the baseline looks at: what most services run with.

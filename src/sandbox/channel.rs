@@ -51,7 +51,17 @@ impl Message {
 }
 
 fn send(sock: &mut UnixStream, m: &Message) -> std::io::Result<()> {
-    sock.write_all(&m.encode())
+    // write(2), not the send(2) std uses for sockets: a failed exec is reported after the
+    // seccomp filter is in place, and an allow-list without @network-io denies send.
+    let bytes = m.encode();
+    loop {
+        match nix::unistd::write(&*sock, &bytes) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(_) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn recv(sock: &mut UnixStream) -> std::io::Result<Option<Message>> {

@@ -130,13 +130,10 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// The service starts with default dispositions and nothing blocked.
+/// The service starts with default dispositions and nothing blocked: SIGPIPE too (Rust's
+/// runtime ignores it in stockade) and whatever stockade's own parent ignored.
 fn reset_signals() -> Result<(), SetupError> {
-    for sig in FORWARDED {
-        check(sys::default_handler(sig), "reset signal handlers", || {
-            format!("signal({sig}, SIG_DFL)")
-        })?;
-    }
+    sys::reset_all_signal_dispositions();
     check(
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None),
         "unblock signals",

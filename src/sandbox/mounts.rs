@@ -108,14 +108,14 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     let root_mount = match &fs.root {
         RootSource::Host(dir) => {
             let src = beneath(old.as_fd(), dir, "the sandbox root")?;
-            let tree = sys_step(
+            let tree = check(
                 sys::clone_tree(src.as_fd(), true),
                 "bind the sandbox root",
                 || format!("open_tree({dir:?}, OPEN_TREE_CLONE | AT_RECURSIVE)"),
             )?;
             if fs.read_only {
                 // Before the other mounts, so they stay writable where the profile says so.
-                sys_step(
+                check(
                     sys::set_attrs(tree.as_fd(), attr::RDONLY),
                     "make the root read-only",
                     || "mount_setattr(root, AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into(),
@@ -131,7 +131,7 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
         )?,
     };
     let mount_point = beneath(scratch.as_fd(), NEW, "the new root")?;
-    sys_step(
+    check(
         sys::attach(root_mount.as_fd(), mount_point.as_fd()),
         "attach the sandbox root",
         || format!("move_mount(root, {NEW:?})"),
@@ -182,14 +182,6 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn sys_step<T>(
-    r: Result<T, nix::errno::Errno>,
-    step: &str,
-    call: impl FnOnce() -> String,
-) -> Result<T, SetupError> {
-    check(r, step, call)
-}
-
 fn open_dir(path: &str) -> Result<OwnedFd, SetupError> {
     let fd = nix::fcntl::open(
         path,
@@ -221,7 +213,7 @@ fn new_mount(
     attrs: u64,
 ) -> Result<OwnedFd, SetupError> {
     let opts: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    sys_step(
+    check(
         sys::new_mount(fstype, &opts, attrs),
         &format!("mount {what}"),
         || format!("fsopen({fstype:?}) + fsconfig({opts:?}) + fsmount"),
@@ -249,7 +241,7 @@ fn ensure(new: BorrowedFd, target: &str, kind: NodeKind) -> Result<(), SetupErro
     }
     match kind {
         NodeKind::Dir => mkdir_at(dir.as_fd(), last, &step),
-        NodeKind::File => sys_step(sys::create_file_at(dir.as_fd(), last), &step, || {
+        NodeKind::File => check(sys::create_file_at(dir.as_fd(), last), &step, || {
             format!("openat({last:?}, O_CREAT | O_EXCL | O_NOFOLLOW)")
         }),
     }
@@ -288,11 +280,11 @@ fn apply_op(
         } => {
             let step = format!("bind {source} to {target}");
             let src = beneath(old, source, &format!("the bind source {source}"))?;
-            let tree = sys_step(sys::clone_tree(src.as_fd(), true), &step, || {
+            let tree = check(sys::clone_tree(src.as_fd(), true), &step, || {
                 format!("open_tree({source:?}, OPEN_TREE_CLONE | AT_RECURSIVE)")
             })?;
             if *read_only {
-                sys_step(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
+                check(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
                     "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into()
                 })?;
             }
@@ -360,10 +352,10 @@ fn apply_op(
         MountOp::Hide { dir, .. } => {
             let step = format!("hide {target}");
             let src = hiding_node(scratch, *dir)?;
-            let tree = sys_step(sys::clone_tree(src.as_fd(), false), &step, || {
+            let tree = check(sys::clone_tree(src.as_fd(), false), &step, || {
                 "open_tree(hiding node, OPEN_TREE_CLONE)".into()
             })?;
-            sys_step(
+            check(
                 sys::set_attrs(tree.as_fd(), attr::RDONLY | fs_attrs | attr::NOEXEC),
                 &step,
                 || "mount_setattr(MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC)".into(),
@@ -373,17 +365,17 @@ fn apply_op(
         MountOp::ReadOnly { .. } => {
             let step = format!("make {target} read-only");
             let src = beneath(new, target, target)?;
-            let tree = sys_step(sys::clone_tree(src.as_fd(), true), &step, || {
+            let tree = check(sys::clone_tree(src.as_fd(), true), &step, || {
                 format!("open_tree({target:?}, OPEN_TREE_CLONE | AT_RECURSIVE)")
             })?;
-            sys_step(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
+            check(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
                 "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into()
             })?;
             (step, tree)
         }
     };
     let point = beneath(new, target, &format!("the mount point {target}"))?;
-    sys_step(sys::attach(mnt.as_fd(), point.as_fd()), &what, || {
+    check(sys::attach(mnt.as_fd(), point.as_fd()), &what, || {
         format!("move_mount(.., {target:?})")
     })
 }

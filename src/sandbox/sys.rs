@@ -357,3 +357,40 @@ pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
     // SAFETY: callers pass a descriptor just returned by the kernel that nothing else owns.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Resets every signal's disposition to the default, real-time signals included: ignored
+/// signals stay ignored across exec, and the service must not inherit what its launcher's
+/// parents chose.
+pub fn reset_all_signal_dispositions() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // The kernel's struct sigaction, not libc's: glibc refuses to touch the two signals
+        // it reserves for threads (32, 33), which a parent may still have left ignored.
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: libc::sighandler_t,
+            flags: libc::c_ulong,
+            restorer: usize,
+            mask: u64,
+        }
+        let act = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: SIG_DFL involves no handler code; `act` is valid for the call and its mask
+        // size (8 bytes, the kernel's sigset) is passed; errors leave the signal as it was.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+}

@@ -406,3 +406,20 @@ fn seccomp_allow_list_errno_and_kill() {
         text(&out.stderr)
     );
 }
+
+/// stockade's own last steps survive the narrowest allow-list: it drops CAP_SYS_ADMIN after
+/// installing the filter and reports a failed exec through it.
+#[test]
+fn narrow_allow_list_still_reports_a_failed_exec() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write(
+        "narrow",
+        &format!("[exec]\ncommand = [\"/nonexistent-{m}\"]\n[security]\nsyscall_filter = [\"@basic-io\"]\n"),
+    );
+    let out = Run::profile(&p, &m).output();
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{e}");
+    assert!(e.contains("execve") && e.contains("no such file"), "{e}");
+}

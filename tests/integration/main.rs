@@ -442,3 +442,20 @@ fn hello_example_runs() {
         "{s}"
     );
 }
+
+#[test]
+fn the_service_starts_with_no_signal_ignored_or_blocked() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    // grep directly, not through a shell, which sets dispositions of its own.
+    let p = profiles.write(
+        "sigs",
+        &format!("[exec]\ncommand = [\"/bin/grep\", \"-E\", \"^Sig(Ign|Blk)|{m}\", \"/proc/self/status\"]\n"),
+    );
+    let out = Run::profile(&p, &m).output();
+    let o = text(&out.stdout);
+    // SIGPIPE in particular: stockade itself ignores it, as every Rust program does.
+    assert!(o.contains("SigIgn:\t0000000000000000"), "{o}");
+    assert!(o.contains("SigBlk:\t0000000000000000"), "{o}");
+}
