@@ -4,7 +4,7 @@
 //! service only hands finished programs to the kernel.
 //!
 //! libseccomp does the compiling (name → number per architecture, the architecture check,
-//! x32 refusal on x86_64, argument comparisons); it is on every systemd machine already.
+//! x32 refusal on x86_64, argument comparisons); packages link it statically.
 //! With an allow-list, two filters (the kernel applies the strictest verdict of all): the
 //! policy, and fixed rules no profile turns off (terminal injection, namespace creation),
 //! which would otherwise collide with the list's unconditional allow of ioctl and clone in
