@@ -134,7 +134,6 @@ impl Host {
         Ok(Some((kind, shown)))
     }
 
-    /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
     /// `path` with every symlink on it resolved, inside the host root (absolute links start
     /// again at the root). A missing tail is kept as written. Only links that root (or the
     /// caller) made in a directory no one else can write are followed: anyone else's link
@@ -142,14 +141,8 @@ impl Host {
     /// one swapped in after planning is refused, not followed.
     pub fn resolve(&self, path: &str) -> io::Result<String> {
         let mut done = PathBuf::from("/");
-        let mut todo: std::collections::VecDeque<std::ffi::OsString> = Path::new(path)
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_owned()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
+        let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+            walk_parts(Path::new(path)).collect();
         let mut links = 0;
         while let Some(c) = todo.pop_front() {
             if c == ".." {
@@ -185,15 +178,7 @@ impl Host {
                     if target.is_absolute() {
                         done = PathBuf::from("/");
                     }
-                    for (i, part) in target
-                        .components()
-                        .filter_map(|c| match c {
-                            Component::Normal(n) => Some(n.to_owned()),
-                            Component::ParentDir => Some("..".into()),
-                            _ => None,
-                        })
-                        .enumerate()
-                    {
+                    for (i, part) in walk_parts(&target).enumerate() {
                         todo.insert(i, part);
                     }
                 }
@@ -208,6 +193,7 @@ impl Host {
         Ok(done.to_string_lossy().into_owned())
     }
 
+    /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
     pub fn kind(&self, path: &str) -> io::Result<Option<PathKind>> {
         match fs::metadata(self.path(path)) {
             Ok(m) if m.is_dir() => Ok(Some(PathKind::Dir)),
@@ -217,6 +203,15 @@ impl Host {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The names a path walk visits, `..` kept (it may climb out of a symlink's directory).
+fn walk_parts(path: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_owned()),
+        Component::ParentDir => Some("..".into()),
+        _ => None,
+    })
 }
 
 fn read_optional(path: &Path) -> io::Result<String> {

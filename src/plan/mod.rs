@@ -560,23 +560,7 @@ impl Builder<'_> {
 
     fn finals(&mut self, p: &Profile) -> FinalSteps {
         let s = &p.security;
-        let landlock = s.landlock.as_ref().map(|l| {
-            let mut rules = Vec::new();
-            for (list, access) in [
-                (&l.read, Access::Read),
-                (&l.write, Access::Write),
-                (&l.exec, Access::Exec),
-            ] {
-                for path in list.iter().flat_map(|v| v.value.iter()) {
-                    rules.push((
-                        crate::profile::validate::normalize_abs(path)
-                            .unwrap_or_else(|_| path.clone()),
-                        access,
-                    ));
-                }
-            }
-            rules
-        });
+        let landlock = landlock_rules(p);
         let capabilities: Vec<caps::Capability> = s
             .capabilities
             .iter()
@@ -598,4 +582,24 @@ impl Builder<'_> {
             no_new_privs: or(&s.no_new_privileges, true),
         }
     }
+}
+
+/// The profile's landlock rules, paths normalized; None without landlock.
+fn landlock_rules(p: &Profile) -> Option<Vec<(String, Access)>> {
+    p.security.landlock.as_ref().map(|l| {
+        let mut rules = Vec::new();
+        for (list, access) in [
+            (&l.read, Access::Read),
+            (&l.write, Access::Write),
+            (&l.exec, Access::Exec),
+        ] {
+            for path in list.iter().flat_map(|v| v.value.iter()) {
+                rules.push((
+                    crate::profile::validate::normalize_abs(path).unwrap_or_else(|_| path.clone()),
+                    access,
+                ));
+            }
+        }
+        rules
+    })
 }

@@ -5,7 +5,7 @@
 //! "empty" root); on the host's root they must already exist, because creating them would
 //! write to the host.
 
-use super::{Builder, Namespace, Volume};
+use super::{Access, Builder, Namespace, Volume};
 use crate::host::PathKind;
 use crate::profile::schema::{or, Mount, Profile};
 use crate::profile::validate::normalize_abs;
@@ -168,36 +168,17 @@ const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
 /// Filesystems mounted below the host's /sys; a fresh sysfs has only empty directories there.
 const HOST_SYS_MASKED: &[&str] = &["/sys/kernel/debug", "/sys/kernel/tracing"];
 
-/// Which landlock rules reach a path: its own, an ancestor's or a descendant's. Landlock
-/// denies everything else, so a mask there would guard what is already out of reach.
-struct LandlockReach {
-    /// None without landlock: every path is reachable.
-    rules: Option<Vec<(String, bool)>>,
-}
-
-impl LandlockReach {
-    fn new(p: &Profile) -> Self {
-        let rules = p.security.landlock.as_ref().map(|l| {
-            let mut rules = Vec::new();
-            for (list, write) in [(&l.read, false), (&l.exec, false), (&l.write, true)] {
-                for path in list.iter().flat_map(|v| v.value.iter()) {
-                    rules.push((normalize_abs(path).unwrap_or_else(|_| path.clone()), write));
-                }
-            }
-            rules
-        });
-        LandlockReach { rules }
-    }
-
-    /// Whether landlock lets the service at `path` at all (`write`: to write there).
-    fn reaches(&self, path: &str, write: bool) -> bool {
-        let Some(rules) = &self.rules else {
-            return true;
-        };
-        rules.iter().any(|(rule, w)| {
-            (*w || !write) && (rule == path || is_below(path, rule) || is_below(rule, path))
-        })
-    }
+/// Whether the profile's landlock rules let the service at `path` at all (`write`: to write
+/// there): a rule at the path, above or below it. Landlock denies everything else, so a mask
+/// there would guard what is already out of reach.
+fn landlock_reaches(rules: Option<&[(String, Access)]>, path: &str, write: bool) -> bool {
+    let Some(rules) = rules else {
+        return true;
+    };
+    rules.iter().any(|(rule, access)| {
+        (*access == Access::Write || !write)
+            && (rule == path || is_below(path, rule) || is_below(rule, path))
+    })
 }
 
 /// The mounts `protect_kernel` adds. What exists is read from the host: a fresh /proc or
@@ -205,11 +186,12 @@ impl LandlockReach {
 /// away from need no mount: each costs time at every start.
 fn kernel_masks(
     b: &Builder,
-    reach: &LandlockReach,
+    landlock: Option<&[(String, Access)]>,
     proc: bool,
-    sys: bool,
+    fresh_sys: bool,
     host_sys: bool,
 ) -> Vec<Entry<'static>> {
+    let reaches = |path: &str, write: bool| landlock_reaches(landlock, path, write);
     let mut out = Vec::new();
     let entry = |op| Entry {
         op,
@@ -219,12 +201,12 @@ fn kernel_masks(
         own_tmpfs: false,
     };
     let masked = PROC_MASKED.iter().filter(|_| proc);
-    let sys_masked = SYS_MASKED.iter().filter(|_| sys);
+    let sys_masked = SYS_MASKED.iter().filter(|_| fresh_sys || host_sys);
     for path in masked
         .chain(sys_masked)
         .chain(HOST_SYS_MASKED.iter().filter(|_| host_sys))
     {
-        if !reach.reaches(path, false) {
+        if !reaches(path, false) {
             continue;
         }
         let dir = match b.host.kind(path) {
@@ -239,7 +221,7 @@ fn kernel_masks(
         out.push(entry(op));
     }
     for path in PROC_READ_ONLY.iter().filter(|_| proc) {
-        if reach.reaches(path, true)
+        if reaches(path, true)
             && matches!(b.host.kind(path), Ok(Some(PathKind::Dir | PathKind::File)))
         {
             out.push(entry(MountOp::ReadOnly {
@@ -248,7 +230,7 @@ fn kernel_masks(
         }
     }
     // A fresh sysfs is mounted read-only already; the host's needs it done.
-    if host_sys && reach.reaches("/sys", true) {
+    if host_sys && reaches("/sys", true) {
         out.push(entry(MountOp::ReadOnly {
             target: "/sys".into(),
         }));
@@ -339,12 +321,12 @@ pub(super) fn plan(
         let proc = or(&fs.proc, true);
         let fresh_sys = namespaces.contains(&Namespace::Net) && has_sys;
         let host_sys = root == RootSource::Host("/".into()) && !fresh_sys;
-        let reach = LandlockReach::new(p);
+        let landlock = super::landlock_rules(p);
         entries.extend(kernel_masks(
             b,
-            &reach,
+            landlock.as_deref(),
             proc,
-            fresh_sys || host_sys,
+            fresh_sys,
             host_sys,
         ));
     }
@@ -604,7 +586,7 @@ pub(super) fn plan(
         let target = e.op.target().to_owned();
         let on_own_tmpfs = own.iter().any(|o| is_below(&target, o));
         // Kernel masks were checked against the kernel's own files when planned.
-        let kernel_file = e.setting == PROTECT_KERNEL;
+        let checked_already = e.setting == PROTECT_KERNEL;
         let always_created = matches!(
             e.op,
             MountOp::Devpts { .. } | MountOp::Mqueue { .. } | MountOp::Symlink { .. }
@@ -615,8 +597,7 @@ pub(super) fn plan(
             if let Some((src, key)) = &e.origin {
                 b.err(*src, key, format!("a symlink can only be created on a tmpfs stockade mounts (such as /tmp, /dev or a [[mount]] of type tmpfs), not at `{target}` on the host's filesystem"));
             }
-        } else if kernel_file {
-        } else if let RootSource::Host(r) = &root {
+        } else if let (RootSource::Host(r), false) = (&root, checked_already) {
             let found = b.host.kind_below(r, &target);
             let complain = |b: &mut Builder, msg: String| match &e.origin {
                 Some((src, key)) => b.err(*src, key, msg),

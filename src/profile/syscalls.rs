@@ -13,8 +13,8 @@ fn group(name: &str) -> Option<&'static [&'static str]> {
         .map(|(_, _, members)| *members)
 }
 
-/// Every group name, for suggestions and documentation.
-pub fn group_names() -> impl Iterator<Item = &'static str> {
+/// Every group name, for suggestions.
+fn group_names() -> impl Iterator<Item = &'static str> {
     GROUPS.iter().map(|(n, _, _)| *n)
 }
 
@@ -54,22 +54,22 @@ pub fn all_names() -> impl Iterator<Item = &'static str> {
     group_names().chain(group("@known").unwrap_or(&[]).iter().copied())
 }
 
+/// This platform's errno values with their C names (nix's Debug names are the C names).
+fn errnos() -> impl Iterator<Item = (i32, String)> {
+    (1..200)
+        .map(nix::errno::Errno::from_raw)
+        .filter(|e| *e != nix::errno::Errno::UnknownErrno)
+        .map(|e| (e as i32, format!("{e:?}")))
+}
+
 /// The errno a name like "EPERM" means.
 pub fn errno(name: &str) -> Option<i32> {
-    // nix's Debug names are the C names; the table is this platform's.
-    (1..4096).find(|&n| {
-        let e = nix::errno::Errno::from_raw(n);
-        e != nix::errno::Errno::UnknownErrno && format!("{e:?}") == name
-    })
+    errnos().find(|(_, n)| n == name).map(|(e, _)| e)
 }
 
 /// Every errno name, for suggestions.
 pub fn errno_names() -> Vec<String> {
-    (1..200)
-        .map(nix::errno::Errno::from_raw)
-        .filter(|e| *e != nix::errno::Errno::UnknownErrno)
-        .map(|e| format!("{e:?}"))
-        .collect()
+    errnos().map(|(_, n)| n).collect()
 }
 
 #[cfg(test)]

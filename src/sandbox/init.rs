@@ -27,7 +27,11 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
     }
     match chan.wait_for_placed().map(|f| super::seccomp::decode(&f)) {
         Some(Some(filters)) => runtime.filters = filters,
-        _ => sys::exit_now(125),
+        Some(None) => {
+            chan.report_failure(125, "the seccomp filters arrived damaged");
+            sys::exit_now(125)
+        }
+        None => sys::exit_now(125),
     }
     if plan.has(Namespace::Cgroup) {
         // Only now: the supervisor has placed us in our final cgroup, which becomes the

@@ -212,7 +212,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
             Some(dir)
         }
     };
-    let filters = seccomp::encode(&compiling.finish()?);
+    let filters = compiling.finish()?;
     // If init failed meanwhile, the send fails and its report is read below.
     let _ = sup.tell_placed(filters);
     if let Err(f) = sup.wait_for_exec() {

@@ -108,23 +108,13 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     let root_mount = match &fs.root {
         RootSource::Host(dir) => {
             let src = beneath(old.as_fd(), dir, "the sandbox root")?;
-            let tree = check(
-                sys::clone_tree(src.as_fd(), true),
-                "bind the sandbox root",
-                || format!("open_tree({dir:?}, OPEN_TREE_CLONE | AT_RECURSIVE)"),
-            )?;
-            if fs.read_only {
-                // Before the other mounts, so they stay writable where the profile says so.
-                check(
-                    sys::set_attrs(tree.as_fd(), attr::RDONLY),
-                    "make the root read-only",
-                    || "mount_setattr(root, AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into(),
-                )?;
-            }
-            tree
+            // Read-only before the other mounts, so they stay writable where the profile
+            // says so.
+            let ro = if fs.read_only { attr::RDONLY } else { 0 };
+            detached_copy(src.as_fd(), true, ro, "bind the sandbox root")?
         }
         RootSource::Empty => new_mount(
-            "the empty root",
+            "mount the empty root",
             "tmpfs",
             &[("mode", "0755".into())],
             attr::NOSUID | attr::NODEV,
@@ -183,15 +173,18 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
 }
 
 fn open_dir(path: &str) -> Result<OwnedFd, SetupError> {
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    );
-    let fd = check(fd, "open a directory of the scratch root", || {
-        format!("open({path:?}, O_PATH)")
-    })?;
-    Ok(sys::own_fd(fd))
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| {
+            SetupError::other(
+                "open a directory of the scratch root",
+                format!("open({path:?}, O_PATH): {e}"),
+            )
+        })
 }
 
 /// `path` beneath `dir`, refusing symlinks; the error says which path and why.
@@ -213,11 +206,9 @@ fn new_mount(
     attrs: u64,
 ) -> Result<OwnedFd, SetupError> {
     let opts: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    check(
-        sys::new_mount(fstype, &opts, attrs),
-        &format!("mount {what}"),
-        || format!("fsopen({fstype:?}) + fsconfig({opts:?}) + fsmount"),
-    )
+    check(sys::new_mount(fstype, &opts, attrs), what, || {
+        format!("fsopen({fstype:?}) + fsconfig({opts:?}) + fsmount")
+    })
 }
 
 /// Creates the mount point `target` (and missing parents) on one of stockade's own
@@ -274,21 +265,24 @@ fn apply_op(
     if let Some(kind) = create {
         ensure(new, target, kind)?;
     }
-    let (what, mnt) = match op {
+    let what = match op {
+        MountOp::Bind { source, .. } => format!("bind {source} to {target}"),
+        MountOp::Tmpfs { .. } => format!("mount a tmpfs on {target}"),
+        MountOp::Proc { .. } => "mount a fresh /proc".into(),
+        MountOp::Sysfs { .. } => "mount a fresh /sys".into(),
+        MountOp::Devpts { .. } => "mount a private devpts".into(),
+        MountOp::Mqueue { .. } => "mount a private mqueue".into(),
+        MountOp::Symlink { text, .. } => format!("create the symlink {target} -> {text}"),
+        MountOp::Hide { .. } => format!("hide {target}"),
+        MountOp::ReadOnly { .. } => format!("make {target} read-only"),
+    };
+    let mnt = match op {
         MountOp::Bind {
             source, read_only, ..
         } => {
-            let step = format!("bind {source} to {target}");
             let src = beneath(old, source, &format!("the bind source {source}"))?;
-            let tree = check(sys::clone_tree(src.as_fd(), true), &step, || {
-                format!("open_tree({source:?}, OPEN_TREE_CLONE | AT_RECURSIVE)")
-            })?;
-            if *read_only {
-                check(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
-                    "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into()
-                })?;
-            }
-            (step, tree)
+            let ro = if *read_only { attr::RDONLY } else { 0 };
+            detached_copy(src.as_fd(), true, ro, &what)?
         }
         MountOp::Tmpfs {
             size,
@@ -308,36 +302,19 @@ fn apply_op(
             if let Some(s) = size {
                 opts.push(("size", s.to_string()));
             }
-            let what = format!("a tmpfs on {target}");
-            let m = new_mount(&what, "tmpfs", &opts, attrs)?;
-            (what, m)
+            new_mount(&what, "tmpfs", &opts, attrs)?
         }
-        MountOp::Proc { .. } => (
-            "a fresh /proc".into(),
-            new_mount("a fresh /proc", "proc", &[], fs_attrs | attr::NOEXEC)?,
-        ),
-        MountOp::Sysfs { .. } => (
-            "a fresh /sys".into(),
-            new_mount(
-                "a fresh /sys",
-                "sysfs",
-                &[],
-                fs_attrs | attr::NOEXEC | attr::RDONLY,
-            )?,
-        ),
-        MountOp::Devpts { .. } => (
-            "a private devpts".into(),
-            new_mount(
-                "a private devpts",
-                "devpts",
-                &[("ptmxmode", "0666".into()), ("mode", "0620".into())],
-                attr::NOSUID | attr::NOEXEC,
-            )?,
-        ),
-        MountOp::Mqueue { .. } => (
-            "a private mqueue".into(),
-            new_mount("a private mqueue", "mqueue", &[], fs_attrs | attr::NOEXEC)?,
-        ),
+        MountOp::Proc { .. } => new_mount(&what, "proc", &[], fs_attrs | attr::NOEXEC)?,
+        MountOp::Sysfs { .. } => {
+            new_mount(&what, "sysfs", &[], fs_attrs | attr::NOEXEC | attr::RDONLY)?
+        }
+        MountOp::Devpts { .. } => new_mount(
+            &what,
+            "devpts",
+            &[("ptmxmode", "0666".into()), ("mode", "0620".into())],
+            attr::NOSUID | attr::NOEXEC,
+        )?,
+        MountOp::Mqueue { .. } => new_mount(&what, "mqueue", &[], fs_attrs | attr::NOEXEC)?,
         MountOp::Symlink { text, .. } => {
             let (parent, name) = target.rsplit_once('/').unwrap_or(("", target));
             ensure(new, parent, NodeKind::Dir)?;
@@ -345,37 +322,44 @@ fn apply_op(
             use std::os::fd::AsRawFd;
             return check(
                 nix::unistd::symlinkat(text.as_str(), Some(dir.as_raw_fd()), name),
-                &format!("create the symlink {target} -> {text}"),
+                &what,
                 || format!("symlinkat({text:?}, {name:?})"),
             );
         }
         MountOp::Hide { dir, .. } => {
-            let step = format!("hide {target}");
             let src = hiding_node(scratch, *dir)?;
-            let tree = check(sys::clone_tree(src.as_fd(), false), &step, || {
-                "open_tree(hiding node, OPEN_TREE_CLONE)".into()
-            })?;
-            check(
-                sys::set_attrs(tree.as_fd(), attr::RDONLY | fs_attrs | attr::NOEXEC),
-                &step,
-                || "mount_setattr(MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC)".into(),
-            )?;
-            (step, tree)
+            let attrs = attr::RDONLY | fs_attrs | attr::NOEXEC;
+            detached_copy(src.as_fd(), false, attrs, &what)?
         }
         MountOp::ReadOnly { .. } => {
-            let step = format!("make {target} read-only");
             let src = beneath(new, target, target)?;
-            let tree = check(sys::clone_tree(src.as_fd(), true), &step, || {
-                format!("open_tree({target:?}, OPEN_TREE_CLONE | AT_RECURSIVE)")
-            })?;
-            check(sys::set_attrs(tree.as_fd(), attr::RDONLY), &step, || {
-                "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)".into()
-            })?;
-            (step, tree)
+            detached_copy(src.as_fd(), true, attr::RDONLY, &what)?
         }
     };
     let point = beneath(new, target, &format!("the mount point {target}"))?;
     check(sys::attach(mnt.as_fd(), point.as_fd()), &what, || {
         format!("move_mount(.., {target:?})")
     })
+}
+
+/// A detached copy of the mount at `src` (with what is below it if `recursive`), with
+/// `attrs` set on it before anyone can see it.
+fn detached_copy(
+    src: BorrowedFd,
+    recursive: bool,
+    attrs: u64,
+    what: &str,
+) -> Result<OwnedFd, SetupError> {
+    let tree = check(sys::clone_tree(src, recursive), what, || {
+        format!(
+            "open_tree(OPEN_TREE_CLONE{})",
+            if recursive { " | AT_RECURSIVE" } else { "" }
+        )
+    })?;
+    if attrs != 0 {
+        check(sys::set_attrs(tree.as_fd(), attrs), what, || {
+            format!("mount_setattr({attrs:#x})")
+        })?;
+    }
+    Ok(tree)
 }

@@ -19,22 +19,8 @@ pub struct Program(pub Vec<libc::sock_filter>);
 
 const INSN: usize = std::mem::size_of::<libc::sock_filter>();
 
-/// The filters as bytes for the start channel: per filter, its instruction count (u32)
-/// then its instructions.
-pub fn encode(filters: &[Program]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in filters {
-        out.extend_from_slice(&(p.0.len() as u32).to_ne_bytes());
-        for i in &p.0 {
-            out.extend_from_slice(&i.code.to_ne_bytes());
-            out.extend_from_slice(&[i.jt, i.jf]);
-            out.extend_from_slice(&i.k.to_ne_bytes());
-        }
-    }
-    out
-}
-
-/// The inverse of [`encode`]; None for a malformed message.
+/// The filters as the supervisor sends them (per filter, its instruction count as a u32,
+/// then its `struct sock_filter`s) back to programs; None for a malformed message.
 pub fn decode(mut bytes: &[u8]) -> Option<Vec<Program>> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
@@ -76,14 +62,15 @@ const BASELINE_BPF: &[u8] = include_bytes!("baseline-x86_64.bpf");
 
 /// A compile under way.
 pub enum Compiling {
-    Done(Result<Vec<Program>, SetupError>),
+    Done(Result<Vec<u8>, SetupError>),
     /// libseccomp needs milliseconds for a long allow-list: a thread, which the scheduler
     /// puts on another CPU than the one init is about to wake up on, does it meanwhile.
-    Thread(std::thread::JoinHandle<Result<Vec<Program>, SetupError>>),
+    Thread(std::thread::JoinHandle<Result<Vec<u8>, SetupError>>),
 }
 
 impl Compiling {
-    pub fn finish(self) -> Result<Vec<Program>, SetupError> {
+    /// The filters, encoded for the start channel.
+    pub fn finish(self) -> Result<Vec<u8>, SetupError> {
         match self {
             Compiling::Done(r) => r,
             Compiling::Thread(t) => t.join().unwrap_or_else(|_| {
@@ -101,9 +88,7 @@ impl Compiling {
 pub fn start(policy: &SyscallPolicy) -> Compiling {
     #[cfg(target_arch = "x86_64")]
     if *policy == crate::plan::default_baseline() {
-        if let Some(p) = decode(BASELINE_BPF) {
-            return Compiling::Done(Ok(p));
-        }
+        return Compiling::Done(Ok(BASELINE_BPF.to_vec()));
     }
     let policy = policy.clone();
     match std::thread::Builder::new()
@@ -118,7 +103,7 @@ pub fn start(policy: &SyscallPolicy) -> Compiling {
     }
 }
 
-fn compile_now(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
+fn compile_now(policy: &SyscallPolicy) -> Result<Vec<u8>, SetupError> {
     let step = "compile the seccomp filter";
     let fail = |e: libseccomp::error::SeccompError| SetupError::other(step, e.to_string());
 
@@ -138,13 +123,15 @@ fn compile_now(policy: &SyscallPolicy) -> Result<Vec<Program>, SetupError> {
     // names one of their calls itself: one filter is one program less to build and run.
     if policy.default == SysAction::Allow && !FIXED.iter().any(|n| policy.listed.contains(*n)) {
         add_fixed(&mut main, policy).map_err(fail)?;
-        return Ok(vec![export(&main)?]);
+        return export(&main);
     }
     let mut fixed = new_filter(ScmpAction::Allow).map_err(fail)?;
     add_fixed(&mut fixed, policy).map_err(fail)?;
     // The fixed rules first: installing a filter is itself a system call, which the
     // policy may deny.
-    Ok(vec![export(&fixed)?, export(&main)?])
+    let mut both = export(&fixed)?;
+    both.extend(export(&main)?);
+    Ok(both)
 }
 
 /// The calls the fixed rules decide on.
@@ -216,8 +203,9 @@ fn new_filter(default: ScmpAction) -> Result<ScmpFilterContext, libseccomp::erro
     Ok(f)
 }
 
-/// Exports through a memfd: libseccomp 2.5 (Debian 12) can only export to a descriptor.
-fn export(f: &ScmpFilterContext) -> Result<Program, SetupError> {
+/// Exports one filter, encoded for the start channel (see [`decode`]), through a memfd:
+/// libseccomp 2.5 (Debian 12) can only export to a descriptor.
+fn export(f: &ScmpFilterContext) -> Result<Vec<u8>, SetupError> {
     use std::io::{Read, Seek};
     let step = "export the seccomp filter";
     let memfd = nix::sys::memfd::memfd_create(
@@ -228,11 +216,13 @@ fn export(f: &ScmpFilterContext) -> Result<Program, SetupError> {
     let mut file = std::fs::File::from(memfd);
     f.export_bpf(&file)
         .map_err(|e| SetupError::other(step, e.to_string()))?;
-    let mut bytes = Vec::new();
+    let mut insns = Vec::new();
     file.rewind()
-        .and_then(|_| file.read_to_end(&mut bytes))
+        .and_then(|_| file.read_to_end(&mut insns))
         .map_err(|e| SetupError::other(step, e.to_string()))?;
-    Ok(Program(bytes.chunks_exact(INSN).map(insn).collect()))
+    let mut out = ((insns.len() / INSN) as u32).to_ne_bytes().to_vec();
+    out.extend(insns);
+    Ok(out)
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -241,7 +231,7 @@ mod tests {
 
     #[test]
     fn baseline_bpf_is_current() {
-        let now = encode(&compile_now(&crate::plan::default_baseline()).unwrap());
+        let now = compile_now(&crate::plan::default_baseline()).unwrap();
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/src/sandbox/baseline-x86_64.bpf"
@@ -258,7 +248,16 @@ mod tests {
     #[test]
     fn encoding_round_trips() {
         let progs = decode(BASELINE_BPF).unwrap();
-        assert_eq!(encode(&progs), BASELINE_BPF);
+        let mut encoded = Vec::new();
+        for p in &progs {
+            encoded.extend((p.0.len() as u32).to_ne_bytes());
+            for i in &p.0 {
+                encoded.extend(i.code.to_ne_bytes());
+                encoded.extend([i.jt, i.jf]);
+                encoded.extend(i.k.to_ne_bytes());
+            }
+        }
+        assert_eq!(encoded, BASELINE_BPF);
         assert!(decode(&BASELINE_BPF[..BASELINE_BPF.len() - 1]).is_none());
     }
 }

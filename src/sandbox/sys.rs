@@ -352,12 +352,6 @@ pub fn create_file_at(dir: BorrowedFd, name: &str) -> Result<(), Errno> {
     }
 }
 
-/// Takes ownership of a descriptor a nix call returned raw.
-pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
-    // SAFETY: callers pass a descriptor just returned by the kernel that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// Resets every signal's disposition to the default, real-time signals included: ignored
 /// signals stay ignored across exec, and the service must not inherit what its launcher's
 /// parents chose.
