@@ -423,3 +423,88 @@ fn narrow_allow_list_still_reports_a_failed_exec() {
     assert_eq!(out.status.code(), Some(127), "{e}");
     assert!(e.contains("execve") && e.contains("no such file"), "{e}");
 }
+
+/// syscall_log lets a denied call run (the kernel logs it), where the errno action fails it.
+#[test]
+fn syscall_log_lets_denied_calls_run() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let run = |extra: &str| {
+        let p = profiles.write(
+            "log",
+            &sh_profile(
+                "uname -n >/dev/null 2>&1; echo uname=$?",
+                &m,
+                &format!("[security]\nsyscall_deny = [\"uname\"]\n{extra}"),
+            ),
+        );
+        text(&Run::profile(&p, &m).output().stdout)
+    };
+    assert!(run("").contains("uname=1"), "uname must be denied");
+    assert!(run("syscall_log = true\n").contains("uname=0"));
+}
+
+/// The service gets a session keyring of its own, not the one of the session that started
+/// stockade (an allow-list with @keyring lets it look). Without a user namespace and without
+/// a session keyring of their own, processes of one user share the user-session keyring.
+#[test]
+fn the_service_gets_a_new_session_keyring() {
+    require_root();
+    const KEYCTL: &str = "import ctypes; print(ctypes.CDLL(None).syscall(250, 0, -3, 0))";
+    let host = Command::new("python3")
+        .args(["-c", KEYCTL])
+        .output()
+        .unwrap();
+    let host_id = text(&host.stdout).trim().to_owned();
+    assert!(host_id.parse::<i64>().is_ok_and(|v| v > 0), "{host_id}");
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write(
+        "keys",
+        &format!(
+            "[exec]\ncommand = [\"/usr/bin/python3\", \"-c\", \"{KEYCTL}\", \"marker-{m}\"]\n\
+             [namespaces]\nuser = false\n\
+             [security]\nsyscall_filter = [\"@system-service\"]\n"
+        ),
+    );
+    // Started from this process, so without the new keyring the service would share ours.
+    let out = Command::new("/bin/sh")
+        .args(["-c", "exec \"$@\"", "sh"])
+        .arg(stockade_bin())
+        .arg("run")
+        .arg(&p)
+        .output()
+        .unwrap();
+    let id = text(&out.stdout).trim().to_owned();
+    assert!(out.status.success(), "{id}{}", text(&out.stderr));
+    assert!(id.parse::<i64>().is_ok_and(|v| v > 0), "{id}");
+    assert_ne!(
+        id, host_id,
+        "the service shares the caller's session keyring"
+    );
+}
+
+/// `sudo stockade run ./profile.toml` from a user's checkout: the sudo user's own files are
+/// trusted, anyone else's are not.
+#[test]
+fn the_sudo_users_profiles_are_trusted() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write("mine", &sh_profile("echo ran", &m, ""));
+    nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let run = |sudo_uid: &str| {
+        Command::new(stockade_bin())
+            .arg("run")
+            .arg(&p)
+            .env("SUDO_UID", sudo_uid)
+            .output()
+            .unwrap()
+    };
+    let out = run("65534");
+    assert!(text(&out.stdout).contains("ran"), "{}", text(&out.stderr));
+    let out = run("1000");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("owned by uid 65534"));
+}

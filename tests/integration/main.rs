@@ -459,3 +459,30 @@ fn the_service_starts_with_no_signal_ignored_or_blocked() {
     assert!(o.contains("SigIgn:\t0000000000000000"), "{o}");
     assert!(o.contains("SigBlk:\t0000000000000000"), "{o}");
 }
+
+#[test]
+fn empty_root_holds_only_what_the_profile_mounts() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write(
+        "empty",
+        &format!(
+            "[exec]\ncommand = [\"/usr/bin/sh\", \"-c\", \"ls /; touch /x 2>&1; true\", \"marker-{m}\"]\n\
+             [filesystem]\nroot = \"empty\"\n\
+             [[mount]]\ntype = \"bind\"\nsource = \"/usr\"\ntarget = \"/usr\"\nread_only = true\n\
+             [[mount]]\ntype = \"symlink\"\nsource = \"usr/lib\"\ntarget = \"/lib\"\n\
+             [[mount]]\ntype = \"symlink\"\nsource = \"usr/lib64\"\ntarget = \"/lib64\"\n"
+        ),
+    );
+    let out = Run::profile(&p, &m).output();
+    let o = text(&out.stdout);
+    assert!(out.status.success(), "{o}{}", text(&out.stderr));
+    let entries: Vec<&str> = o.lines().take_while(|l| !l.contains("touch")).collect();
+    assert_eq!(
+        entries,
+        ["dev", "lib", "lib64", "proc", "tmp", "usr", "var"],
+        "{o}"
+    );
+    assert!(o.contains("Read-only file system"), "{o}");
+}
