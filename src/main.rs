@@ -97,12 +97,13 @@ fn print_problems(lines: &[String]) {
     }
 }
 
-/// Loads and plans a profile; on failure prints every problem.
+/// Loads and plans a profile; on failure prints every problem. Returns the plan with its
+/// notes (the holes in the default walls the profile opened) rendered.
 fn load_and_plan(
     arg: &str,
     extra_args: Vec<String>,
     search: &SearchPath,
-) -> Result<plan::LaunchPlan, ()> {
+) -> Result<(plan::LaunchPlan, Vec<String>), ()> {
     let loaded = profile::load(arg, search).map_err(|inv| print_problems(&inv.lines()))?;
     let host = host::Host::current();
     let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -114,18 +115,32 @@ fn load_and_plan(
         cgroup: host.cgroup_facts(&own_cgroup),
         under_unit: std::env::var_os("INVOCATION_ID").is_some(),
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
+        ids_dir: plan::IDS_DIR.into(),
+        landlock_abi: sandbox::sys::landlock_abi(),
     };
-    plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(|p| p.render(&loaded.sources)).collect();
-        print_problems(&lines)
-    })
+    let render = |problems: &[profile::Problem]| -> Vec<String> {
+        problems.iter().map(|p| p.render(&loaded.sources)).collect()
+    };
+    match plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv) {
+        Ok(plan) => {
+            let notes = render(&plan.notes);
+            Ok((plan, notes))
+        }
+        Err(problems) => {
+            print_problems(&render(&problems));
+            Err(())
+        }
+    }
 }
 
 fn run(arg: &str, args: Vec<String>, search: &SearchPath) -> ExitCode {
-    let Ok(plan) = load_and_plan(arg, args, search) else {
+    let Ok((plan, notes)) = load_and_plan(arg, args, search) else {
         return ExitCode::from(EXIT_CONFIG);
     };
     tracing::debug!(?plan, "launch plan");
+    for n in &notes {
+        tracing::debug!("note: {n}");
+    }
     // Every record of this run carries these fields: `journalctl STOCKADE_PROFILE=redis`.
     let unit = match &plan.cgroup {
         plan::CgroupPlan::Scope(s) => s.unit.clone(),
@@ -214,7 +229,13 @@ fn check(profiles: Vec<String>, search: &SearchPath) -> ExitCode {
     let mut ok = true;
     for name in &names {
         match load_and_plan(name, Vec::new(), search) {
-            Ok(_) => println!("{name}: ok"),
+            Ok((_, notes)) => {
+                println!("{name}: ok");
+                // Valid, but weaker than the defaults on purpose: say so every time.
+                for n in notes {
+                    eprintln!("warning: {n}");
+                }
+            }
             Err(()) => ok = false,
         }
     }
@@ -240,6 +261,11 @@ fn show(arg: &str, search: &SearchPath) -> ExitCode {
                 .collect();
             println!("# profile {} from {}", loaded.name, files.join(", "));
             print!("{}", r.out);
+            if let Ok((_, notes)) = load_and_plan(arg, Vec::new(), search) {
+                for n in notes {
+                    println!("# warning: {n}");
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(inv) => {

@@ -194,6 +194,46 @@ impl Host {
     }
 
     /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
+    /// The owner (uid, gid) of a path, not following a final symlink; None when missing.
+    pub fn owner(&self, path: &str) -> io::Result<Option<(u32, u32)>> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::symlink_metadata(self.path(path)) {
+            Ok(m) => Ok(Some((m.uid(), m.gid()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a path is a unix socket (a host IPC endpoint).
+    pub fn is_socket(&self, path: &str) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        fs::metadata(self.path(path)).is_ok_and(|m| m.file_type().is_socket())
+    }
+
+    /// The id-range slot claimed for profile `name` in the claims directory `dir`
+    /// (`by-name/NAME` holds the slot number).
+    pub fn id_slot(&self, dir: &Path, name: &str) -> io::Result<Option<u32>> {
+        let file = self.path(&dir.join("by-name").join(name).display().to_string());
+        match fs::read_to_string(file) {
+            Ok(text) => Ok(text.trim().parse().ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every claimed slot (`by-slot/N`, a symlink to the profile name that holds it).
+    pub fn id_slots_used(&self, dir: &Path) -> io::Result<Vec<u32>> {
+        let slots = self.path(&dir.join("by-slot").display().to_string());
+        match fs::read_dir(slots) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn kind(&self, path: &str) -> io::Result<Option<PathKind>> {
         match fs::metadata(self.path(path)) {
             Ok(m) if m.is_dir() => Ok(Some(PathKind::Dir)),

@@ -29,6 +29,9 @@ pub struct ScopeSpec {
     pub unit: String,
     pub slice: String,
     pub properties: Vec<(&'static str, Prop)>,
+    /// Controllers the limits need: checked on the scope's cgroup once systemd made it,
+    /// because systemd accepts a limit it cannot enforce.
+    pub controllers: Vec<&'static str>,
 }
 
 /// Where the sandbox's processes go.
@@ -209,6 +212,19 @@ pub(super) fn plan(
             if !valid_unit_name(&unit) {
                 b.file_err("systemd.unit_name", format!("`{unit}` is not a valid unit name; the profile name `{name}` needs characters systemd accepts"));
             }
+            // systemd records a limit on a scope whether or not the kernel can enforce it.
+            match &facts.v2_mount {
+                Some(mount) => {
+                    let place = if mount.ends_with("unified") {
+                        format!("{} (a hybrid hierarchy: the controller is bound to cgroup v1)", mount.display())
+                    } else {
+                        mount.display().to_string()
+                    };
+                    missing_controllers(b, &needs, &facts.root_controllers, &place);
+                }
+                None if !needs.is_empty() => complain(b, "[resources] needs cgroup v2, and this host has no cgroup2 mount; refusing to run without the limits".into()),
+                None => {}
+            }
             let slice = or(&p.systemd.slice, "stockade.slice".into());
             let description = p.description.as_ref().map_or_else(
                 || format!("stockade sandbox for {name}"),
@@ -230,6 +246,7 @@ pub(super) fn plan(
                 unit,
                 slice,
                 properties: props,
+                controllers: controllers(&needs),
             })
         }
         CgroupMode::Delegate => {

@@ -17,12 +17,27 @@ use crate::profile::values::{IdRange, IdRef, Limit};
 use crate::profile::{At, Problem, Profile, Src};
 use std::path::{Path, PathBuf};
 
+pub use crate::profile::families::AF_MAX;
 pub use cgroup::{CgroupPlan, Leaves, Prop, ScopeSpec};
 pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
 pub use seccomp::{default_baseline, SysAction, SyscallPolicy};
 
+/// stockade's persistent state on the host: volumes and id-range claims. Never visible
+/// inside a sandbox.
+pub const STATE_DIR: &str = "/var/lib/stockade";
 /// Where named volumes live on the host.
 pub const VOLUME_DIR: &str = "/var/lib/stockade/volumes";
+/// Which profile holds which host id range (see [`IdClaim`]).
+pub const IDS_DIR: &str = "/var/lib/stockade/ids";
+/// stockade's runtime state on the host (notify relays); never visible inside a sandbox.
+pub const RUN_DIR: &str = "/run/stockade";
+
+/// The host id ranges given to sandboxes: 4096 ranges of 65536 ids from 0x60000000, in the
+/// upper part of the range systemd documents for containers (524288-1879048191), far from
+/// system and login users.
+pub const ID_BASE: u32 = 0x6000_0000;
+pub const ID_RANGE: u32 = 65536;
+pub const ID_SLOTS: u32 = 4096;
 
 /// Which namespaces to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +81,26 @@ pub struct Volume {
     /// Owner as seen from the host: the service's ids translated through the idmap.
     pub uid: u32,
     pub gid: u32,
+    /// A volume made before sandbox root had an id range of its own is owned by host root:
+    /// what host uid/gid 0 own in it is handed to these ids (the range's root) first.
+    pub carry_root_to: Option<(u32, u32)>,
+}
+
+/// The host id range a profile's sandboxes map their ids to, claimed once per profile name
+/// and kept in [`IDS_DIR`] so the owner of its volumes is the same at every start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdClaim {
+    pub dir: PathBuf,
+    pub name: String,
+    pub slot: u32,
+    /// The claim does not exist yet: the sandbox records it before anything else.
+    pub new: bool,
+}
+
+impl IdClaim {
+    pub fn base(&self) -> u32 {
+        ID_BASE + self.slot * ID_RANGE
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +123,10 @@ pub struct FinalSteps {
     pub no_new_privs: bool,
     /// Installed last, just before exec.
     pub syscalls: SyscallPolicy,
+    /// Landlock's abstract-unix-socket scope: the service cannot connect to abstract sockets
+    /// made outside its sandbox (needed when it shares the host's network namespace, where
+    /// those sockets live).
+    pub scope_abstract_sockets: bool,
 }
 
 /// Everything `stockade run` will do, in order. `Debug` output is the plan an admin can read.
@@ -96,6 +135,11 @@ pub struct LaunchPlan {
     pub name: String,
     pub namespaces: Vec<Namespace>,
     pub idmap: Option<IdMaps>,
+    /// The host id range claimed for the default id map.
+    pub id_claim: Option<IdClaim>,
+    /// Init sets vm.memfd_noexec = 2 in the sandbox's pid namespace: landlock's exec rules
+    /// are not bypassed by executing an anonymous memory file.
+    pub memfd_noexec: bool,
     pub hostname: Option<String>,
     pub volumes: Vec<Volume>,
     /// None when the profile runs without a mount namespace.
@@ -117,6 +161,9 @@ pub struct LaunchPlan {
     /// Under a Type=notify unit whose service does not speak sd_notify: stockade reports
     /// READY=1 itself once the service has exec'd.
     pub ready_after_exec: bool,
+    /// What the plan allows that an admin should know: holes in the default walls the
+    /// profile opened on purpose. `check` prints them; `run` logs them at -v.
+    pub notes: Vec<Problem>,
 }
 
 impl LaunchPlan {
@@ -150,6 +197,10 @@ pub struct Invocation {
     pub under_unit: bool,
     /// The unit's NOTIFY_SOCKET, when it is Type=notify.
     pub notify_socket: Option<String>,
+    /// Where id-range claims live; [`IDS_DIR`] unless a test says otherwise.
+    pub ids_dir: PathBuf,
+    /// The landlock ABI the kernel offers (None: no landlock).
+    pub landlock_abi: Option<u32>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -165,25 +216,55 @@ pub fn build(
     let mut b = Builder {
         host,
         problems: Vec::new(),
+        notes: Vec::new(),
         profile_path,
     };
     let namespaces = namespaces(profile);
     let userns = namespaces.contains(&Namespace::User);
     let creds = b.credentials(profile, userns);
-    let idmap = if userns {
-        b.idmap(profile, &creds)
+    let (idmap, id_claim) = if userns {
+        b.idmap(profile, name, &creds, inv)
     } else {
-        None
+        if creds.uid == 0 && host.euid == 0 {
+            let why = "without a user namespace the service runs as the host's root";
+            match &profile.namespaces.user {
+                Some(u) => b.notes.push(Problem::at(u.origin, "namespaces.user", why)),
+                None => b.file_note("namespaces.user", why),
+            }
+        }
+        (None, None)
     };
     b.privileges(profile, userns);
-    let volumes = b.volumes(profile, inv, idmap.as_ref(), &creds);
+    let volumes = b.volumes(profile, inv, idmap.as_ref(), &creds, id_claim.as_ref());
+    let exec_locked = profile.security.landlock.is_some();
     let fs = if namespaces.contains(&Namespace::Mount) {
-        mounts::plan(&mut b, profile, &volumes, &namespaces)
+        let ctx = mounts::Context {
+            volumes: &volumes,
+            namespaces: &namespaces,
+            creates_state: !volumes.is_empty() || id_claim.as_ref().is_some_and(|c| c.new),
+            exec_locked,
+        };
+        mounts::plan(&mut b, profile, &ctx)
     } else {
         None
     };
     let argv = b.argv(profile, inv);
-    let finals = b.finals(profile);
+    // The sysctl is per pid namespace and only the host's root may write it (the file is
+    // root's, and not namespaced for permission checks); otherwise seccomp refuses
+    // executable memory files instead.
+    let memfd_noexec = exec_locked
+        && namespaces.contains(&Namespace::Pid)
+        && host.euid == 0
+        && matches!(
+            host.kind("/proc/sys/vm/memfd_noexec"),
+            Ok(Some(crate::host::PathKind::File))
+        );
+    let mut finals = b.finals(profile, exec_locked && !memfd_noexec);
+    let shares_host_net = !namespaces.contains(&Namespace::Net);
+    finals.scope_abstract_sockets = shares_host_net && inv.landlock_abi.is_some_and(|v| v >= 6);
+    if shares_host_net && !finals.scope_abstract_sockets {
+        b.file_note("namespaces.net", format!("the service shares the host's network namespace and this kernel's landlock (ABI {}) cannot scope abstract unix sockets (ABI 6, Linux 6.12): the host's abstract sockets are reachable", inv.landlock_abi.map_or("none".into(), |v| v.to_string())));
+    }
     let cgroup = cgroup::plan(&mut b, profile, name, inv.id, &inv.cgroup);
     let mut fs = fs;
     let relay = inv.notify_socket.is_some() && or(&profile.systemd.notify, false);
@@ -191,12 +272,13 @@ pub fn build(
         .then(|| b.notify_target(fs.as_ref()))
         .flatten()
         .map(|target| {
-            let host_socket = PathBuf::from(format!("/run/stockade/notify-{}.sock", inv.id));
+            let host_socket = PathBuf::from(format!("{RUN_DIR}/notify-{}.sock", inv.id));
             if let Some(fs) = fs.as_mut() {
                 fs.ops.push(MountOp::Bind {
                     source: host_socket.display().to_string(),
                     target: target.clone(),
                     read_only: false,
+                    noexec: true,
                     create: Some(NodeKind::File),
                 });
             }
@@ -236,6 +318,8 @@ pub fn build(
         loopback_up: namespaces.contains(&Namespace::Net),
         namespaces,
         idmap,
+        id_claim,
+        memfd_noexec,
         hostname: profile.network.hostname.as_ref().map(|h| h.value.clone()),
         volumes: volumes.into_iter().map(|(v, _)| v).collect(),
         fs,
@@ -254,6 +338,7 @@ pub fn build(
             .then(|| name.to_owned()),
         notify,
         ready_after_exec: inv.notify_socket.is_some() && !relay,
+        notes: b.notes,
     })
 }
 
@@ -278,6 +363,7 @@ fn namespaces(p: &Profile) -> Vec<Namespace> {
 pub(crate) struct Builder<'a> {
     pub(crate) host: &'a Host,
     pub(crate) problems: Vec<Problem>,
+    pub(crate) notes: Vec<Problem>,
     profile_path: &'a Path,
 }
 
@@ -288,6 +374,14 @@ impl Builder<'_> {
 
     pub(crate) fn file_err(&mut self, key: &str, msg: impl Into<String>) {
         self.problems.push(Problem::new(
+            At::File(self.profile_path.to_owned()),
+            Some(key.to_owned()),
+            msg,
+        ));
+    }
+
+    pub(crate) fn file_note(&mut self, key: &str, msg: impl Into<String>) {
+        self.notes.push(Problem::new(
             At::File(self.profile_path.to_owned()),
             Some(key.to_owned()),
             msg,
@@ -369,26 +463,28 @@ impl Builder<'_> {
         }
     }
 
-    fn idmap(&mut self, p: &Profile, creds: &Credentials) -> Option<IdMaps> {
+    /// The id maps. Without `[idmap]`, root's sandboxes map their ids 0-65535 to a host
+    /// range of their own ([`IdClaim`]), so root inside is an unprivileged id outside; only
+    /// the service's own user and groups keep their host ids, so the files the package gave
+    /// them (a config readable by `redis` only, a data directory) still are theirs. Without
+    /// root, the kernel allows only the caller's own id, mapped to 0.
+    fn idmap(
+        &mut self,
+        p: &Profile,
+        name: &str,
+        creds: &Credentials,
+        inv: &Invocation,
+    ) -> (Option<IdMaps>, Option<IdClaim>) {
         let root = self.host.euid == 0;
-        // The default maps the caller to root inside, plus the service's own ids to
-        // themselves so files it writes to volumes carry its real ids on the host.
-        let default = |caller: u32, wanted: &[u32]| {
-            let mut v = vec![IdRange {
+        let explicit = p.idmap.uid.is_some() && p.idmap.gid.is_some();
+        let claim = (root && !explicit).then(|| self.claim(name, inv)).flatten();
+        let default = |caller: u32, own: &[u32]| match &claim {
+            Some(c) => ranged(c.base(), own),
+            None => vec![IdRange {
                 inside: 0,
                 outside: caller,
                 count: 1,
-            }];
-            for &id in wanted {
-                if id != 0 && root && !v.iter().any(|r| r.inside == id || r.outside == id) {
-                    v.push(IdRange {
-                        inside: id,
-                        outside: id,
-                        count: 1,
-                    });
-                }
-            }
-            v
+            }],
         };
         let uid_map = p
             .idmap
@@ -404,6 +500,13 @@ impl Builder<'_> {
             .as_ref()
             .map(|m| m.value.clone())
             .unwrap_or_else(|| default(self.host.egid, &wanted_gids));
+        for (key, map) in [("idmap.uid", &p.idmap.uid), ("idmap.gid", &p.idmap.gid)] {
+            if let Some(m) = map {
+                if m.value.iter().any(|r| r.outside == 0) {
+                    self.notes.push(Problem::at(m.origin, key, "maps host id 0 (root) into the sandbox: what runs as that id inside is root on the host"));
+                }
+            }
+        }
         let mapped = |map: &[IdRange], id: u32| {
             map.iter()
                 .any(|r| id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count))
@@ -424,11 +527,73 @@ impl Builder<'_> {
             }
         }
         let init_becomes_root = mapped(&uid_map, 0) && mapped(&gid_map, 0);
-        Some(IdMaps {
+        let maps = IdMaps {
             uid_map,
             gid_map,
             deny_setgroups: !root,
             init_becomes_root,
+        };
+        (Some(maps), claim)
+    }
+
+    /// The profile's claimed id range, or the first free one from a slot its name hashes
+    /// to (so a lost claims directory tends to give the same range back).
+    fn claim(&mut self, name: &str, inv: &Invocation) -> Option<IdClaim> {
+        let safe = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+        if !safe {
+            self.file_err("idmap", format!("the profile name `{name}` cannot name an id range in {} (letters, digits, `-_.@`, not starting with `.`); rename the file or give an explicit [idmap]", inv.ids_dir.display()));
+            return None;
+        }
+        let dir = inv.ids_dir.clone();
+        let failed = |b: &mut Self, e: std::io::Error| {
+            b.file_err(
+                "idmap",
+                format!("cannot read the id-range claims in {}: {e}", dir.display()),
+            );
+        };
+        match self.host.id_slot(&inv.ids_dir, name) {
+            Ok(Some(slot)) if slot < ID_SLOTS => {
+                return Some(IdClaim {
+                    dir: inv.ids_dir.clone(),
+                    name: name.to_owned(),
+                    slot,
+                    new: false,
+                })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failed(self, e);
+                return None;
+            }
+        }
+        let used = match self.host.id_slots_used(&inv.ids_dir) {
+            Ok(u) => u,
+            Err(e) => {
+                failed(self, e);
+                return None;
+            }
+        };
+        // FNV-1a: stable across builds and machines, unlike std's hasher.
+        let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        let start = hash % ID_SLOTS;
+        let free = (0..ID_SLOTS)
+            .map(|i| (start + i) % ID_SLOTS)
+            .find(|s| !used.contains(s));
+        let Some(slot) = free else {
+            self.file_err("idmap", format!("all {ID_SLOTS} id ranges in {} are claimed; remove the claims of profiles that are gone, or give an explicit [idmap]", inv.ids_dir.display()));
+            return None;
+        };
+        Some(IdClaim {
+            dir: inv.ids_dir.clone(),
+            name: name.to_owned(),
+            slot,
+            new: true,
         })
     }
 
@@ -470,6 +635,7 @@ impl Builder<'_> {
         inv: &Invocation,
         idmap: Option<&IdMaps>,
         creds: &Credentials,
+        claim: Option<&IdClaim>,
     ) -> Vec<(Volume, &'p Src<crate::profile::schema::Mount>)> {
         let outside = |map: Option<&Vec<IdRange>>, id: u32| match map {
             None => Some(id),
@@ -498,11 +664,18 @@ impl Builder<'_> {
             }
             let uid = outside(idmap.map(|i| &i.uid_map), creds.uid).unwrap_or(creds.uid);
             let gid = outside(idmap.map(|i| &i.gid_map), creds.gid).unwrap_or(creds.gid);
+            let host_path = inv.volume_dir.join(&name.value);
+            // Before id ranges, a root service's volume was owned by host root.
+            let carry_root_to = claim.filter(|_| creds.uid == 0).and_then(|c| {
+                let owner = self.host.owner(&host_path.display().to_string()).ok()??;
+                (owner == (0, 0)).then(|| (c.base(), c.base()))
+            });
             out.push((
                 Volume {
-                    host_path: inv.volume_dir.join(&name.value),
+                    host_path,
                     uid,
                     gid,
+                    carry_root_to,
                 },
                 m,
             ));
@@ -558,7 +731,7 @@ impl Builder<'_> {
         None
     }
 
-    fn finals(&mut self, p: &Profile) -> FinalSteps {
+    fn finals(&mut self, p: &Profile, memfd_seccomp: bool) -> FinalSteps {
         let s = &p.security;
         let landlock = landlock_rules(p);
         let capabilities: Vec<caps::Capability> = s
@@ -568,7 +741,8 @@ impl Builder<'_> {
             .filter_map(|c| capability(c))
             .collect();
         FinalSteps {
-            syscalls: seccomp::plan(p, &capabilities),
+            syscalls: seccomp::plan(p, &capabilities, memfd_seccomp),
+            scope_abstract_sockets: false,
             landlock_best_effort: or(&s.landlock_best_effort, false),
             rlimits: p
                 .exec
@@ -602,4 +776,47 @@ fn landlock_rules(p: &Profile) -> Option<Vec<(String, Access)>> {
         }
         rules
     })
+}
+
+/// ids 0..[`ID_RANGE`] mapped to `base..`, except `own` (the service's user or groups),
+/// which keep their host ids; root (0) is never one of those.
+fn ranged(base: u32, own: &[u32]) -> Vec<IdRange> {
+    let mut holes: Vec<u32> = own.iter().copied().filter(|&id| id != 0).collect();
+    holes.sort_unstable();
+    holes.dedup();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for &id in holes.iter().filter(|&&id| id < ID_RANGE) {
+        if id > next {
+            out.push(IdRange {
+                inside: next,
+                outside: base + next,
+                count: id - next,
+            });
+        }
+        out.push(IdRange {
+            inside: id,
+            outside: id,
+            count: 1,
+        });
+        next = id + 1;
+    }
+    if next < ID_RANGE {
+        out.push(IdRange {
+            inside: next,
+            outside: base + next,
+            count: ID_RANGE - next,
+        });
+    }
+    out.extend(
+        holes
+            .iter()
+            .filter(|&&id| id >= ID_RANGE)
+            .map(|&id| IdRange {
+                inside: id,
+                outside: id,
+                count: 1,
+            }),
+    );
+    out
 }

@@ -10,7 +10,7 @@ use crate::host::PathKind;
 use crate::profile::schema::{or, Mount, Profile};
 use crate::profile::validate::normalize_abs;
 use crate::profile::values::MountType;
-use crate::profile::Src;
+use crate::profile::{Problem, Src};
 
 /// Where the sandbox root comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,7 @@ pub enum MountOp {
         source: String,
         target: String,
         read_only: bool,
+        noexec: bool,
         /// Create the mount point first (it lies on a stockade tmpfs).
         create: Option<NodeKind>,
     },
@@ -135,6 +136,8 @@ struct Entry<'p> {
     setting: &'static str,
     /// Makes its target a tmpfs on which later mount points may be created.
     own_tmpfs: bool,
+    /// Its target was checked when it was planned (kernel files, stockade's own state).
+    checked: bool,
 }
 
 const PROTECT_KERNEL: &str = "security.protect_kernel";
@@ -199,6 +202,7 @@ fn kernel_masks(
         origin: None,
         setting: PROTECT_KERNEL,
         own_tmpfs: false,
+        checked: true,
     };
     let masked = PROC_MASKED.iter().filter(|_| proc);
     let sys_masked = SYS_MASKED.iter().filter(|_| fresh_sys || host_sys);
@@ -238,13 +242,59 @@ fn kernel_masks(
     out
 }
 
-pub(super) fn plan(
-    b: &mut Builder,
-    p: &Profile,
-    volumes: &[(Volume, &Src<Mount>)],
-    namespaces: &[Namespace],
-) -> Option<FsPlan> {
+/// What the mount planner needs from the rest of the plan.
+pub(super) struct Context<'a, 'p> {
+    pub volumes: &'a [(Volume, &'p Src<Mount>)],
+    pub namespaces: &'a [Namespace],
+    /// The sandbox stage creates stockade's state directory before the mounts (a volume,
+    /// an id-range claim), so it must be hidden even though it is not there yet.
+    pub creates_state: bool,
+    /// The profile restricts exec with landlock: writable mounts get noexec, or a loader
+    /// (`ld.so /tmp/prog`) would run what the exec rules forbid.
+    pub exec_locked: bool,
+}
+
+/// Default sizes of the built-in tmpfs mounts: a tmpfs without a size may fill half of RAM.
+pub const TMP_SIZE: u64 = 128 << 20;
+pub const SHM_SIZE: u64 = 64 << 20;
+pub const RUN_SIZE: u64 = 16 << 20;
+pub const MOUNT_TMPFS_SIZE: u64 = 64 << 20;
+/// The private /dev holds device nodes and symlinks only.
+const DEV_SIZE: u64 = 1 << 20;
+
+pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan> {
+    let (volumes, namespaces) = (ctx.volumes, ctx.namespaces);
     let fs = &p.filesystem;
+    let landlock = super::landlock_rules(p);
+    // A writable mount is noexec when exec is locked, unless an exec rule reaches into it
+    // (the profile allows running what is there, so it stays executable).
+    let noexec = |target: &str| {
+        ctx.exec_locked
+            && !landlock_reaches(
+                landlock
+                    .as_ref()
+                    .map(|l| {
+                        l.iter()
+                            .filter(|(_, a)| *a == Access::Exec)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    })
+                    .as_deref(),
+                target,
+                false,
+            )
+    };
+    let size_of = |v: &Option<Src<crate::profile::values::Size>>, default: u64| {
+        Some(v.as_ref().and_then(|s| s.value.bytes()).unwrap_or(default))
+    };
+    // A [[mount]] at the target of a built-in tmpfs replaces it.
+    let profile_targets: Vec<String> = p
+        .mount
+        .iter()
+        .filter_map(|m| m.target.as_ref())
+        .filter_map(|t| normalize_abs(&t.value).ok())
+        .collect();
+    let builtin_wanted = |target: &str| !profile_targets.iter().any(|t| t == target);
     let root_text = or(&fs.root, "/".to_owned());
     let root = if root_text == "empty" {
         RootSource::Empty
@@ -275,10 +325,11 @@ pub(super) fn plan(
         origin: None,
         setting,
         own_tmpfs,
+        checked: false,
     };
-    let tmpfs = |target: &str, mode: u32, noexec: bool| MountOp::Tmpfs {
+    let tmpfs = |target: &str, mode: u32, size: Option<u64>, noexec: bool| MountOp::Tmpfs {
         target: target.into(),
-        size: None,
+        size,
         mode,
         noexec,
         read_only: false,
@@ -296,6 +347,7 @@ pub(super) fn plan(
                 source: "/proc".into(),
                 target: "/proc".into(),
                 read_only: true,
+                noexec: true,
                 create: None,
             }
         };
@@ -321,7 +373,6 @@ pub(super) fn plan(
         let proc = or(&fs.proc, true);
         let fresh_sys = namespaces.contains(&Namespace::Net) && has_sys;
         let host_sys = root == RootSource::Host("/".into()) && !fresh_sys;
-        let landlock = super::landlock_rules(p);
         entries.extend(kernel_masks(
             b,
             landlock.as_deref(),
@@ -333,7 +384,7 @@ pub(super) fn plan(
     setting = "filesystem.private_dev";
     if or(&fs.private_dev, true) {
         entries.push(builtin(
-            tmpfs("/dev", 0o755, true),
+            tmpfs("/dev", 0o755, Some(DEV_SIZE), true),
             NodeKind::Dir,
             true,
             setting,
@@ -345,6 +396,7 @@ pub(super) fn plan(
                     source: path.clone(),
                     target: path,
                     read_only: false,
+                    noexec: true,
                     create: None,
                 },
                 NodeKind::File,
@@ -369,12 +421,19 @@ pub(super) fn plan(
             false,
             setting,
         ));
-        entries.push(builtin(
-            tmpfs("/dev/shm", 0o1777, false),
-            NodeKind::Dir,
-            true,
-            setting,
-        ));
+        if builtin_wanted("/dev/shm") {
+            entries.push(builtin(
+                tmpfs(
+                    "/dev/shm",
+                    0o1777,
+                    size_of(&fs.shm_size, SHM_SIZE),
+                    noexec("/dev/shm"),
+                ),
+                NodeKind::Dir,
+                true,
+                setting,
+            ));
+        }
         if namespaces.contains(&Namespace::Ipc) {
             entries.push(builtin(
                 MountOp::Mqueue {
@@ -404,20 +463,66 @@ pub(super) fn plan(
     }
     setting = "filesystem.private_tmp";
     if or(&fs.private_tmp, true) {
+        for dir in ["/tmp", "/var/tmp"]
+            .into_iter()
+            .filter(|d| builtin_wanted(d))
+        {
+            let size = size_of(&fs.tmp_size, TMP_SIZE);
+            entries.push(builtin(
+                tmpfs(dir, 0o1777, size, noexec(dir)),
+                NodeKind::Dir,
+                true,
+                setting,
+            ));
+        }
+    }
+    // The host's /run holds its IPC endpoints (the system bus, systemd's private socket,
+    // journald, docker.sock): read-only does not stop connect(2), so the sandbox gets its own.
+    let host_has = |b: &Builder, path: &str| match &root {
+        RootSource::Host(r) => matches!(b.host.kind_below(r, path), Ok(Some((PathKind::Dir, _)))),
+        RootSource::Empty => false,
+    };
+    let private_run = or(&fs.private_run, true);
+    if private_run && builtin_wanted("/run") && host_has(b, "/run") {
         entries.push(builtin(
-            tmpfs("/tmp", 0o1777, false),
+            tmpfs(
+                "/run",
+                0o755,
+                size_of(&fs.run_size, RUN_SIZE),
+                noexec("/run"),
+            ),
             NodeKind::Dir,
             true,
-            setting,
-        ));
-        entries.push(builtin(
-            tmpfs("/var/tmp", 0o1777, false),
-            NodeKind::Dir,
-            true,
-            setting,
+            "filesystem.private_run",
         ));
     }
+    // stockade's own state: other sandboxes' volumes and id claims, notify relays.
     let mut hidden: Vec<String> = Vec::new();
+    if root == RootSource::Host("/".into()) {
+        let state = [
+            (super::STATE_DIR, ctx.creates_state),
+            (super::RUN_DIR, !private_run),
+        ];
+        for (dir, will_exist) in state {
+            let exists = host_has(b, dir);
+            let shadowed_by_run = private_run && is_below(dir, "/run");
+            if (exists || will_exist) && !shadowed_by_run {
+                hidden.push(dir.to_owned());
+                entries.push(Entry {
+                    op: MountOp::Hide {
+                        target: dir.to_owned(),
+                        dir: true,
+                    },
+                    kind: NodeKind::Dir,
+                    origin: None,
+                    setting: "filesystem (stockade's state)",
+                    own_tmpfs: false,
+                    // The sandbox stage creates it before the mounts if it is not there.
+                    checked: true,
+                });
+            }
+        }
+    }
     if let Some(hide) = &fs.hide {
         for h in &hide.value {
             let Ok(target) = normalize_abs(h) else {
@@ -456,6 +561,7 @@ pub(super) fn plan(
                 origin: None,
                 setting: "filesystem.hide",
                 own_tmpfs: false,
+                checked: false,
                 op,
             });
         }
@@ -503,11 +609,15 @@ pub(super) fn plan(
                         continue;
                     }
                 };
+                if b.host.is_socket(&resolved) || is_below(&resolved, "/run") {
+                    b.notes.push(Problem::at(source.origin, &format!("{key}.source"), format!("binds `{resolved}` from the host: a host IPC endpoint the sandbox can connect to, a hole in the default walls")));
+                }
                 (
                     MountOp::Bind {
                         source: resolved,
                         target: target.clone(),
                         read_only,
+                        noexec: !read_only && noexec(&target),
                         create: None,
                     },
                     node,
@@ -523,6 +633,7 @@ pub(super) fn plan(
                         source: vol.host_path.display().to_string(),
                         target: target.clone(),
                         read_only,
+                        noexec: !read_only && noexec(&target),
                         create: None,
                     },
                     NodeKind::Dir,
@@ -532,9 +643,9 @@ pub(super) fn plan(
             MountType::Tmpfs => (
                 MountOp::Tmpfs {
                     target: target.clone(),
-                    size: m.size.as_ref().and_then(|s| s.value.bytes()),
+                    size: size_of(&m.size, MOUNT_TMPFS_SIZE),
                     mode: m.mode.as_ref().map_or(0o755, |m| m.value.0),
-                    noexec: false,
+                    noexec: noexec(&target),
                     read_only: false,
                     create: false,
                 },
@@ -570,6 +681,7 @@ pub(super) fn plan(
             origin: Some((target_src, format!("{key}.target"))),
             setting: "mount",
             own_tmpfs,
+            checked: false,
         });
     }
 
@@ -585,8 +697,7 @@ pub(super) fn plan(
     for mut e in entries {
         let target = e.op.target().to_owned();
         let on_own_tmpfs = own.iter().any(|o| is_below(&target, o));
-        // Kernel masks were checked against the kernel's own files when planned.
-        let checked_already = e.setting == PROTECT_KERNEL;
+        let checked_already = e.checked;
         let always_created = matches!(
             e.op,
             MountOp::Devpts { .. } | MountOp::Mqueue { .. } | MountOp::Symlink { .. }

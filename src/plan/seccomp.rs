@@ -2,6 +2,7 @@
 //! profile and the capabilities it keeps. Names only; the sandbox compiles them to BPF for
 //! this architecture before it forks.
 
+use crate::profile::families::{self, family};
 use crate::profile::schema::{or, Profile};
 use crate::profile::syscalls::{errno, expand};
 use caps::Capability as C;
@@ -29,6 +30,12 @@ pub struct SyscallPolicy {
     /// with CLONE_NEW* flags, unshare and setns fail with EPERM, clone3 with ENOSYS so libc
     /// falls back to clone, whose flags a filter can read.
     pub restrict_namespaces: bool,
+    /// The socket address families socket(2) and socketpair(2) may create; any other
+    /// fails with EAFNOSUPPORT.
+    pub families: BTreeSet<i32>,
+    /// memfd_create must seal its file non-executable (MFD_NOEXEC_SEAL), else EPERM: with
+    /// landlock's exec rules, where the pid namespace's vm.memfd_noexec cannot be set.
+    pub memfd_noexec_seal: bool,
 }
 
 /// The baseline: what a profile that says nothing about syscalls cannot call, unless it
@@ -74,11 +81,15 @@ pub const STOCKADE_NEEDS: &[&str] = &["capget", "capset", "execve", "write", "ex
 /// The policy of a profile that says nothing about system calls and keeps none of the
 /// capabilities the baseline looks at: what most services run with.
 pub fn default_baseline() -> SyscallPolicy {
-    plan(&Profile::default(), &[])
+    plan(&Profile::default(), &[], false)
 }
 
-pub(super) fn plan(p: &Profile, kept: &[C]) -> SyscallPolicy {
+pub(super) fn plan(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> SyscallPolicy {
     let s = &p.security;
+    let families = match &s.address_families {
+        Some(list) => list.value.iter().filter_map(|n| family(n)).collect(),
+        None => families::DEFAULT.iter().filter_map(|n| family(n)).collect(),
+    };
     let deny = match s.syscall_errno.as_ref().map(|e| e.value.as_str()) {
         Some("kill") => SysAction::KillProcess,
         Some(name) => SysAction::Errno(errno(name).unwrap_or(libc::EPERM)),
@@ -110,6 +121,8 @@ pub(super) fn plan(p: &Profile, kept: &[C]) -> SyscallPolicy {
                 listed: allowed,
                 listed_action: SysAction::Allow,
                 restrict_namespaces,
+                families,
+                memfd_noexec_seal,
             }
         }
         None => {
@@ -127,6 +140,8 @@ pub(super) fn plan(p: &Profile, kept: &[C]) -> SyscallPolicy {
                 listed,
                 listed_action: deny,
                 restrict_namespaces,
+                families,
+                memfd_noexec_seal,
             }
         }
     }

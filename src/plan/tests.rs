@@ -76,6 +76,8 @@ impl Fixture {
             cgroup: self.cgroup.clone(),
             under_unit: false,
             notify_socket: self.notify.clone(),
+            ids_dir: "/var/lib/stockade/ids".into(),
+            landlock_abi: Some(6),
         };
         build(
             &loaded.name,
@@ -193,22 +195,33 @@ fn users_resolve_on_the_host_and_get_an_identity_map() {
         (102, 105, vec![4])
     );
     let m = p.idmap.as_ref().unwrap();
+    let claim = p.id_claim.as_ref().unwrap();
+    let base = claim.base();
+    assert!(claim.new && base >= ID_BASE, "{claim:?}");
+    // Root inside is the range's first id, never host root; the service keeps its own ids.
     assert_eq!(
         m.uid_map,
         [
             IdRange {
                 inside: 0,
-                outside: 0,
-                count: 1
+                outside: base,
+                count: 102
             },
             IdRange {
                 inside: 102,
                 outside: 102,
                 count: 1
+            },
+            IdRange {
+                inside: 103,
+                outside: base + 103,
+                count: ID_RANGE - 103
             }
         ]
     );
-    assert_eq!(m.gid_map.len(), 3);
+    assert!(!m.uid_map.iter().chain(&m.gid_map).any(|r| r.outside == 0));
+    // gid 105 and supplementary 4 punched out of the range: five lines.
+    assert_eq!(m.gid_map.len(), 5);
     assert!(!m.deny_setgroups);
     assert_eq!(
         p.volumes[0].host_path,
@@ -350,8 +363,34 @@ mod cgroups {
         CgroupFacts {
             systemd_running: true,
             system_bus: true,
+            v2_mount: Some("/sys/fs/cgroup".into()),
+            root_controllers: ["cpuset", "cpu", "io", "memory", "pids"]
+                .map(String::from)
+                .to_vec(),
             ..Default::default()
         }
+    }
+
+    /// systemd records a limit on a scope it cannot enforce; the plan refuses instead.
+    #[test]
+    fn scope_limits_without_their_controllers_are_refused() {
+        let mut facts = systemd();
+        facts.v2_mount = Some("/sys/fs/cgroup/unified".into());
+        facts.root_controllers.clear();
+        let f = with(facts);
+        let p = f.problems(&format!("{MIN}{LIMITS}"));
+        assert!(
+            p.iter().any(|l| l
+                .contains("resources.memory_max: needs the cgroup v2 `memory` controller")
+                && l.contains("hybrid")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(|l| l.contains("resources.tasks_max")),
+            "{p:#?}"
+        );
+        // Without limits, a scope on the same host is fine.
+        assert!(f.plan(MIN, &[]).is_ok());
     }
 
     #[test]
@@ -464,7 +503,7 @@ mod cgroups {
             .plan(&format!("{MIN}[systemd]\nnotify = true\n"), &[])
             .unwrap();
         let n = p.notify.clone().unwrap();
-        assert_eq!(n.target, "/dev/stockade-notify.sock");
+        assert_eq!(n.target, "/run/stockade-notify.sock");
         assert!(p.env.contains(&("NOTIFY_SOCKET".into(), n.target.clone())));
         let ops = &p.fs.as_ref().unwrap().ops;
         assert!(ops.iter().any(|o| matches!(o, MountOp::Bind { source, target, .. } if *source == n.host_socket.display().to_string() && *target == n.target)));

@@ -4,6 +4,7 @@
 //!
 //! This stage reads profile files and nothing else: no users, no bind sources, no syscalls.
 
+pub mod families;
 mod keys;
 pub mod problem;
 pub mod schema;

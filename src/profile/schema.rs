@@ -286,8 +286,16 @@ section! {
         leaf read_only: bool,
         /// Fresh tmpfs on /tmp and /var/tmp (default true).
         leaf private_tmp: bool,
+        /// Size of each of the private /tmp and /var/tmp (default "128M").
+        leaf tmp_size: Size,
+        /// A fresh tmpfs on /run, so no host socket there is reachable (default true).
+        leaf private_run: bool,
+        /// Size of the private /run (default "16M").
+        leaf run_size: Size,
         /// A minimal /dev on a fresh tmpfs (default true).
         leaf private_dev: bool,
+        /// Size of /dev/shm in the private /dev (default "64M").
+        leaf shm_size: Size,
         /// A fresh /proc for the new pid namespace (default true).
         leaf proc: bool,
         /// Paths made empty and inaccessible.
@@ -310,7 +318,7 @@ section! {
         leaf optional: bool,
         /// volume: the directory's name under /var/lib/stockade/volumes.
         leaf name: String,
-        /// tmpfs: size limit (default half of RAM, the kernel's default).
+        /// tmpfs: size limit (default "64M").
         leaf size: Size,
         /// tmpfs: mode of the mount's root (default "0755").
         leaf mode: Mode,
@@ -342,6 +350,10 @@ section! {
         leaf syscall_errno: String,
         /// Let denied calls run and have the kernel log them, to write a filter (default false).
         leaf syscall_log: bool,
+        /// Socket address families the service may create, by name ("AF_UNIX", ...);
+        /// socket(2) of any other fails with EAFNOSUPPORT (default AF_UNIX, AF_INET,
+        /// AF_INET6, AF_NETLINK; `[]` allows none).
+        leaf address_families: Vec<String>,
         /// Mask kernel files in /proc and /sys, make /proc/sys and /sys read-only (default true).
         leaf protect_kernel: bool,
         /// Run with the landlock rules the kernel can enforce when it cannot enforce them

@@ -6,7 +6,7 @@ use super::problem::{closest, At, Problem};
 use super::schema::Profile;
 use super::source::{FileId, Src};
 use super::syscalls;
-use super::values::{IdRange, MountType};
+use super::values::{IdRange, MountType, Size};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -234,13 +234,14 @@ impl Validator<'_> {
                 &p.filesystem.read_only,
                 &p.filesystem.private_tmp,
                 &p.filesystem.private_dev,
+                &p.filesystem.private_run,
                 &p.filesystem.proc,
             ]
             .iter()
             .any(|v| v.as_ref().is_some_and(|s| s.value));
         if !ns.is("mount") && needs_mount_ns {
             if let Some(m) = &ns.mount {
-                self.err(m, "namespaces.mount", "[filesystem] and [[mount]] settings need a mount namespace; set filesystem.read_only, private_tmp, private_dev and proc to false and remove mounts, or keep `mount = true`");
+                self.err(m, "namespaces.mount", "[filesystem] and [[mount]] settings need a mount namespace; set filesystem.read_only, private_tmp, private_dev, private_run and proc to false and remove mounts, or keep `mount = true`");
             }
         }
         if let Some(t) = &ns.time {
@@ -250,8 +251,26 @@ impl Validator<'_> {
         }
     }
 
+    /// A tmpfs is memory: the kernel reads size 0 as "unlimited", and so would "infinity".
+    fn tmpfs_size(&mut self, size: &Src<Size>, key: &str) {
+        match size.value {
+            Size::Bytes(0) => self.err(size, key, "a tmpfs of size 0 is unlimited to the kernel (half of RAM); give a size such as \"64M\""),
+            Size::Infinity => self.err(size, key, "a tmpfs is held in memory and must be bounded; give a size such as \"64M\""),
+            Size::Bytes(_) => {}
+        }
+    }
+
     fn filesystem(&mut self, p: &Profile) {
         let fs = &p.filesystem;
+        for (key, size) in [
+            ("filesystem.tmp_size", &fs.tmp_size),
+            ("filesystem.run_size", &fs.run_size),
+            ("filesystem.shm_size", &fs.shm_size),
+        ] {
+            if let Some(size) = size {
+                self.tmpfs_size(size, key);
+            }
+        }
         if let Some(root) = &fs.root {
             if root.value != "empty" && !root.value.starts_with('/') {
                 self.err(
@@ -369,6 +388,9 @@ impl Validator<'_> {
                     }
                 }
                 MountType::Tmpfs => {
+                    if let Some(size) = &m.size {
+                        self.tmpfs_size(size, &key("size"));
+                    }
                     if let Some(mode) = &m.mode {
                         if mode.value.0 > 0o7777 {
                             self.err(mode, &key("mode"), "not a valid mode");
@@ -403,6 +425,22 @@ impl Validator<'_> {
             }
         }
         self.syscalls(p);
+        if let Some(f) = &s.address_families {
+            for name in &f.value {
+                if super::families::family(name).is_none() {
+                    let names = super::families::FAMILIES.iter().map(|(n, _)| *n);
+                    let sugg = closest(&name.to_ascii_uppercase(), names);
+                    self.out.push(
+                        Problem::at(
+                            f.origin,
+                            "security.address_families",
+                            format!("unknown address family `{name}`"),
+                        )
+                        .suggest(sugg),
+                    );
+                }
+            }
+        }
         if let Some(l) = &s.landlock {
             for (key, list) in [
                 ("security.landlock.read", &l.read),

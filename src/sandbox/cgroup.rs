@@ -119,3 +119,44 @@ pub fn oom_kills(dir: &Path) -> Option<u64> {
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|n| n.trim().parse().ok())
 }
+
+/// Refuses a scope whose cgroup lacks a controller the limits need: systemd records such
+/// a limit on the unit and runs without it (a v1/v2 hybrid host), and the README promises a
+/// refusal instead. Init is killed by the caller's guard, which removes the scope.
+pub fn check_controllers(
+    dir: Option<&Path>,
+    needed: &[&str],
+    unit: &str,
+) -> Result<(), SetupError> {
+    if needed.is_empty() {
+        return Ok(());
+    }
+    let step = format!("check the limits of {unit}");
+    let Some(dir) = dir else {
+        return Err(SetupError::other(
+            step,
+            "the scope's cgroup v2 directory was not found; refusing to run without the limits",
+        ));
+    };
+    let file = dir.join("cgroup.controllers");
+    let text = fs::read_to_string(&file).unwrap_or_default();
+    let have: Vec<&str> = text.split_whitespace().collect();
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|c| !have.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(SetupError::other(
+        step,
+        format!(
+            "systemd made the scope, but its cgroup {} has no {} controller ({} lists `{}`); refusing to run without the limits",
+            dir.display(),
+            missing.join(", "),
+            file.display(),
+            text.trim()
+        ),
+    ))
+}

@@ -56,8 +56,8 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
     )?;
     rlimits(f)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(f.umask));
-    if let Some(rules) = &f.landlock {
-        landlock(rules, f.no_new_privs, f.landlock_best_effort)?;
+    if f.landlock.is_some() || f.scope_abstract_sockets {
+        landlock(f)?;
     }
     drop_bounding(f)?;
     switch_user(&plan.creds)?;
@@ -153,25 +153,33 @@ fn rlimits(f: &FinalSteps) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn landlock(
-    rules: &[(String, Access)],
-    no_new_privs: bool,
-    best_effort: bool,
-) -> Result<(), SetupError> {
+/// The profile's landlock rules, and the abstract-socket scope when the service shares the
+/// host's network namespace. The plan asked for the scope only where the kernel has it.
+fn landlock(f: &FinalSteps) -> Result<(), SetupError> {
     use landlock::{
-        Access as _, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+        Access as _, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        Scope, ABI,
     };
     let abi = ABI::V6;
     let step = "apply landlock";
     let err = |e: &dyn std::fmt::Display| SetupError::other(step, e.to_string());
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(|e| err(&e))?
+    let mut ruleset = Ruleset::default();
+    if f.landlock.is_some() {
+        ruleset = ruleset
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(|e| err(&e))?;
+    }
+    if f.scope_abstract_sockets {
+        ruleset = ruleset
+            .scope(Scope::AbstractUnixSocket)
+            .map_err(|e| err(&e))?;
+    }
+    let mut ruleset = ruleset
         .create()
         .map_err(|e| err(&e))?
-        .no_new_privs(no_new_privs);
+        .no_new_privs(f.no_new_privs);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
-    for (path, access) in rules {
+    for (path, access) in f.landlock.iter().flatten() {
         let fd = PathFd::new(path).map_err(|e| {
             SetupError::other(
                 step,
@@ -199,7 +207,7 @@ fn landlock(
             "the kernel does not enforce landlock (is it in the lsm= boot parameter?)",
         )),
         // Fail closed: an access right the kernel cannot restrict would be silently allowed.
-        landlock::RulesetStatus::PartiallyEnforced if !best_effort => Err(SetupError::other(
+        landlock::RulesetStatus::PartiallyEnforced if !f.landlock_best_effort => Err(SetupError::other(
             step,
             "this kernel enforces only part of the landlock access rights stockade asks for; set `landlock_best_effort = true` in [security] to run anyway",
         )),

@@ -75,6 +75,16 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
             format!("unshare({flags:?})")
         })?;
     }
+    if plan.memfd_noexec {
+        // Still the host's root here (the file is root's, and the kernel checks that before
+        // the namespace's capability); the setting is per pid namespace and inherited.
+        std::fs::write("/proc/sys/vm/memfd_noexec", "2").map_err(|e| {
+            SetupError::other(
+                "make anonymous memory files non-executable",
+                format!("write(\"/proc/sys/vm/memfd_noexec\", \"2\"): {e}"),
+            )
+        })?;
+    }
     if plan.idmap.as_ref().is_some_and(|m| m.init_becomes_root) {
         let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
         check(
@@ -87,14 +97,12 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
             "become root in the user namespace",
             || "setresuid(0, 0, 0)".into(),
         )?;
-    }
-    if plan.has(Namespace::Cgroup) {
-        // Only now: the supervisor has placed us in our final cgroup, which becomes the
-        // namespace's root.
+        // A new host uid clears the parent-death signal. Had the supervisor died before
+        // this line, the start channel's EOF ends init instead.
         check(
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP),
-            "create the cgroup namespace",
-            || "unshare(CLONE_NEWCGROUP)".into(),
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+            "follow the supervisor",
+            || "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
         )?;
     }
     if let Some(h) = &plan.hostname {

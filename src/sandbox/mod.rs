@@ -11,6 +11,7 @@ mod cgroup;
 mod channel;
 mod error;
 mod exec;
+mod ids;
 mod init;
 mod journal;
 mod mounts;
@@ -132,6 +133,9 @@ pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
 
 /// Runs the plan to the end and returns how the service ended.
 pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Error> {
+    if let Some(claim) = &plan.id_claim {
+        ids::claim(claim)?;
+    }
     for v in &plan.volumes {
         prepare_volume(v)?;
     }
@@ -203,7 +207,9 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
             manager
                 .register_scope(spec, init.as_raw() as u32)
                 .map_err(|e| SetupError::other(format!("register the scope {}", spec.unit), e))?;
-            cgroup_of(init)
+            let dir = cgroup_of(init);
+            cgroup::check_controllers(dir.as_deref(), &spec.controllers, &spec.unit)?;
+            dir
         }
         crate::plan::CgroupPlan::Leaves(l) => {
             let created = cgroup::Leaf::create(l, init.as_raw() as u32)?;
@@ -310,14 +316,18 @@ fn write_idmaps(init: Pid, maps: &IdMaps) -> Result<(), SetupError> {
 fn prepare_volume(v: &Volume) -> Result<(), SetupError> {
     let step = format!("prepare the volume {}", v.host_path.display());
     if v.host_path.is_dir() {
+        if let Some((uid, gid)) = v.carry_root_to {
+            let moved = ids::carry_root_over(&v.host_path, uid, gid)
+                .map_err(|e| SetupError::other(&step, e))?;
+            tracing::info!(
+                "volume {} carried over to the sandbox's id range: {moved} entries owned by host root now belong to {uid}:{gid}",
+                v.host_path.display()
+            );
+        }
         return Ok(());
     }
     if let Some(parent) = v.host_path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| SetupError::other(&step, e.to_string()))?;
+        ids::state_dirs(parent).map_err(|e| SetupError::other(&step, e))?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)

@@ -278,11 +278,17 @@ fn apply_op(
     };
     let mnt = match op {
         MountOp::Bind {
-            source, read_only, ..
+            source,
+            read_only,
+            noexec,
+            ..
         } => {
             let src = beneath(old, source, &format!("the bind source {source}"))?;
-            let ro = if *read_only { attr::RDONLY } else { 0 };
-            detached_copy(src.as_fd(), true, ro, &what)?
+            let mut attrs = if *read_only { attr::RDONLY } else { 0 };
+            if *noexec {
+                attrs |= attr::NOEXEC;
+            }
+            detached_copy(src.as_fd(), true, attrs, &what)?
         }
         MountOp::Tmpfs {
             size,

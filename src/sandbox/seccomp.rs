@@ -11,7 +11,8 @@
 //! libseccomp's rule database. A deny-list holds the fixed rules itself.
 
 use super::error::SetupError;
-use crate::plan::{SysAction, SyscallPolicy};
+use crate::plan::{SysAction, SyscallPolicy, AF_MAX};
+
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
 /// One compiled filter: the raw `struct sock_filter` array.
@@ -52,6 +53,7 @@ fn action(a: SysAction) -> ScmpAction {
 }
 
 const TIOCSTI: u64 = 0x5412;
+const MFD_NOEXEC_SEAL: u64 = 0x8;
 const TIOCLINUX: u64 = 0x541C;
 
 /// The default baseline, compiled when the code was built (the unit test
@@ -135,14 +137,61 @@ fn compile_now(policy: &SyscallPolicy) -> Result<Vec<u8>, SetupError> {
 }
 
 /// The calls the fixed rules decide on.
-const FIXED: [&str; 5] = ["ioctl", "clone", "clone3", "unshare", "setns"];
+const FIXED: [&str; 8] = [
+    "ioctl",
+    "clone",
+    "clone3",
+    "unshare",
+    "setns",
+    "socket",
+    "socketpair",
+    "memfd_create",
+];
 
-/// Rules no profile turns off: terminal injection, and namespaces without CAP_SYS_ADMIN.
+/// Rules no profile turns off: terminal injection, namespaces without CAP_SYS_ADMIN, socket
+/// families outside the profile's list, executable memory files when exec is locked.
 fn add_fixed(
     f: &mut ScmpFilterContext,
     policy: &SyscallPolicy,
 ) -> Result<(), libseccomp::error::SeccompError> {
     let eperm = ScmpAction::Errno(libc::EPERM);
+    // The family is an int: the low 32 bits are compared, and anything at or above AF_MAX
+    // in the full register (a newer kernel's family, or high-bit garbage) is refused too.
+    let no_family = ScmpAction::Errno(libc::EAFNOSUPPORT);
+    for call in ["socket", "socketpair"] {
+        let nr = ScmpSyscall::from_name(call)?;
+        for family in (0..AF_MAX).filter(|f| !policy.families.contains(f)) {
+            f.add_rule_conditional(
+                no_family,
+                nr,
+                &[ScmpArgCompare::new(
+                    0,
+                    ScmpCompareOp::MaskedEqual(0xffff_ffff),
+                    family as u64,
+                )],
+            )?;
+        }
+        f.add_rule_conditional(
+            no_family,
+            nr,
+            &[ScmpArgCompare::new(
+                0,
+                ScmpCompareOp::GreaterEqual,
+                AF_MAX as u64,
+            )],
+        )?;
+    }
+    if policy.memfd_noexec_seal {
+        f.add_rule_conditional(
+            eperm,
+            ScmpSyscall::from_name("memfd_create")?,
+            &[ScmpArgCompare::new(
+                1,
+                ScmpCompareOp::MaskedEqual(MFD_NOEXEC_SEAL),
+                0,
+            )],
+        )?;
+    }
     // ioctl's request is an int: compare only the low 32 bits, or garbage in the high bits
     // would slip past an equality test while the kernel still sees TIOCSTI.
     for request in [TIOCSTI, TIOCLINUX] {

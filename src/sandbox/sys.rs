@@ -145,6 +145,23 @@ pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The landlock ABI version the kernel offers, or None without landlock. (A host fact the
+/// planner needs: which landlock features the plan may ask for.)
+pub fn landlock_abi() -> Option<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
+    // SAFETY: with a NULL attribute pointer, size 0 and the VERSION flag the kernel reads
+    // no memory and only returns the ABI number (or an error).
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    u32::try_from(v).ok().filter(|&v| v > 0)
+}
+
 /// Ends this process by `sig` with its default action, so whoever waits for stockade (a
 /// shell, systemd) sees the service's own death by signal. No core dump is written.
 pub fn die_by_signal(sig: Signal) -> ! {

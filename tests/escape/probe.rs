@@ -38,6 +38,31 @@ fn open(path: &str, flags: i32) -> String {
     v
 }
 
+/// Connects a stream socket to a unix path, or to an abstract name when it starts with '@'.
+fn connect_unix(path: &str) -> String {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = match path.strip_prefix('@') {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()),
+        None => std::os::unix::net::SocketAddr::from_pathname(path),
+    };
+    match addr.and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a)) {
+        Ok(_) => "OK".into(),
+        Err(e) => e
+            .raw_os_error()
+            .map_or_else(|| format!("{:?}", e.kind()), errno_name),
+    }
+}
+
+/// socket(2) with a raw domain argument (the full register, high bits included).
+fn socket_of(domain: u64) -> String {
+    let fd = unsafe { libc::syscall(libc::SYS_socket, domain, libc::SOCK_STREAM, 0) };
+    let v = verdict(fd);
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+    }
+    v
+}
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_default()
 }
@@ -468,6 +493,72 @@ fn main() {
             Box::new(|| connect(&format!("127.0.0.1:{}", env("PROBE_HOST_PORT")))),
         ),
         ("connect-outside", Box::new(|| connect("192.0.2.1:80"))),
+        // Host IPC endpoints: none is visible, as a path or in the abstract namespace.
+        (
+            "system-bus",
+            Box::new(|| connect_unix("/run/dbus/system_bus_socket")),
+        ),
+        (
+            "systemd-private",
+            Box::new(|| connect_unix("/run/systemd/private")),
+        ),
+        (
+            "journal-socket",
+            Box::new(|| connect_unix("/run/systemd/journal/socket")),
+        ),
+        (
+            "host-path-socket",
+            Box::new(|| connect_unix(&env("PROBE_HOST_SOCKET"))),
+        ),
+        (
+            "host-abstract-socket",
+            Box::new(|| connect_unix(&format!("@{}", env("PROBE_HOST_ABSTRACT")))),
+        ),
+        // Socket families outside the default list.
+        ("af-vsock", Box::new(|| socket_of(libc::AF_VSOCK as u64))),
+        (
+            "af-bluetooth",
+            Box::new(|| socket_of(libc::AF_BLUETOOTH as u64)),
+        ),
+        ("af-alg", Box::new(|| socket_of(libc::AF_ALG as u64))),
+        ("af-beyond-max", Box::new(|| socket_of(200))),
+        (
+            "af-vsock-high-bits",
+            Box::new(|| socket_of((1 << 32) | libc::AF_VSOCK as u64)),
+        ),
+        // Root inside is not root outside.
+        (
+            "read-etc-shadow",
+            Box::new(|| open("/etc/shadow", libc::O_RDONLY)),
+        ),
+        (
+            "list-root-home",
+            Box::new(|| open("/root", libc::O_RDONLY | libc::O_DIRECTORY)),
+        ),
+        (
+            "uid-map-host-root",
+            Box::new(|| {
+                let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+                let maps_root = map
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(1) == Some("0"));
+                if maps_root { "maps-host-root" } else { "none" }.into()
+            }),
+        ),
+        // stockade's own state: other sandboxes' volumes, claims and notify relays.
+        (
+            "stockade-state",
+            Box::new(|| {
+                open(
+                    "/var/lib/stockade/volumes",
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                )
+            }),
+        ),
+        (
+            "stockade-run",
+            Box::new(|| open("/run/stockade", libc::O_RDONLY | libc::O_DIRECTORY)),
+        ),
         // Privilege regained through exec: a setuid-root copy of the probe, and a copy with
         // the file capability cap_sys_admin+ep.
         (

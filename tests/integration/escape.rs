@@ -28,6 +28,20 @@ fn probe_bin() -> PathBuf {
 struct Stage {
     dir: tempfile::TempDir,
     listener: std::net::TcpListener,
+    /// Host unix listeners the sandbox must not reach: a path in the host's /run, and an
+    /// abstract name in the host's network namespace.
+    _unix: (
+        std::os::unix::net::UnixListener,
+        std::os::unix::net::UnixListener,
+    ),
+    socket_path: PathBuf,
+    abstract_name: String,
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.socket_path);
+    }
 }
 
 impl Stage {
@@ -54,9 +68,32 @@ impl Stage {
             .output()
             .expect("setcap (libcap2-bin) is needed");
         assert!(out.status.success(), "setcap: {}", text(&out.stderr));
+        let tag = format!("stockade-escape-{}-{}", std::process::id(), marker());
+        let socket_path = PathBuf::from(format!("/run/{tag}.sock"));
+        let path_listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+        fs::set_permissions(&socket_path, fs::Permissions::from_mode(0o777)).unwrap();
+        let abstract_listener = {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(tag.as_bytes()).unwrap();
+            std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+        };
         Stage {
             dir,
             listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            _unix: (path_listener, abstract_listener),
+            socket_path,
+            abstract_name: tag,
+        }
+    }
+
+    /// Fails if a sandbox connected to one of the host's unix listeners.
+    fn assert_unix_listeners_untouched(&self) {
+        for l in [&self._unix.0, &self._unix.1] {
+            l.set_nonblocking(true).unwrap();
+            match l.accept() {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => panic!("a sandbox reached a host unix socket: {other:?}"),
+            }
         }
     }
 
@@ -66,7 +103,7 @@ impl Stage {
             r#"[exec]
 command = ["/tmp/privileged/escape-probe"]
 user = "{user}"
-env = {{ PROBE_HOST_PID = "{pid}", PROBE_STOCKADE = "{bin}", PROBE_HOST_FD = "7", PROBE_CWD_MARKER = "cwd-marker", PROBE_HOST_PORT = "{port}" }}
+env = {{ PROBE_HOST_PID = "{pid}", PROBE_STOCKADE = "{bin}", PROBE_HOST_FD = "7", PROBE_CWD_MARKER = "cwd-marker", PROBE_HOST_PORT = "{port}", PROBE_HOST_SOCKET = "{sock}", PROBE_HOST_ABSTRACT = "{abs}" }}
 [[mount]]
 type = "bind"
 source = "{d}/data"
@@ -83,14 +120,20 @@ capabilities = []
             pid = std::process::id(),
             bin = stockade_bin(),
             port = self.listener.local_addr().unwrap().port(),
+            sock = self.socket_path.display(),
+            abs = self.abstract_name,
         )
     }
 
     /// Runs the probe as `user`, from the marker directory, with descriptor 7 open on a host
     /// file (not close-on-exec), and returns its verdicts.
     fn run(&self, user: &str) -> BTreeMap<String, String> {
+        self.run_with(user, "")
+    }
+
+    fn run_with(&self, user: &str, extra: &str) -> BTreeMap<String, String> {
         let profiles = Profiles::new();
-        let p = profiles.write("escape", &self.profile(user));
+        let p = profiles.write("escape", &format!("{}{extra}", self.profile(user)));
         let snap = Snapshot::take();
         let out = Command::new("/bin/sh")
             .args(["-c", "exec 7</etc/hostname; exec \"$@\"", "sh"])
@@ -162,7 +205,8 @@ fn expected(root: bool) -> BTreeMap<&'static str, String> {
         ("userfaultfd", "EPERM"),
         ("io-uring", "EPERM"),
         ("open-by-handle-at", "EPERM"),
-        ("raw-socket", "EPERM"),
+        // AF_PACKET is not among the default address families.
+        ("raw-socket", "EAFNOSUPPORT"),
         ("tiocsti", "EPERM"),
         ("tiocsti-high-bits", "EPERM"),
         ("tioclinux", "EPERM"),
@@ -177,12 +221,28 @@ fn expected(root: bool) -> BTreeMap<&'static str, String> {
         // The kernel refuses to exec a "+ep" binary whose capabilities it cannot grant.
         ("exec-file-capability", "EPERM"),
         ("x32-syscall", "SIGSYS"),
+        ("system-bus", "ENOENT"),
+        ("systemd-private", "ENOENT"),
+        ("journal-socket", "ENOENT"),
+        ("host-path-socket", "ENOENT"),
+        // A network namespace of its own has its own abstract namespace.
+        ("host-abstract-socket", "ECONNREFUSED"),
+        ("af-vsock", "EAFNOSUPPORT"),
+        ("af-bluetooth", "EAFNOSUPPORT"),
+        ("af-alg", "EAFNOSUPPORT"),
+        ("af-beyond-max", "EAFNOSUPPORT"),
+        ("af-vsock-high-bits", "EAFNOSUPPORT"),
+        ("read-etc-shadow", "EACCES"),
+        ("list-root-home", "EACCES"),
+        ("uid-map-host-root", "none"),
+        ("stockade-state", "EACCES"),
+        ("stockade-run", "ENOENT"),
         ("i386-syscall", "SIGSYS"),
     ] {
         e.insert(k, v.to_owned());
     }
-    // Running binaries refuse writers (ETXTBSY) before the read-only mount is consulted;
-    // nobody is refused by the file's mode first.
+    // Sandbox root is an unprivileged host id: the binary's mode refuses it, like nobody
+    // (as host root it would have met ETXTBSY, a running binary refusing writers).
     // A build under /tmp is not even visible (private_tmp).
     let hidden = ["/tmp/", "/var/tmp/"]
         .iter()
@@ -192,10 +252,11 @@ fn expected(root: bool) -> BTreeMap<&'static str, String> {
         if hidden {
             "ENOENT".into()
         } else {
-            as_root("ETXTBSY", "EACCES")
+            "EACCES".into()
         },
     );
-    e.insert("write-proc-sys", as_root("EROFS", "EACCES"));
+    // /proc/sys is root's; sandbox root is not, so the mode refuses before the read-only mount.
+    e.insert("write-proc-sys", "EACCES".into());
     e.insert("write-sys", as_root("EROFS", "EACCES"));
     e.insert(
         "write-sysrq-trigger",
@@ -235,6 +296,7 @@ fn escape_attempts_fail_as_sandbox_root() {
     require_root();
     let stage = Stage::new();
     assert_all_denied(&stage.run("root"), true);
+    stage.assert_unix_listeners_untouched();
 }
 
 #[test]
@@ -242,6 +304,32 @@ fn escape_attempts_fail_as_nobody() {
     require_root();
     let stage = Stage::new();
     assert_all_denied(&stage.run("nobody"), false);
+    stage.assert_unix_listeners_untouched();
+}
+
+/// With the host's network namespace the abstract socket namespace is the host's too:
+/// landlock's scope keeps the service out (EPERM), and the private /run hides paths.
+#[test]
+fn host_sockets_stay_out_of_reach_with_the_host_network() {
+    require_root();
+    let stage = Stage::new();
+    let got = stage.run_with("root", "[namespaces]\nnet = false\n");
+    for (name, want) in [
+        ("host-path-socket", "ENOENT"),
+        ("host-abstract-socket", "EPERM"),
+        ("system-bus", "ENOENT"),
+        ("af-vsock", "EAFNOSUPPORT"),
+        ("read-etc-shadow", "EACCES"),
+        // The host's loopback is reachable: the profile shares the network on purpose.
+        ("connect-host-loopback", "OK"),
+    ] {
+        assert_eq!(
+            got.get(name).map(String::as_str),
+            Some(want),
+            "{name}: {got:#?}"
+        );
+    }
+    stage.assert_unix_listeners_untouched();
 }
 
 #[test]
