@@ -189,6 +189,7 @@ pub(super) fn plan(
     let mode = or(&p.systemd.mode, CgroupMode::Auto);
     let scope_possible = facts.systemd_running && facts.system_bus;
     let chosen = match mode {
+        // Validation refuses [resources] with `off`.
         CgroupMode::Off => return CgroupPlan::None,
         CgroupMode::Auto if facts.delegated => CgroupMode::Delegate,
         CgroupMode::Auto if scope_possible => CgroupMode::Scope,

@@ -266,23 +266,19 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     let (volumes, namespaces) = (ctx.volumes, ctx.namespaces);
     let fs = &p.filesystem;
     let landlock = super::landlock_rules(p);
-    // A writable mount is noexec when exec is locked, unless an exec rule reaches into it
-    // (the profile allows running what is there, so it stays executable).
+    // A writable mount is noexec when exec is locked, unless an exec rule covers all of
+    // it (at or above its target): the profile lets everything there run anyway.
+    let exec_rules: Vec<String> = landlock
+        .iter()
+        .flatten()
+        .filter(|(_, a)| *a == Access::Exec)
+        .map(|(path, _)| path.clone())
+        .collect();
     let noexec = |target: &str| {
         ctx.exec_locked
-            && !landlock_reaches(
-                landlock
-                    .as_ref()
-                    .map(|l| {
-                        l.iter()
-                            .filter(|(_, a)| *a == Access::Exec)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                    })
-                    .as_deref(),
-                target,
-                false,
-            )
+            && !exec_rules
+                .iter()
+                .any(|r| r == target || is_below(target, r))
     };
     let size_of = |v: &Option<Src<crate::profile::values::Size>>, default: u64| {
         Some(v.as_ref().and_then(|s| s.value.bytes()).unwrap_or(default))
@@ -727,6 +723,31 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             own.push(target);
         }
         ops.push(e.op);
+    }
+    // An exec rule inside a mount made noexec would fail only when the service runs.
+    for rule in &exec_rules {
+        let supplier = ops
+            .iter()
+            .filter(|o| o.target() == rule || is_below(rule, o.target()))
+            .max_by_key(|o| depth(o.target()));
+        let noexec_target = match supplier {
+            Some(MountOp::Tmpfs {
+                noexec: true,
+                target,
+                ..
+            })
+            | Some(MountOp::Bind {
+                noexec: true,
+                target,
+                ..
+            }) => target,
+            _ => continue,
+        };
+        let msg = format!("`{rule}` lies on the writable mount `{noexec_target}`, which stockade mounts noexec when landlock restricts exec (a file written there could be run through the loader); bind the programs read-only at `{rule}`, or allow exec for all of `{noexec_target}`");
+        match p.security.landlock.as_ref().and_then(|l| l.exec.as_ref()) {
+            Some(src) => b.err(src, "security.landlock.exec", msg),
+            None => b.file_err("security.landlock.exec", msg),
+        }
     }
 
     Some(FsPlan {

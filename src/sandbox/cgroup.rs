@@ -160,3 +160,22 @@ pub fn check_controllers(
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_scope_without_a_needed_controller_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "cpu pids\n").unwrap();
+        let check = |needed: &[&str]| super::check_controllers(Some(dir.path()), needed, "x.scope");
+        assert!(check(&["cpu", "pids"]).is_ok());
+        assert!(check(&[]).is_ok());
+        let e = check(&["memory", "pids"]).unwrap_err().to_string();
+        assert!(
+            e.contains("has no memory controller") && e.contains("x.scope"),
+            "{e}"
+        );
+        assert!(super::check_controllers(None, &["pids"], "x.scope").is_err());
+        assert!(super::check_controllers(None, &[], "x.scope").is_ok());
+    }
+}

@@ -76,15 +76,9 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
         })?;
     }
     if plan.memfd_noexec {
-        // Still the host's root here (the file is root's, and the kernel checks that before
-        // the namespace's capability); the setting is per pid namespace and inherited.
-        std::fs::write("/proc/sys/vm/memfd_noexec", "2").map_err(|e| {
-            SetupError::other(
-                "make anonymous memory files non-executable",
-                format!("write(\"/proc/sys/vm/memfd_noexec\", \"2\"): {e}"),
-            )
-        })?;
+        memfd_noexec()?;
     }
+    let sources = plan.fs.as_ref().map(mounts::prepare).transpose()?;
     if plan.idmap.as_ref().is_some_and(|m| m.init_becomes_root) {
         let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
         check(
@@ -110,8 +104,8 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
             format!("sethostname({h:?})")
         })?;
     }
-    if let Some(fs) = &plan.fs {
-        mounts::apply(fs)?;
+    if let (Some(fs), Some(sources)) = (&plan.fs, sources) {
+        mounts::apply(fs, sources)?;
     }
     if plan.loopback_up {
         check(
@@ -140,6 +134,24 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
         )?;
     }
     Ok(())
+}
+
+/// vm.memfd_noexec = 2 for the sandbox's pid namespace (and any below it): no anonymous
+/// memory file can be executed. Written while init is still the host's root (the file is
+/// root's, checked before the namespace's CAP_SYS_ADMIN), through a detached proc of its
+/// own: the host's /proc/sys may be read-only (a container).
+fn memfd_noexec() -> Result<(), SetupError> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let step = "make anonymous memory files non-executable";
+    let proc = mounts::new_mount(step, "proc", &[], 0)?;
+    // The mount is detached: reached through its descriptor, never attached anywhere.
+    let path = format!("/proc/self/fd/{}/sys/vm/memfd_noexec", proc.as_raw_fd());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"2"))
+        .map_err(|e| SetupError::other(step, format!("write({path:?}, \"2\"): {e}")))
 }
 
 /// The service starts with default dispositions and nothing blocked: SIGPIPE too (Rust's

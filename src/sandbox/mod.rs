@@ -133,6 +133,21 @@ pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
 
 /// Runs the plan to the end and returns how the service ended.
 pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Error> {
+    // stockade's runtime directory exists before any sandbox is built, so the plan can hide
+    // it in every sandbox that would otherwise see the host's /run.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(crate::plan::RUN_DIR)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(|e| {
+            SetupError::other(
+                "create stockade's runtime directory",
+                format!("{}: {e}", crate::plan::RUN_DIR),
+            )
+        })?;
     if let Some(claim) = &plan.id_claim {
         ids::claim(claim)?;
     }

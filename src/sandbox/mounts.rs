@@ -5,7 +5,8 @@
 //! with no host path shadowed by our own scratch mounts; apply each mount operation in plan
 //! order; detach the old root; pivot into the new root and detach the scratch tmpfs.
 //!
-//! Every source and target is resolved once, beneath /oldroot or /newroot, to a descriptor
+//! Every source is resolved (and cloned) before the pivot, beneath the host root, while init
+//! still holds the host's root id; every target beneath /newroot. Each is resolved once to a descriptor
 //! with openat2 refusing symlinks (the plan resolved the ones that were there), and mounts
 //! are made and attached through descriptors with the new mount API: nothing is looked up
 //! by path twice, so a symlink swapped in while the sandbox starts is refused, not followed.
@@ -64,8 +65,20 @@ fn do_mount(
     })
 }
 
-pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
-    // Nothing we mount may propagate back to the host's mount namespace.
+/// Host trees cloned while init still has the host's root id, before it takes the
+/// sandbox's: a bind source may sit where only root can reach (stockade's own 0700 /run
+/// directory holds the notify relay; /etc/ssl/private), and sandbox root is not host root.
+/// Each is a detached copy, attached later where the plan says.
+pub struct Sources {
+    root: Option<OwnedFd>,
+    /// By index in the plan's ops; Some for each bind.
+    binds: Vec<Option<OwnedFd>>,
+}
+
+/// Makes every mount private, then clones the plan's host trees (see [`Sources`]).
+pub fn prepare(fs: &FsPlan) -> Result<Sources, SetupError> {
+    // Nothing we mount may propagate back to the host's mount namespace, and the clones
+    // below must not join a host peer group.
     do_mount(
         "make mounts private",
         None,
@@ -74,6 +87,47 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )?;
+    let host = open_dir("/")?;
+    let root = match &fs.root {
+        RootSource::Host(dir) => {
+            let src = beneath(host.as_fd(), dir, "the sandbox root")?;
+            // Read-only before the other mounts, so they stay writable where the profile
+            // says so.
+            let ro = if fs.read_only { attr::RDONLY } else { 0 };
+            Some(detached_copy(
+                src.as_fd(),
+                true,
+                ro,
+                "bind the sandbox root",
+            )?)
+        }
+        RootSource::Empty => None,
+    };
+    let mut binds = Vec::with_capacity(fs.ops.len());
+    for op in &fs.ops {
+        binds.push(match op {
+            MountOp::Bind {
+                source,
+                target,
+                read_only,
+                noexec,
+                ..
+            } => {
+                let src = beneath(host.as_fd(), source, &format!("the bind source {source}"))?;
+                let mut attrs = if *read_only { attr::RDONLY } else { 0 };
+                if *noexec {
+                    attrs |= attr::NOEXEC;
+                }
+                let what = format!("bind {source} to {target}");
+                Some(detached_copy(src.as_fd(), true, attrs, &what)?)
+            }
+            _ => None,
+        });
+    }
+    Ok(Sources { root, binds })
+}
+
+pub fn apply(fs: &FsPlan, mut sources: Sources) -> Result<(), SetupError> {
     // A scratch tmpfs to pivot into; /tmp exists on every system and is ours to cover here.
     do_mount(
         "mount the scratch tmpfs",
@@ -104,16 +158,9 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     })?;
 
     let scratch = open_dir("/")?;
-    let old = open_dir(OLD)?;
-    let root_mount = match &fs.root {
-        RootSource::Host(dir) => {
-            let src = beneath(old.as_fd(), dir, "the sandbox root")?;
-            // Read-only before the other mounts, so they stay writable where the profile
-            // says so.
-            let ro = if fs.read_only { attr::RDONLY } else { 0 };
-            detached_copy(src.as_fd(), true, ro, "bind the sandbox root")?
-        }
-        RootSource::Empty => new_mount(
+    let root_mount = match sources.root.take() {
+        Some(tree) => tree,
+        None => new_mount(
             "mount the empty root",
             "tmpfs",
             &[("mode", "0755".into())],
@@ -128,10 +175,10 @@ pub fn apply(fs: &FsPlan) -> Result<(), SetupError> {
     )?;
     let new = open_dir(NEW)?;
 
-    for op in &fs.ops {
-        apply_op(op, old.as_fd(), new.as_fd(), scratch.as_fd())?;
+    for (op, tree) in fs.ops.iter().zip(sources.binds) {
+        apply_op(op, tree, new.as_fd(), scratch.as_fd())?;
     }
-    drop((old, new, scratch));
+    drop((new, scratch));
 
     if fs.read_only && fs.root == RootSource::Empty {
         // Only now: every mount point on the empty root has been created.
@@ -199,7 +246,7 @@ fn beneath(dir: BorrowedFd, path: &str, what: &str) -> Result<OwnedFd, SetupErro
     })
 }
 
-fn new_mount(
+pub(super) fn new_mount(
     what: &str,
     fstype: &str,
     options: &[(&str, String)],
@@ -246,9 +293,10 @@ fn mkdir_at(dir: BorrowedFd, name: &str, step: &str) -> Result<(), SetupError> {
     }
 }
 
+/// One operation; `tree` is the bind's source, cloned by [`prepare`].
 fn apply_op(
     op: &MountOp,
-    old: BorrowedFd,
+    tree: Option<OwnedFd>,
     new: BorrowedFd,
     scratch: BorrowedFd,
 ) -> Result<(), SetupError> {
@@ -277,19 +325,9 @@ fn apply_op(
         MountOp::ReadOnly { .. } => format!("make {target} read-only"),
     };
     let mnt = match op {
-        MountOp::Bind {
-            source,
-            read_only,
-            noexec,
-            ..
-        } => {
-            let src = beneath(old, source, &format!("the bind source {source}"))?;
-            let mut attrs = if *read_only { attr::RDONLY } else { 0 };
-            if *noexec {
-                attrs |= attr::NOEXEC;
-            }
-            detached_copy(src.as_fd(), true, attrs, &what)?
-        }
+        MountOp::Bind { .. } => tree.ok_or_else(|| {
+            SetupError::other(&what, "the bind source was not cloned before the mounts")
+        })?,
         MountOp::Tmpfs {
             size,
             mode,

@@ -138,6 +138,34 @@ fn exec_report(prog: &str) -> String {
     }
 }
 
+/// Copies /bin/true into an anonymous memory file and executes it, as a payload dropped by
+/// an attacker would be: `OK` when it ran.
+fn memfd_exec() -> String {
+    let fd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
+    if fd < 0 {
+        return format!("memfd_create:{}", verdict(-1));
+    }
+    let bytes = std::fs::read("/bin/true").unwrap();
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    assert_eq!(n as usize, bytes.len());
+    let ran = in_child(|| {
+        let argv = [c"true".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        unsafe { libc::fexecve(fd, argv.as_ptr(), envp.as_ptr()) };
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0) + 100
+    });
+    match ran.as_str() {
+        "exit 0" => "OK".into(),
+        other => match other
+            .strip_prefix("exit ")
+            .and_then(|c| c.parse::<i32>().ok())
+        {
+            Some(code) if code > 100 => format!("exec:{}", errno_name(code - 100)),
+            _ => other.into(),
+        },
+    }
+}
+
 /// A named attempt and how to make it.
 type Check = (&'static str, Box<dyn Fn() -> String>);
 
@@ -151,6 +179,12 @@ fn main() {
             status_field("CapEff"),
             status_field("CapPrm")
         );
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("memfd-exec") {
+        // Harmless anywhere (it runs /bin/true), so not behind the pid gate: the test of the
+        // seccomp fallback runs without a pid namespace.
+        println!("memfd-exec\t{}", memfd_exec());
         return;
     }
     let pid = std::process::id();
