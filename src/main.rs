@@ -76,9 +76,12 @@ fn init_logging(cli: &Cli) {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| js == format!("{}:{}", m.dev(), m.ino()))
     });
+    // Colour only for a person at a terminal: escape codes in a file or the journal are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = (journal.is_none() || !under_journal).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(colour)
             .with_target(false)
             .without_time()
             .with_filter(tracing_subscriber::filter::LevelFilter::from_level(
@@ -116,8 +119,8 @@ fn load_and_plan(
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
     };
     plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(|p| p.render(&loaded.sources)).collect();
-        print_problems(&lines)
+        let problems: profile::Problems = problems.into_iter().collect();
+        print_problems(&problems.render(&loaded.sources))
     })
 }
 
