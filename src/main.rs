@@ -76,9 +76,12 @@ fn init_logging(cli: &Cli) {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| js == format!("{}:{}", m.dev(), m.ino()))
     });
+    // Colour only for a person at a terminal: escape codes in a file or the journal are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = (journal.is_none() || !under_journal).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(colour)
             .with_target(false)
             .without_time()
             .with_filter(tracing_subscriber::filter::LevelFilter::from_level(
@@ -118,16 +121,17 @@ fn load_and_plan(
         ids_dir: plan::IDS_DIR.into(),
         landlock_abi: sandbox::sys::landlock_abi(),
     };
-    let render = |problems: &[profile::Problem]| -> Vec<String> {
-        problems.iter().map(|p| p.render(&loaded.sources)).collect()
+    let render = |problems: Vec<profile::Problem>| -> Vec<String> {
+        let problems: profile::Problems = problems.into_iter().collect();
+        problems.render(&loaded.sources)
     };
     match plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv) {
         Ok(plan) => {
-            let notes = render(&plan.notes);
+            let notes = render(plan.notes.clone());
             Ok((plan, notes))
         }
         Err(problems) => {
-            print_problems(&render(&problems));
+            print_problems(&render(problems));
             Err(())
         }
     }

@@ -14,12 +14,18 @@ pub mod syscalls;
 pub mod validate;
 pub mod values;
 
-pub use problem::{At, Problem};
+pub use problem::{At, Problem, Problems};
 pub use schema::{Profile, Section};
 pub use source::{FileId, Origin, SourceMap, Src};
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+
+/// The largest profile, include or drop-in read; profiles are a few kilobytes.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The most text one profile may pull in through its includes and drop-ins together.
+pub const MAX_TOTAL_BYTES: u64 = 4 << 20;
 
 /// Where profiles are looked up by name, highest priority first.
 #[derive(Debug, Clone)]
@@ -49,12 +55,14 @@ impl SearchPath {
         }
     }
 
-    /// The file for a profile name, first match wins.
+    /// The file for a profile name, first match wins. Anything of that name counts, a FIFO,
+    /// a directory or a dangling symlink too: reading refuses it, where skipping it would
+    /// silently pick a lower-priority profile instead.
     fn find(&self, name: &str) -> Option<PathBuf> {
         self.dirs
             .iter()
             .map(|d| d.join(format!("{name}.toml")))
-            .find(|p| p.is_file())
+            .find(|p| p.symlink_metadata().is_ok())
     }
 
     /// Every profile name on the search path, each once.
@@ -66,7 +74,9 @@ impl SearchPath {
             };
             for e in entries.flatten() {
                 let p = e.path();
-                if p.extension() == Some(OsStr::new("toml")) && p.is_file() {
+                // Not only regular files: `check` must report a FIFO or a directory named
+                // like a profile, which `run` would refuse.
+                if p.extension() == Some(OsStr::new("toml")) {
                     if let Some(stem) = p.file_stem().and_then(OsStr::to_str) {
                         names.insert(stem.to_owned());
                     }
@@ -102,27 +112,19 @@ pub struct Loaded {
 /// A profile that could not be loaded, with every problem found.
 #[derive(Debug)]
 pub struct Invalid {
-    pub problems: Vec<Problem>,
+    pub problems: Problems,
     pub sources: SourceMap,
 }
 
 impl Invalid {
     pub fn lines(&self) -> Vec<String> {
-        self.problems
-            .iter()
-            .map(|p| p.render(&self.sources))
-            .collect()
+        self.problems.render(&self.sources)
     }
 }
 
 /// Finds, reads, merges and validates the profile `arg` (a name or a path).
 pub fn load(arg: &str, search: &SearchPath) -> Result<Loaded, Box<Invalid>> {
-    let mut loader = Loader {
-        search,
-        sources: SourceMap::default(),
-        problems: Vec::new(),
-        stack: Vec::new(),
-    };
+    let mut loader = Loader::new(search);
     let (path, dropin_dirs) = if is_path_arg(arg) {
         let p = PathBuf::from(arg);
         let d = dropin_dir(&p);
@@ -135,14 +137,15 @@ pub fn load(arg: &str, search: &SearchPath) -> Result<Loaded, Box<Invalid>> {
                 .map(|d| d.join(format!("{arg}.toml")).display().to_string())
                 .collect();
             return Err(Box::new(Invalid {
-                problems: vec![Problem::new(
+                problems: std::iter::once(Problem::new(
                     At::Nowhere,
                     None,
                     format!(
                         "profile `{arg}` not found; looked for {}",
                         looked.join(", ")
                     ),
-                )],
+                ))
+                .collect(),
                 sources: loader.sources,
             }));
         };
@@ -154,6 +157,10 @@ pub fn load(arg: &str, search: &SearchPath) -> Result<Loaded, Box<Invalid>> {
         (p, dirs)
     };
     let mut profile = loader.load_file(&path, None).unwrap_or_default();
+    // The profile stays on the stack while its drop-ins load, so a drop-in that includes it
+    // is a cycle rather than a second copy of the profile.
+    let main = std::fs::canonicalize(&path).ok();
+    loader.stack.extend(main);
     for dropin in dropins(&dropin_dirs) {
         if let Some(layer) = loader.load_file(&dropin, None) {
             profile.merge(layer);
@@ -164,31 +171,79 @@ pub fn load(arg: &str, search: &SearchPath) -> Result<Loaded, Box<Invalid>> {
 
 enum ReadError {
     Unreadable(std::io::Error),
-    Untrusted(String),
+    /// Not read at all: a special file or an untrusted one.
+    Refused(String),
+    /// Longer than the limit it was read with.
+    TooLarge,
+    /// The bytes before the first invalid sequence, and that sequence's first byte.
+    NotUtf8(String, u8),
 }
-use ReadError::{Unreadable, Untrusted};
+use ReadError::{NotUtf8, Refused, TooLarge, Unreadable};
 
-/// Reads a profile file, refusing it (as sudo does its sudoers) when someone other than a
-/// trusted owner could have written it: the file's owner, its group/other write bits, and
-/// those of its directory, which decide who can replace it. The checks use the opened file,
-/// so a file swapped in after them is not the one read.
-fn read_trusted(path: &Path, owners: Option<&[u32]>) -> Result<String, ReadError> {
+/// What a file is, when it is not a regular file.
+fn special_kind(t: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+fn refuse_special(path: &Path, t: std::fs::FileType) -> Result<(), ReadError> {
+    match special_kind(t) {
+        None => Ok(()),
+        Some(kind) => Err(Refused(format!(
+            "refusing {}: it is {kind}; profiles, includes and drop-ins must be regular files",
+            path.display()
+        ))),
+    }
+}
+
+/// Reads a profile file of at most `limit` bytes, refusing it (as sudo does its sudoers)
+/// when someone other than a trusted owner could have written it: the file's owner, its
+/// group/other write bits, and those of its directory, which decide who can replace it. The
+/// checks use the opened file, so a file swapped in after them is not the one read.
+///
+/// Only a regular file is read. Its type is checked before opening, since opening a device
+/// can have effects of its own, and again on the opened file; the open is non-blocking so a
+/// FIFO swapped in between cannot stall the reader.
+fn read_trusted(path: &Path, owners: Option<&[u32]>, limit: u64) -> Result<String, ReadError> {
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let mut file = std::fs::File::open(path).map_err(Unreadable)?;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    refuse_special(
+        path,
+        std::fs::metadata(path).map_err(Unreadable)?.file_type(),
+    )?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(Unreadable)?;
+    let meta = file.metadata().map_err(Unreadable)?;
+    refuse_special(path, meta.file_type())?;
     if let Some(owners) = owners {
         let fix = "stockade runs as root and reads only profiles that no one but root (or the user who ran sudo) can change";
-        let meta = file.metadata().map_err(Unreadable)?;
         let mode = meta.mode() & 0o7777;
         if !owners.contains(&meta.uid()) {
-            return Err(Untrusted(format!(
+            return Err(Refused(format!(
                 "refusing {}: owned by uid {} (mode {mode:04o}); {fix}: chown root {0}",
                 path.display(),
                 meta.uid()
             )));
         }
         if mode & 0o022 != 0 {
-            return Err(Untrusted(format!(
+            return Err(Refused(format!(
                 "refusing {}: mode {mode:04o} lets group or others write it; {fix}: chmod go-w {0}",
                 path.display()
             )));
@@ -202,13 +257,27 @@ fn read_trusted(path: &Path, owners: Option<&[u32]>) -> Result<String, ReadError
             // A sticky directory (/tmp) lets others create files but not replace ours.
             let replaceable = dmode & 0o022 != 0 && dmode & 0o1000 == 0;
             if replaceable || !owners.contains(&d.uid()) {
-                return Err(Untrusted(format!("refusing {}: its directory {} (uid {}, mode {dmode:04o}) lets someone else replace it; {fix}", path.display(), dir.display(), d.uid())));
+                return Err(Refused(format!("refusing {}: its directory {} (uid {}, mode {dmode:04o}) lets someone else replace it; {fix}", path.display(), dir.display(), d.uid())));
             }
         }
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(Unreadable)?;
-    Ok(text)
+    // One byte past the limit tells a file of exactly `limit` bytes from a larger one,
+    // without reading all of a larger one.
+    let mut bytes = Vec::new();
+    file.by_ref()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let mut bytes = e.into_bytes();
+        let bad = bytes[valid];
+        bytes.truncate(valid);
+        NotUtf8(String::from_utf8(bytes).unwrap_or_default(), bad)
+    })
 }
 
 /// Parses, merges in order and validates profile texts held in memory, each as if read from
@@ -220,12 +289,7 @@ pub fn load_texts(layers: &[(PathBuf, String)]) -> Result<Loaded, Box<Invalid>> 
         dirs: Vec::new(),
         trusted_owners: None,
     };
-    let mut loader = Loader {
-        search: &search,
-        sources: SourceMap::default(),
-        problems: Vec::new(),
-        stack: Vec::new(),
-    };
+    let mut loader = Loader::new(&search);
     let mut profile = Profile::default();
     for (path, text) in layers {
         let file = loader.sources.add(path.clone(), text.clone());
@@ -264,12 +328,30 @@ fn dropins(dirs: &[PathBuf]) -> Vec<PathBuf> {
 struct Loader<'a> {
     search: &'a SearchPath,
     sources: SourceMap,
-    problems: Vec<Problem>,
+    problems: Problems,
     /// Files being loaded, outermost first, to detect include cycles.
     stack: Vec<PathBuf>,
+    /// Every file reached so far. A file included twice (A includes B and C, both include
+    /// D) is read and merged once, at its first place: merging it again later would undo
+    /// whatever came between, and re-reading it at every path through a diamond grows
+    /// exponentially with the depth.
+    seen: HashSet<PathBuf>,
+    /// Bytes read so far, against [`MAX_TOTAL_BYTES`].
+    read: u64,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    fn new(search: &'a SearchPath) -> Self {
+        Loader {
+            search,
+            sources: SourceMap::default(),
+            problems: Problems::default(),
+            stack: Vec::new(),
+            seen: HashSet::new(),
+            read: 0,
+        }
+    }
+
     /// Validates the merged profile (when every file parsed) and hands over the result.
     fn finish(mut self, profile: Profile, path: PathBuf) -> Result<Loaded, Box<Invalid>> {
         if self.problems.is_empty() {
@@ -321,10 +403,41 @@ impl Loader<'_> {
             ));
             return None;
         }
-        let text = match read_trusted(path, self.search.trusted_owners.as_deref()) {
+        if !self.seen.insert(canonical.clone()) {
+            return None;
+        }
+        let left = MAX_TOTAL_BYTES.saturating_sub(self.read);
+        let limit = MAX_FILE_BYTES.min(left);
+        let text = match read_trusted(path, self.search.trusted_owners.as_deref(), limit) {
             Ok(t) => t,
-            Err(Untrusted(msg)) => {
+            Err(TooLarge) => {
+                let why = if limit < MAX_FILE_BYTES {
+                    format!(
+                        "with the files read before it, the profile's files exceed {} MiB together",
+                        MAX_TOTAL_BYTES >> 20
+                    )
+                } else {
+                    format!("larger than {} MiB", MAX_FILE_BYTES >> 20)
+                };
+                self.problems.push(Problem::new(
+                    at(),
+                    None,
+                    format!("refusing {}: {why}", path.display()),
+                ));
+                return None;
+            }
+            Err(Refused(msg)) => {
                 self.problems.push(Problem::new(at(), None, msg));
+                return None;
+            }
+            Err(NotUtf8(valid, byte)) => {
+                let end = valid.len();
+                let file = self.sources.add(path.to_owned(), valid);
+                self.problems.push(Problem::new(
+                    At::Span(Origin::new(file, end..end)),
+                    None,
+                    format!("invalid UTF-8 (byte 0x{byte:02x}): a profile is UTF-8 text"),
+                ));
                 return None;
             }
             Err(Unreadable(e)) => {
@@ -336,6 +449,7 @@ impl Loader<'_> {
                 return None;
             }
         };
+        self.read += text.len() as u64;
         let file = self.sources.add(path.to_owned(), text);
         let own = self.parse(file)?;
 
@@ -345,13 +459,11 @@ impl Loader<'_> {
             for name in includes.value.iter() {
                 match self.resolve_include(path, name) {
                     Ok(p) => {
-                        if let Some(layer) = self.load_file(&p, Some(includes.origin)) {
+                        if let Some(layer) = self.load_file(&p, Some(name.origin)) {
                             merged.merge(layer);
                         }
                     }
-                    Err(msg) => self
-                        .problems
-                        .push(Problem::at(includes.origin, "include", msg)),
+                    Err(msg) => self.problems.push(Problem::at(name.origin, "include", msg)),
                 }
             }
         }
@@ -365,7 +477,11 @@ impl Loader<'_> {
         let table = match toml::de::DeTable::parse(&text) {
             Ok(t) => t,
             Err(e) => {
-                self.problems.push(toml_problem(file, &e));
+                let mut problem = toml_problem(file, &e);
+                if let (Some(span), "duplicate key") = (e.span(), problem.message.as_str()) {
+                    problem.message = keys::duplicate_message(&text, &span);
+                }
+                self.problems.push(problem);
                 return None;
             }
         };
@@ -389,6 +505,14 @@ impl Loader<'_> {
     }
 
     fn resolve_include(&self, from: &Path, name: &str) -> Result<PathBuf, String> {
+        // The man page promises a name or a path relative to the including file; an absolute
+        // path would let a profile pull in any file on the host and echo parts of it in
+        // error messages.
+        if Path::new(name).is_absolute() {
+            return Err(format!(
+                "`{name}` is an absolute path; an include is a profile name on the search path or a path relative to this file"
+            ));
+        }
         if is_path_arg(name) {
             let base = from.parent().unwrap_or(Path::new("."));
             return Ok(base.join(name));

@@ -151,7 +151,7 @@ section! {
         /// One line saying what the service is; used in logs and the systemd scope.
         leaf description: String,
         /// Profiles merged before this one, by name or by path relative to this file.
-        leaf include: Vec<String>,
+        leaf include: Vec<Src<String>>,
         /// What to run and with which credentials.
         section exec: Exec,
         /// Which namespaces the sandbox gets.

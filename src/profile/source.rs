@@ -93,6 +93,9 @@ impl<T: Serialize> Serialize for Src<T> {
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// Byte offset of every line's start, so a position is found by binary search: scanning
+    /// the text for each of a million problems would be quadratic.
+    line_starts: Vec<usize>,
 }
 
 /// Every file a profile was assembled from.
@@ -117,7 +120,14 @@ impl fmt::Display for Location<'_> {
 
 impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: String) -> FileId {
-        self.files.push(SourceFile { path, text });
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        self.files.push(SourceFile {
+            path,
+            text,
+            line_starts,
+        });
         FileId(self.files.len() as u32 - 1)
     }
 
@@ -131,10 +141,16 @@ impl SourceMap {
 
     pub fn locate(&self, origin: Origin) -> Location<'_> {
         let file = self.file(origin.file);
-        let before = &file.text[..origin.start.min(file.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+        let at = origin.start.min(file.text.len());
+        let line = file.line_starts.partition_point(|&s| s <= at);
+        let line_start = file.line_starts[line - 1];
+        // Counting the bytes that start a character gives the column even when `at` is not
+        // on a character boundary, where slicing the text would panic.
+        let col = file.text.as_bytes()[line_start..at]
+            .iter()
+            .filter(|&&b| (b as i8) >= -0x40)
+            .count()
+            + 1;
         Location {
             path: &file.path,
             line,
@@ -154,5 +170,16 @@ mod tests {
         let loc = map.locate(Origin::new(id, 8..9));
         assert_eq!((loc.line, loc.col), (2, 3));
         assert_eq!(loc.to_string(), "a.toml:2:3");
+        // The first line, a line's first column, the end of the text, multi-byte characters.
+        let id = map.add("b.toml".into(), "é = 1\nx\n".into());
+        let at = |i| {
+            let l = map.locate(Origin::new(id, i..i));
+            (l.line, l.col)
+        };
+        assert_eq!(at(0), (1, 1));
+        assert_eq!(at(3), (1, 3));
+        assert_eq!(at(7), (2, 1));
+        assert_eq!(at(9), (3, 1));
+        assert_eq!(at(99), (3, 1));
     }
 }

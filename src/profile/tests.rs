@@ -559,3 +559,275 @@ fn shown_profiles_load_back_unchanged() {
         .unwrap_or_else(|e| panic!("{:#?}\n{shown}", e.lines()));
     assert_eq!(render(&again), shown);
 }
+
+/// Runs `f` in a thread and fails if it has not returned in 20 seconds, so a reader that
+/// blocks (on a FIFO) fails the test instead of hanging it.
+fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("loading did not finish: blocked on a special file?")
+        }
+        Err(e) => panic!("the loading thread failed (see its panic above): {e}"),
+    }
+}
+
+fn problems_of(arg: String, search: SearchPath) -> Vec<String> {
+    within_seconds(move || match load(&arg, &search) {
+        Ok(_) => panic!("{arg} should be invalid"),
+        Err(inv) => inv.lines(),
+    })
+}
+
+#[test]
+fn a_fifo_drop_in_is_refused_without_blocking() {
+    let d = Dir::new(&[("svc.toml", MIN)]);
+    fs::create_dir(d.0.path().join("svc.toml.d")).unwrap();
+    let fifo = d.0.path().join("svc.toml.d/x.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let p = problems_of("svc".into(), d.search());
+    assert_eq!(
+        p,
+        [format!(
+            "{0}: refusing {0}: it is a FIFO; profiles, includes and drop-ins must be regular files",
+            fifo.display()
+        )]
+    );
+}
+
+#[test]
+fn directories_sockets_and_devices_are_refused() {
+    let d = Dir::new(&[(
+        "svc.toml",
+        &format!("include = [\"null.toml\", \"sock.toml\"]\n{MIN}"),
+    )]);
+    fs::create_dir_all(d.0.path().join("svc.toml.d/dir.toml")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", d.0.path().join("null.toml")).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(d.0.path().join("sock.toml")).unwrap();
+    let p = problems_of("svc".into(), d.search());
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!("{}:1:12: refusing ", d.path("svc.toml")))
+            && p[0].contains("null.toml: it is a character device"),
+        "{p:#?}"
+    );
+    assert!(p[1].contains("sock.toml: it is a socket"), "{p:#?}");
+    assert!(p[2].contains("dir.toml: it is a directory"), "{p:#?}");
+}
+
+/// A special file on the search path is reported, not skipped for a profile further down.
+#[test]
+fn a_special_file_masks_the_search_path_and_is_reported() {
+    let admin = Dir::new(&[]);
+    let vendor = Dir::new(&[("svc.toml", MIN)]);
+    let fifo = admin.0.path().join("svc.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let search = SearchPath {
+        dirs: vec![admin.0.path().to_owned(), vendor.0.path().to_owned()],
+        trusted_owners: None,
+    };
+    assert_eq!(search.all_names(), ["svc"]);
+    let p = problems_of("svc".into(), search);
+    assert!(
+        p.len() == 1 && p[0].contains(&format!("refusing {}: it is a FIFO", fifo.display())),
+        "{p:#?}"
+    );
+}
+
+/// Level i is included by both files of level i-1: without reading each file once, the
+/// 2^depth paths through the diamonds would each read the last level.
+#[test]
+fn an_include_reached_twice_is_read_once_at_its_first_place() {
+    let depth = 12;
+    let mut files = vec![(
+        "svc.toml".to_owned(),
+        format!("include = [\"b0\", \"c0\"]\n{MIN}"),
+    )];
+    for i in 0..depth {
+        let next = if i + 1 < depth {
+            format!("include = [\"b{0}\", \"c{0}\"]\n", i + 1)
+        } else {
+            "include = [\"d\"]\n".to_owned()
+        };
+        files.push((
+            format!("b{i}.toml"),
+            format!("{next}description = \"b{i}\"\n"),
+        ));
+        files.push((format!("c{i}.toml"), next));
+    }
+    files.push(("d.toml".to_owned(), "description = \"d\"\n".to_owned()));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let d = Dir::new(&files);
+    let l = d.load("svc").unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+    assert_eq!(l.sources.files().count(), 2 * depth + 2);
+    // Each file is merged where it was first reached, so b0's value, merged after all it
+    // includes, stands: reading c0's includes again would bring b1's value back.
+    assert_eq!(l.profile.description.as_ref().unwrap().value, "b0");
+    let d = Dir::new(&[
+        ("svc.toml", &format!("include = [\"b\", \"c\"]\n{MIN}")),
+        ("b.toml", "include = [\"d\"]\ndescription = \"b\"\n"),
+        ("c.toml", "include = [\"d\"]\n"),
+        ("d.toml", "description = \"d\"\n"),
+    ]);
+    let l = d.load("svc").unwrap();
+    assert_eq!(l.profile.description.as_ref().unwrap().value, "b");
+}
+
+#[test]
+fn files_and_profiles_have_size_limits() {
+    let big = format!("{MIN}# {}\n", "x".repeat(MAX_FILE_BYTES as usize));
+    let d = Dir::new(&[("big.toml", &big)]);
+    assert_eq!(
+        one_problem(&d, "big"),
+        format!("{0}: refusing {0}: larger than 1 MiB", d.path("big.toml"))
+    );
+    // Four includes just under the per-file limit pass it, but not with the profile.
+    let part = format!("# {}\n", "x".repeat(MAX_FILE_BYTES as usize - 10));
+    let d = Dir::new(&[
+        (
+            "svc.toml",
+            &format!("include = [\"p1\", \"p2\", \"p3\", \"p4\"]\n{MIN}"),
+        ),
+        ("p1.toml", &part),
+        ("p2.toml", &part),
+        ("p3.toml", &part),
+        ("p4.toml", &part),
+    ]);
+    let p = one_problem(&d, "svc");
+    assert!(
+        p.starts_with(&format!("{}:1:", d.path("svc.toml")))
+            && p.contains(&format!("refusing {}: ", d.path("p4.toml")))
+            && p.contains("exceed 4 MiB together"),
+        "{p}"
+    );
+}
+
+/// Every problem is found, but only the first hundred are printed: a file of 200 000
+/// unknown keys gives 100 lines and a count, and (with positions found by binary search,
+/// not by scanning the text for each) takes about as long as parsing it.
+#[test]
+fn problems_are_capped_at_a_hundred_and_counted() {
+    let n = 200_000;
+    let mut text = String::from(MIN);
+    for i in 0..n {
+        text.push_str(&format!("unknown_{i} = 1\n"));
+    }
+    let inv = load_texts(&[(PathBuf::from("/big.toml"), text)]).unwrap_err();
+    let lines = inv.lines();
+    assert_eq!(lines.len(), problem::SHOWN + 1);
+    assert_eq!(
+        lines[problem::SHOWN - 1],
+        "/big.toml:102:1: exec.unknown_99: unknown key in [exec]"
+    );
+    assert_eq!(
+        lines[problem::SHOWN],
+        format!("and {} more problems", n - 100)
+    );
+}
+
+#[test]
+fn an_absolute_include_is_refused_at_its_entry() {
+    let d = Dir::new(&[
+        ("base.toml", ""),
+        (
+            "svc.toml",
+            &format!("include = [\"base\",\n  \"/etc/passwd\"]\n{MIN}"),
+        ),
+    ]);
+    assert_eq!(
+        one_problem(&d, "svc"),
+        format!("{}:2:3: include: `/etc/passwd` is an absolute path; an include is a profile name on the search path or a path relative to this file", d.path("svc.toml"))
+    );
+}
+
+#[test]
+fn control_characters_from_the_input_are_escaped() {
+    let d = Dir::new(&[(
+        "svc.toml",
+        &format!("{MIN}\"\\u001b]0;owned\\u0007\\u001b[2J\\nx\" = 1\n"),
+    )]);
+    let p = one_problem(&d, "svc");
+    assert!(
+        p.ends_with(":3:1: exec.\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\nx: unknown key in [exec]"),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_named_with_its_table() {
+    let d = Dir::new(&[(
+        "svc.toml",
+        "[exec]\ncommand = [\"/bin/true\"]\nuser = \"a\"\nuser = \"b\"\n",
+    )]);
+    assert_eq!(
+        one_problem(&d, "svc"),
+        format!(
+            "{}:4:1: duplicate key `user` in table [exec]",
+            d.path("svc.toml")
+        )
+    );
+    let d = Dir::new(&[("svc.toml", &format!("{MIN}[network]\n[exec]\n"))]);
+    assert!(one_problem(&d, "svc").ends_with(":4:2: table [exec] is defined twice"));
+}
+
+#[test]
+fn a_drop_in_including_its_own_profile_is_a_cycle() {
+    let d = Dir::new(&[
+        ("svc.toml", MIN),
+        ("svc.toml.d/10-x.toml", "include = [\"svc\"]\n"),
+    ]);
+    let p = one_problem(&d, "svc");
+    assert!(
+        p.contains("include: include cycle: ")
+            && p.contains(&format!(
+                "svc.toml -> {}",
+                fs::canonicalize(d.path("svc.toml.d/10-x.toml"))
+                    .unwrap()
+                    .display()
+            )),
+        "{p}"
+    );
+}
+
+#[test]
+fn an_unknown_nested_header_is_reported_at_its_line() {
+    let d = Dir::new(&[(
+        "svc.toml",
+        &format!("{MIN}\n# a comment\n\n[a.b.c.d.e]\nx = 1\n[exec.q.r.s]\n"),
+    )]);
+    let p = d.problems("svc");
+    assert_eq!(
+        p,
+        [
+            format!("{}:8:7: exec.q: unknown key in [exec]", d.path("svc.toml")),
+            format!(
+                "{}:6:2: a: unknown key at the top level",
+                d.path("svc.toml")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn invalid_utf8_is_reported_at_its_line_and_column() {
+    let d = Dir::new(&[]);
+    fs::write(
+        d.0.path().join("svc.toml"),
+        b"[exec]\ncommand = [\"/bin/true\"]\ndescription = \"caf\xe9\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        one_problem(&d, "svc"),
+        format!(
+            "{}:3:19: invalid UTF-8 (byte 0xe9): a profile is UTF-8 text",
+            d.path("svc.toml")
+        )
+    );
+}
