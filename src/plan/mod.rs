@@ -12,9 +12,10 @@ mod tests;
 
 use crate::host::Host;
 use crate::profile::schema::or;
-use crate::profile::validate::capability;
+use crate::profile::validate::{capability, rlimit};
 use crate::profile::values::{IdRange, IdRef, Limit};
 use crate::profile::{At, Problem, Profile, Src};
+use nix::sys::resource::Resource;
 use std::path::{Path, PathBuf};
 
 pub use cgroup::{CgroupPlan, Leaves, Prop, ScopeSpec};
@@ -78,7 +79,7 @@ pub enum Access {
 /// The steps taken in the service's process just before exec, in this order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinalSteps {
-    pub rlimits: Vec<(String, Limit)>,
+    pub rlimits: Vec<(Resource, Limit)>,
     pub umask: u32,
     /// Landlock rules; None means no landlock at all.
     pub landlock: Option<Vec<(String, Access)>>,
@@ -570,17 +571,35 @@ impl Builder<'_> {
         FinalSteps {
             syscalls: seccomp::plan(p, &capabilities),
             landlock_best_effort: or(&s.landlock_best_effort, false),
-            rlimits: p
-                .exec
-                .rlimits
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value))
-                .collect(),
+            rlimits: self.rlimits(p),
             umask: p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
             landlock,
             capabilities,
             no_new_privs: or(&s.no_new_privileges, true),
         }
+    }
+}
+
+impl Builder<'_> {
+    /// The limits, each by its resource; none may exceed what the kernel allows.
+    fn rlimits(&mut self, p: &Profile) -> Vec<(Resource, Limit)> {
+        let mut out = Vec::new();
+        for (name, v) in &p.exec.rlimits {
+            let key = format!("exec.rlimits.{name}");
+            let Some(res) = rlimit(name) else {
+                self.err(v, &key, "unknown resource limit");
+                continue;
+            };
+            if let (Resource::RLIMIT_NOFILE, Limit::Value(n)) = (res, v.value) {
+                match self.host.nr_open() {
+                    Ok(Some(max)) if n > max => self.err(v, &key, format!("{n} is above the kernel's limit fs.nr_open = {max}; use at most {max}, or raise it with `sysctl fs.nr_open={n}`")),
+                    Ok(_) => {}
+                    Err(e) => self.err(v, &key, format!("cannot read the kernel's limit fs.nr_open from {}: {e}", self.host.path("/proc/sys/fs/nr_open").display())),
+                }
+            }
+            out.push((res, v.value));
+        }
+        out
     }
 }
 

@@ -266,6 +266,32 @@ fn hostname_needs_uts() {
 }
 
 #[test]
+fn nofile_cannot_be_infinity() {
+    let d = Dir::new(&[(
+        "n.toml",
+        &format!("{MIN}rlimits = {{ nofile = \"infinity\", nproc = \"infinity\" }}\n"),
+    )]);
+    assert!(
+        one_problem(&d, "n").contains("n.toml:3:22: exec.rlimits.nofile: cannot be infinity: the kernel caps open files at fs.nr_open"),
+        "{:#?}",
+        d.problems("n")
+    );
+}
+
+#[test]
+fn rlimit_names_are_one_table_of_distinct_resources() {
+    use crate::profile::validate::{rlimit, RLIMITS};
+    for (name, res) in RLIMITS {
+        assert_eq!(rlimit(name), Some(res));
+        assert_eq!(
+            format!("{res:?}"),
+            format!("RLIMIT_{}", name.to_uppercase())
+        );
+    }
+    assert_eq!(rlimit("nofiles"), None);
+}
+
+#[test]
 fn unknown_capability_and_rlimit_get_suggestions() {
     let d = Dir::new(&[(
         "c.toml",

@@ -6,29 +6,36 @@ use super::problem::{closest, At, Problem};
 use super::schema::Profile;
 use super::source::{FileId, Src};
 use super::syscalls;
-use super::values::{IdRange, MountType};
+use super::values::{IdRange, Limit, MountType};
+use nix::sys::resource::Resource;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Resource limit names, as in `prlimit(1)` and systemd's `Limit*=` without the prefix.
-pub const RLIMITS: [&str; 16] = [
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
+/// Resource limit names, as in `prlimit(1)` and systemd's `Limit*=` without the prefix, with
+/// the resource each one sets: the one list validation, the plan and the sandbox use.
+pub const RLIMITS: [(&str, Resource); 16] = [
+    ("as", Resource::RLIMIT_AS),
+    ("core", Resource::RLIMIT_CORE),
+    ("cpu", Resource::RLIMIT_CPU),
+    ("data", Resource::RLIMIT_DATA),
+    ("fsize", Resource::RLIMIT_FSIZE),
+    ("locks", Resource::RLIMIT_LOCKS),
+    ("memlock", Resource::RLIMIT_MEMLOCK),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE),
+    ("nice", Resource::RLIMIT_NICE),
+    ("nofile", Resource::RLIMIT_NOFILE),
+    ("nproc", Resource::RLIMIT_NPROC),
+    ("rss", Resource::RLIMIT_RSS),
+    ("rtprio", Resource::RLIMIT_RTPRIO),
+    ("rttime", Resource::RLIMIT_RTTIME),
+    ("sigpending", Resource::RLIMIT_SIGPENDING),
+    ("stack", Resource::RLIMIT_STACK),
 ];
+
+/// The resource a profile's rlimit name sets.
+pub fn rlimit(name: &str) -> Option<Resource> {
+    RLIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+}
 
 /// The capability a profile name means: `net_bind_service`, `CAP_NET_BIND_SERVICE`, ... .
 pub fn capability(name: &str) -> Option<caps::Capability> {
@@ -173,15 +180,17 @@ impl Validator<'_> {
             }
         }
         for (name, val) in &e.rlimits {
-            if !RLIMITS.contains(&name.as_str()) {
+            if rlimit(name).is_none() {
                 self.out.push(
                     Problem::at(
                         val.origin,
                         &format!("exec.rlimits.{name}"),
                         "unknown resource limit",
                     )
-                    .suggest(closest(name, RLIMITS)),
+                    .suggest(closest(name, RLIMITS.iter().map(|(n, _)| *n))),
                 );
+            } else if name == "nofile" && val.value == Limit::Infinity {
+                self.err(val, "exec.rlimits.nofile", "cannot be infinity: the kernel caps open files at fs.nr_open (see /proc/sys/fs/nr_open); give a number");
             }
         }
     }
