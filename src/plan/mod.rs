@@ -97,6 +97,7 @@ pub struct LaunchPlan {
     pub name: String,
     pub namespaces: Vec<Namespace>,
     pub idmap: Option<IdMaps>,
+    /// Set whenever there is a UTS namespace: the profile's, else one made of its name.
     pub hostname: Option<String>,
     pub volumes: Vec<Volume>,
     /// None when the profile runs without a mount namespace.
@@ -232,12 +233,20 @@ pub fn build(
                 .cloned(),
         );
     }
+    // With a UTS namespace the sandbox always gets a name of its own, never the host's.
+    let hostname = namespaces.contains(&Namespace::Uts).then(|| {
+        profile
+            .network
+            .hostname
+            .as_ref()
+            .map_or_else(|| hostname_for(name), |h| h.value.clone())
+    });
     Ok(LaunchPlan {
         name: name.to_owned(),
         loopback_up: namespaces.contains(&Namespace::Net),
         namespaces,
         idmap,
-        hostname: profile.network.hostname.as_ref().map(|h| h.value.clone()),
+        hostname,
         volumes: volumes.into_iter().map(|(v, _)| v).collect(),
         fs,
         creds,
@@ -256,6 +265,43 @@ pub fn build(
         notify,
         ready_after_exec: inv.notify_socket.is_some() && !relay,
     })
+}
+
+/// The hostname of a sandbox whose profile sets none: the profile's name made a valid
+/// hostname (characters other than letters, digits, `-` and `.` become `-`; `-` and empty
+/// labels trimmed; at most 64 characters), or "stockade" when nothing is left of it.
+fn hostname_for(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut out = String::new();
+    for label in mapped.split('.').map(|l| l.trim_matches('-')) {
+        if label.is_empty() {
+            continue;
+        }
+        let room = crate::profile::validate::HOSTNAME_MAX - out.len();
+        let sep = usize::from(!out.is_empty());
+        if room <= sep {
+            break;
+        }
+        if sep == 1 {
+            out.push('.');
+        }
+        out.push_str(label[..label.len().min(room - sep)].trim_end_matches('-'));
+    }
+    let out = out.trim_end_matches(['.', '-']).to_owned();
+    if out.is_empty() {
+        "stockade".into()
+    } else {
+        out
+    }
 }
 
 fn namespaces(p: &Profile) -> Vec<Namespace> {

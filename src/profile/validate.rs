@@ -102,6 +102,41 @@ pub fn cpu_list(text: &str) -> Result<Vec<u32>, String> {
     Ok(cpus)
 }
 
+/// The kernel's limit on a hostname's length (HOST_NAME_MAX).
+pub const HOSTNAME_MAX: usize = 64;
+
+/// Why `name` is not a hostname (RFC 1123 labels: letters, digits and `-`, separated by
+/// single dots, no label starting or ending with `-`), or None when it is one.
+pub fn hostname_problem(name: &str) -> Option<String> {
+    let fix = "use letters, digits, `-` and `.`";
+    if name.is_empty() {
+        return Some("it is empty; leave network.hostname out for the profile's name".into());
+    }
+    if name.len() > HOSTNAME_MAX {
+        return Some(format!(
+            "it has {} characters, more than the kernel's {HOSTNAME_MAX}; shorten it",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && *c != '-' && *c != '.')
+    {
+        return Some(format!("`{c}` is not allowed; {fix}"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty label (a leading, trailing or doubled `.`); write labels separated by single dots".into());
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!(
+                "the label `{label}` starts or ends with `-`; put `-` only between letters or digits"
+            ));
+        }
+    }
+    None
+}
+
 /// Characters systemd accepts in a unit name.
 pub fn valid_unit_name(name: &str) -> bool {
     !name.is_empty()
@@ -219,20 +254,11 @@ impl Validator<'_> {
                     "setting a hostname needs `uts = true` in [namespaces]",
                 );
             }
-            let ok = !h.value.is_empty()
-                && h.value.len() <= 64
-                && !h.value.starts_with('-')
-                && h.value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !ok {
+            if let Some(why) = hostname_problem(&h.value) {
                 self.err(
                     h,
                     "network.hostname",
-                    format!(
-                        "`{}` is not a valid hostname (letters, digits, `-` and `.`, at most 64)",
-                        h.value
-                    ),
+                    format!("`{}` is not a valid hostname: {why}", h.value),
                 );
             }
         }

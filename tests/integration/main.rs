@@ -73,6 +73,9 @@ fn hostname_is_set() {
     assert_eq!(v["hostname"], "probe-host");
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_ne!(host.trim(), "probe-host", "the host's hostname changed");
+    // Without network.hostname the sandbox is named after its profile, not after the host.
+    let (_, v) = probe("");
+    assert_eq!(v["hostname"], "probe");
 }
 
 #[test]
