@@ -614,6 +614,7 @@ impl Builder<'_> {
             .flat_map(|c| c.value.iter())
             .filter_map(|c| capability(c))
             .collect();
+        seccomp::check(self, p);
         FinalSteps {
             syscalls: seccomp::plan(p, &capabilities),
             landlock_best_effort: or(&s.landlock_best_effort, false),

@@ -243,12 +243,14 @@ fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
         })
     };
     // Inheritable first (needs the full effective set), then effective and permitted down,
-    // keeping CAP_SYS_ADMIN a little longer if we hold it: it installs the seccomp filter
-    // without forcing no_new_privs on profiles that turned it off.
+    // keeping CAP_SYS_ADMIN a little longer if we hold it and the profile turned
+    // no_new_privs off: it installs the seccomp filter without forcing no_new_privs. With
+    // no_new_privs the filter needs no capability, so nothing is left to drop after it (and
+    // the filter may deny capset, as the plan promises).
     set(CapSet::Inheritable)?;
     let admin = caps::has_cap(None, CapSet::Permitted, Capability::CAP_SYS_ADMIN).unwrap_or(false);
     let mut until_filter = keep.clone();
-    if admin {
+    if admin && !f.no_new_privs {
         until_filter.insert(Capability::CAP_SYS_ADMIN);
     }
     for which in [CapSet::Effective, CapSet::Permitted] {

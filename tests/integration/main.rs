@@ -142,6 +142,15 @@ fn capabilities_are_exactly_the_kept_ones() {
 }
 
 #[test]
+fn denying_capset_is_honoured_under_no_new_privileges() {
+    // @privileged holds capset; with no_new_privs stockade needs no capset after the filter
+    // (it used to drop CAP_SYS_ADMIN there, which this deny-list would have refused).
+    let (_, v) = probe("[security]\nsyscall_deny = [\"@privileged\"]\n");
+    assert_eq!(v["CapEff"], "0000000000000000");
+    assert_eq!(v["nnp"], "1");
+}
+
+#[test]
 fn no_descriptor_leaks_into_the_service() {
     require_root();
     let m = marker();
