@@ -9,6 +9,7 @@ mod mounts;
 mod seccomp;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use crate::host::Host;
 use crate::profile::schema::or;
@@ -207,6 +208,7 @@ pub fn build(
                 target,
             }
         });
+    view::check(&mut b, profile, fs.as_ref());
     if !b.problems.is_empty() {
         return Err(b.problems);
     }

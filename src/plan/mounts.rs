@@ -120,7 +120,8 @@ fn depth(path: &str) -> usize {
     path.split('/').filter(|c| !c.is_empty()).count()
 }
 
-fn is_below(path: &str, ancestor: &str) -> bool {
+/// Whether `path` lies strictly below `ancestor` (every path lies below "/").
+pub(super) fn is_below(path: &str, ancestor: &str) -> bool {
     ancestor == "/" || path.starts_with(&format!("{ancestor}/"))
 }
 

@@ -79,6 +79,46 @@ fn hostname_is_set() {
 }
 
 #[test]
+fn check_refuses_a_missing_workdir_and_a_directory_command_as_run_would() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write(
+        "broken",
+        &format!("[exec]\ncommand = [\"/usr/bin\", \"marker-{m}\"]\nworkdir = \"/nonexistent/stockade-{m}\"\n"),
+    );
+    let check = |p: &std::path::Path| {
+        let snap = Snapshot::take();
+        let out = Command::new(stockade_bin())
+            .arg("check")
+            .arg(p)
+            .output()
+            .unwrap();
+        snap.assert_unchanged(&m);
+        out
+    };
+    let out = check(&p);
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    let file = p.display();
+    assert!(e.contains(&format!("{file}:2:11: exec.command: `/usr/bin` is a directory, not a program; name the program inside it")), "{e}");
+    assert!(e.contains(&format!("{file}:3:11: exec.workdir: the working directory `/nonexistent/stockade-{m}` does not exist in the sandbox: there is no `/nonexistent` in the sandbox root `/`; choose one that does, or mount one there")), "{e}");
+    assert!(!text(&out.stdout).contains("ok"), "{}", text(&out.stdout));
+    // run refuses it the same way, before starting anything (it used to exit 126 from
+    // inside the sandbox).
+    let out = Run::profile(&p, &m).output();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("exec.command: `/usr/bin` is a directory"));
+    // What the checks accept starts.
+    let fine = profiles.write("fine", &sh_profile("pwd", &m, "workdir = \"/usr/bin\"\n"));
+    let out = check(&fine);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = Run::profile(&fine, &m).output();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "/usr/bin");
+}
+
+#[test]
 fn read_only_root_refuses_writes_and_private_tmp_is_a_fresh_tmpfs() {
     let (_, v) = probe("");
     assert_eq!(v["etc_write"], "denied");
