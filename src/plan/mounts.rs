@@ -424,6 +424,23 @@ pub(super) fn plan(
             let Ok(target) = normalize_abs(h) else {
                 continue;
             };
+            // Hiding what stockade mounts itself, or a parent of it, would break the sandbox.
+            if let Some(e) = entries.iter().find(|e| {
+                !matches!(e.setting, PROTECT_KERNEL | "filesystem.hide")
+                    && (e.op.target() == target || is_below(e.op.target(), &target))
+            }) {
+                let by = match e.setting {
+                    "namespaces.net" => "a fresh sysfs, for namespaces.net",
+                    s => s,
+                };
+                let msg = if e.op.target() == target {
+                    format!("cannot hide `{target}`: stockade mounts it itself ({by}); turn that off, or hide paths below it")
+                } else {
+                    format!("cannot hide `{target}`: stockade mounts `{}` below it ({by}); turn that off, or hide paths beside it", e.op.target())
+                };
+                b.err(hide, "filesystem.hide", msg);
+                continue;
+            }
             let kind = match &root {
                 RootSource::Host(r) => b.host.kind_below(r, &target),
                 RootSource::Empty => Ok(None),

@@ -731,6 +731,36 @@ fn command_must_be_an_executable_file_in_the_sandbox() {
 }
 
 #[test]
+fn hiding_what_stockade_mounts_is_refused() {
+    let f = Fixture::new(0);
+    let hide = |h: &str, extra: &str| {
+        f.plan(
+            &format!("{MIN}[filesystem]\nhide = [\"{h}\"]\n{extra}"),
+            &[],
+        )
+    };
+    for (h, msg) in [
+        ("/dev", "cannot hide `/dev`: stockade mounts it itself (filesystem.private_dev); turn that off, or hide paths below it"),
+        ("/proc", "cannot hide `/proc`: stockade mounts it itself (filesystem.proc)"),
+        ("/sys", "cannot hide `/sys`: stockade mounts it itself (a fresh sysfs, for namespaces.net)"),
+        ("/dev/shm", "cannot hide `/dev/shm`: stockade mounts it itself (filesystem.private_dev)"),
+        ("/var", "cannot hide `/var`: stockade mounts `/var/tmp` below it (filesystem.private_tmp); turn that off, or hide paths beside it"),
+    ] {
+        let p = hide(h, "").unwrap_err();
+        assert!(p[0].contains(&format!(":4:8: filesystem.hide: {msg}")), "{p:#?}");
+    }
+    // What stockade does not mount may be hidden.
+    hide("/dev", "private_dev = false\n").unwrap();
+    hide("/var/lib", "").unwrap();
+    // A [[mount]] inside a hidden path is refused at the mount.
+    let p = hide("/run", "[[mount]]\ntype = \"tmpfs\"\ntarget = \"/run\"\n").unwrap_err();
+    assert!(
+        p[0].contains("mount[1].target: `/run` is inside the hidden path `/run`"),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn nofile_may_not_exceed_the_kernels_nr_open() {
     let f = Fixture::new(0);
     fs::create_dir_all(f.host.root.join("proc/sys/fs")).unwrap();
