@@ -36,6 +36,14 @@ pub enum PathKind {
     Other,
 }
 
+/// What a path is, with its permission bits and, for a symlink, its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: PathKind,
+    pub mode: u32,
+    pub link: Option<String>,
+}
+
 /// A view of the host below `root`.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -191,6 +199,52 @@ impl Host {
             }
         }
         Ok(done.to_string_lossy().into_owned())
+    }
+
+    /// What `path` is below the host root, following a final symlink only when `follow`
+    /// says so (then [`Stat::link`] is always None); None when it does not exist.
+    pub fn stat(&self, path: &str, follow: bool) -> io::Result<Option<Stat>> {
+        use std::os::unix::fs::PermissionsExt;
+        let full = self.path(path);
+        let m = match if follow {
+            fs::metadata(&full)
+        } else {
+            fs::symlink_metadata(&full)
+        } {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (kind, link) = if m.file_type().is_symlink() {
+            let text = fs::read_link(&full)?;
+            (PathKind::Symlink, Some(text.to_string_lossy().into_owned()))
+        } else if m.is_dir() {
+            (PathKind::Dir, None)
+        } else if m.is_file() {
+            (PathKind::File, None)
+        } else {
+            (PathKind::Other, None)
+        };
+        Ok(Some(Stat {
+            kind,
+            mode: m.permissions().mode() & 0o7777,
+            link,
+        }))
+    }
+
+    /// The kernel's ceiling for `RLIMIT_NOFILE` (`fs.nr_open`); None when the file is absent.
+    pub fn nr_open(&self) -> io::Result<Option<u64>> {
+        let text = read_optional(&self.path("/proc/sys/fs/nr_open"))?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/sys/fs/nr_open holds `{text}`, not a number"),
+            )
+        })
     }
 
     /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).

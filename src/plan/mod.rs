@@ -9,12 +9,14 @@ mod mounts;
 mod seccomp;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use crate::host::Host;
 use crate::profile::schema::or;
-use crate::profile::validate::capability;
+use crate::profile::validate::{capability, rlimit};
 use crate::profile::values::{IdRange, IdRef, Limit};
 use crate::profile::{At, Problem, Profile, Src};
+use nix::sys::resource::Resource;
 use std::path::{Path, PathBuf};
 
 pub use crate::profile::families::AF_MAX;
@@ -113,7 +115,7 @@ pub enum Access {
 /// The steps taken in the service's process just before exec, in this order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinalSteps {
-    pub rlimits: Vec<(String, Limit)>,
+    pub rlimits: Vec<(Resource, Limit)>,
     pub umask: u32,
     /// Landlock rules; None means no landlock at all.
     pub landlock: Option<Vec<(String, Access)>>,
@@ -140,6 +142,7 @@ pub struct LaunchPlan {
     /// Init sets vm.memfd_noexec = 2 in the sandbox's pid namespace: landlock's exec rules
     /// are not bypassed by executing an anonymous memory file.
     pub memfd_noexec: bool,
+    /// Set whenever there is a UTS namespace: the profile's, else one made of its name.
     pub hostname: Option<String>,
     pub volumes: Vec<Volume>,
     /// None when the profile runs without a mount namespace.
@@ -287,6 +290,7 @@ pub fn build(
                 target,
             }
         });
+    view::check(&mut b, profile, fs.as_ref());
     if !b.problems.is_empty() {
         return Err(b.problems);
     }
@@ -313,6 +317,14 @@ pub fn build(
                 .cloned(),
         );
     }
+    // With a UTS namespace the sandbox always gets a name of its own, never the host's.
+    let hostname = namespaces.contains(&Namespace::Uts).then(|| {
+        profile
+            .network
+            .hostname
+            .as_ref()
+            .map_or_else(|| hostname_for(name), |h| h.value.clone())
+    });
     Ok(LaunchPlan {
         name: name.to_owned(),
         loopback_up: namespaces.contains(&Namespace::Net),
@@ -320,7 +332,7 @@ pub fn build(
         idmap,
         id_claim,
         memfd_noexec,
-        hostname: profile.network.hostname.as_ref().map(|h| h.value.clone()),
+        hostname,
         volumes: volumes.into_iter().map(|(v, _)| v).collect(),
         fs,
         creds,
@@ -340,6 +352,43 @@ pub fn build(
         ready_after_exec: inv.notify_socket.is_some() && !relay,
         notes: b.notes,
     })
+}
+
+/// The hostname of a sandbox whose profile sets none: the profile's name made a valid
+/// hostname (characters other than letters, digits, `-` and `.` become `-`; `-` and empty
+/// labels trimmed; at most 64 characters), or "stockade" when nothing is left of it.
+fn hostname_for(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut out = String::new();
+    for label in mapped.split('.').map(|l| l.trim_matches('-')) {
+        if label.is_empty() {
+            continue;
+        }
+        let room = crate::profile::validate::HOSTNAME_MAX - out.len();
+        let sep = usize::from(!out.is_empty());
+        if room <= sep {
+            break;
+        }
+        if sep == 1 {
+            out.push('.');
+        }
+        out.push_str(label[..label.len().min(room - sep)].trim_end_matches('-'));
+    }
+    let out = out.trim_end_matches(['.', '-']).to_owned();
+    if out.is_empty() {
+        "stockade".into()
+    } else {
+        out
+    }
 }
 
 fn namespaces(p: &Profile) -> Vec<Namespace> {
@@ -740,21 +789,40 @@ impl Builder<'_> {
             .flat_map(|c| c.value.iter())
             .filter_map(|c| capability(c))
             .collect();
+        seccomp::check(self, p);
         FinalSteps {
             syscalls: seccomp::plan(p, &capabilities, memfd_seccomp),
             scope_abstract_sockets: false,
             landlock_best_effort: or(&s.landlock_best_effort, false),
-            rlimits: p
-                .exec
-                .rlimits
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value))
-                .collect(),
+            rlimits: self.rlimits(p),
             umask: p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
             landlock,
             capabilities,
             no_new_privs: or(&s.no_new_privileges, true),
         }
+    }
+}
+
+impl Builder<'_> {
+    /// The limits, each by its resource; none may exceed what the kernel allows.
+    fn rlimits(&mut self, p: &Profile) -> Vec<(Resource, Limit)> {
+        let mut out = Vec::new();
+        for (name, v) in &p.exec.rlimits {
+            let key = format!("exec.rlimits.{name}");
+            let Some(res) = rlimit(name) else {
+                self.err(v, &key, "unknown resource limit");
+                continue;
+            };
+            if let (Resource::RLIMIT_NOFILE, Limit::Value(n)) = (res, v.value) {
+                match self.host.nr_open() {
+                    Ok(Some(max)) if n > max => self.err(v, &key, format!("{n} is above the kernel's limit fs.nr_open = {max}; use at most {max}, or raise it with `sysctl fs.nr_open={n}`")),
+                    Ok(_) => {}
+                    Err(e) => self.err(v, &key, format!("cannot read the kernel's limit fs.nr_open from {}: {e}", self.host.path("/proc/sys/fs/nr_open").display())),
+                }
+            }
+            out.push((res, v.value));
+        }
+        out
     }
 }
 

@@ -121,7 +121,8 @@ fn depth(path: &str) -> usize {
     path.split('/').filter(|c| !c.is_empty()).count()
 }
 
-fn is_below(path: &str, ancestor: &str) -> bool {
+/// Whether `path` lies strictly below `ancestor` (every path lies below "/").
+pub(super) fn is_below(path: &str, ancestor: &str) -> bool {
     ancestor == "/" || path.starts_with(&format!("{ancestor}/"))
 }
 
@@ -141,6 +142,8 @@ struct Entry<'p> {
 }
 
 const PROTECT_KERNEL: &str = "security.protect_kernel";
+/// The hiding of stockade's own state (not a setting: it cannot be turned off).
+const STATE: &str = "filesystem (stockade's state)";
 
 /// Kernel interfaces a service has no business reading: they leak kernel memory layout,
 /// other tenants' activity or hardware details (the list Docker and systemd mask).
@@ -511,7 +514,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                     },
                     kind: NodeKind::Dir,
                     origin: None,
-                    setting: "filesystem (stockade's state)",
+                    setting: STATE,
                     own_tmpfs: false,
                     // The sandbox stage creates it before the mounts if it is not there.
                     checked: true,
@@ -524,6 +527,23 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             let Ok(target) = normalize_abs(h) else {
                 continue;
             };
+            // Hiding what stockade mounts itself, or a parent of it, would break the sandbox.
+            if let Some(e) = entries.iter().find(|e| {
+                !matches!(e.setting, PROTECT_KERNEL | "filesystem.hide" | STATE)
+                    && (e.op.target() == target || is_below(e.op.target(), &target))
+            }) {
+                let by = match e.setting {
+                    "namespaces.net" => "a fresh sysfs, for namespaces.net",
+                    s => s,
+                };
+                let msg = if e.op.target() == target {
+                    format!("cannot hide `{target}`: stockade mounts it itself ({by}); turn that off, or hide paths below it")
+                } else {
+                    format!("cannot hide `{target}`: stockade mounts `{}` below it ({by}); turn that off, or hide paths beside it", e.op.target())
+                };
+                b.err(hide, "filesystem.hide", msg);
+                continue;
+            }
             let kind = match &root {
                 RootSource::Host(r) => b.host.kind_below(r, &target),
                 RootSource::Empty => Ok(None),
@@ -561,6 +581,20 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 op,
             });
         }
+        // State below a path the profile hides is hidden with it; its own mount point
+        // would not exist there.
+        let by_profile: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.setting == "filesystem.hide")
+            .map(|e| e.op.target())
+            .collect::<Vec<_>>();
+        let covered: Vec<String> = entries
+            .iter()
+            .filter(|e| e.setting == STATE)
+            .map(|e| e.op.target().to_owned())
+            .filter(|t| by_profile.iter().any(|h| h == t || is_below(t, h)))
+            .collect();
+        entries.retain(|e| !(e.setting == STATE && covered.iter().any(|c| c == e.op.target())));
     }
 
     let mut volumes = volumes.iter();

@@ -74,9 +74,62 @@ const BASELINE: &[(&str, Option<C>)] = &[
     ("io_uring_register", None),
 ];
 
-/// Calls stockade itself makes after the filter is installed: dropping CAP_SYS_ADMIN, which
-/// installing the filter without no_new_privs needed, exec, and reporting a failed exec.
-pub const STOCKADE_NEEDS: &[&str] = &["capget", "capset", "execve", "write", "exit_group"];
+/// Calls stockade itself makes after the filter is installed, each with why: exec, reporting
+/// a failed exec, and (only without no_new_privileges, where installing the filter needed
+/// CAP_SYS_ADMIN) dropping that capability. A deny-list naming one is refused, not trimmed.
+const STOCKADE_NEEDS: &[(&str, Need)] = &[
+    ("execve", Need::Always("stockade execs the service after installing the filter; denying execve would deny the service itself")),
+    ("write", Need::Always("stockade reports a failed exec with write(2) after installing the filter")),
+    ("exit_group", Need::Always("stockade exits with exit_group(2) after installing the filter when the exec fails")),
+    ("capget", Need::WithoutNoNewPrivs("without no_new_privileges, stockade installs the filter with CAP_SYS_ADMIN and reads its capabilities with capget(2) afterwards to drop it")),
+    ("capset", Need::WithoutNoNewPrivs("without no_new_privileges, stockade installs the filter with CAP_SYS_ADMIN and drops it with capset(2) afterwards")),
+];
+
+#[derive(Clone, Copy)]
+enum Need {
+    Always(&'static str),
+    WithoutNoNewPrivs(&'static str),
+}
+
+/// What stockade calls after installing the filter of a profile, with why.
+fn needs(p: &Profile) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let nnp = or(&p.security.no_new_privileges, true);
+    STOCKADE_NEEDS
+        .iter()
+        .filter_map(move |(name, need)| match need {
+            Need::Always(why) => Some((*name, *why)),
+            Need::WithoutNoNewPrivs(why) => (!nnp).then_some((*name, *why)),
+        })
+}
+
+/// A deny-list entry that would deny what stockade needs after installing the filter is an
+/// error, for a group too (naming the member): trimming it silently would allow a call the
+/// profile says is denied.
+pub(super) fn check(b: &mut super::Builder, p: &Profile) {
+    let Some(list) = &p.security.syscall_deny else {
+        return;
+    };
+    for entry in &list.value {
+        let mut calls = BTreeSet::new();
+        expand(entry, &mut calls);
+        for (call, why) in needs(p) {
+            if !calls.contains(call) {
+                continue;
+            }
+            let msg = if entry.starts_with('@') {
+                format!("`{entry}` contains {call}, which stockade cannot deny: {why}; list the calls of `{entry}` the service must not make one by one instead")
+            } else {
+                let nnp = if matches!(call, "capget" | "capset") {
+                    "; set `no_new_privileges = true` to deny it"
+                } else {
+                    "; remove it from the list"
+                };
+                format!("cannot deny {call}: {why}{nnp}")
+            };
+            b.err(list, "security.syscall_deny", msg);
+        }
+    }
+}
 
 /// The policy of a profile that says nothing about system calls and keeps none of the
 /// capabilities the baseline looks at: what most services run with.
@@ -115,7 +168,7 @@ pub(super) fn plan(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> SyscallP
             // Like systemd: an allow-list always includes what every process needs.
             expand("@default", &mut allowed);
             allowed.retain(|n| !denied.contains(n));
-            allowed.extend(STOCKADE_NEEDS.iter().map(|n| n.to_string()));
+            allowed.extend(needs(p).map(|(n, _)| n.to_string()));
             SyscallPolicy {
                 default: deny,
                 listed: allowed,
@@ -132,8 +185,10 @@ pub(super) fn plan(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> SyscallP
                     expand(entry, &mut listed);
                 }
             }
-            for n in STOCKADE_NEEDS {
-                listed.remove(*n);
+            // The baseline holds none of them (a test checks); a deny-list naming one was
+            // refused by check.
+            for (n, _) in needs(p) {
+                listed.remove(n);
             }
             SyscallPolicy {
                 default: SysAction::Allow,

@@ -4,6 +4,7 @@
 use super::*;
 use crate::profile::{load, SearchPath};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -27,8 +28,16 @@ impl Fixture {
             "home/alice",
             "run",
             "srv/rootfs/usr",
+            "srv/rootfs/bin",
+            "usr/bin",
+            "bin",
         ] {
             fs::create_dir_all(root.join(d)).unwrap();
+        }
+        // The programs profiles run: they must exist and be executable in the sandbox.
+        for prog in ["bin/true", "srv/rootfs/bin/true"] {
+            fs::write(root.join(prog), "").unwrap();
+            fs::set_permissions(root.join(prog), fs::Permissions::from_mode(0o755)).unwrap();
         }
         fs::write(
             root.join("etc/passwd"),
@@ -300,7 +309,7 @@ fn extra_arguments_need_args_append() {
 #[test]
 fn empty_root_creates_every_mount_point_and_hides_nothing_from_the_host() {
     let f = Fixture::new(0);
-    let p = f.plan(&format!("{MIN}[filesystem]\nroot = \"empty\"\n[[mount]]\ntype = \"bind\"\nsource = \"/etc/hosts\"\ntarget = \"/etc/hosts\"\n"), &[]).unwrap();
+    let p = f.plan(&format!("{MIN}[filesystem]\nroot = \"empty\"\n[[mount]]\ntype = \"bind\"\nsource = \"/etc/hosts\"\ntarget = \"/etc/hosts\"\n[[mount]]\ntype = \"bind\"\nsource = \"/bin\"\ntarget = \"/bin\"\n"), &[]).unwrap();
     let fs = p.fs.unwrap();
     assert_eq!(fs.root, RootSource::Empty);
     assert!(fs.ops.iter().any(|o| matches!(o, MountOp::Bind { target, create: Some(NodeKind::File), .. } if target == "/etc/hosts")));
@@ -657,4 +666,248 @@ fn kernel_masks_are_skipped_where_landlock_keeps_the_service_out() {
         "{t:?}"
     );
     assert!(t.contains(&"/sys/firmware".into()), "{t:?}");
+}
+
+impl Fixture {
+    /// Plans `text` as the profile `name` (its file name), for what depends on the name.
+    fn plan_as(&self, name: &str, text: &str) -> Result<LaunchPlan, Vec<String>> {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        fs::write(&path, text).unwrap();
+        let loaded = load(
+            path.to_str().unwrap(),
+            &SearchPath {
+                dirs: vec![],
+                trusted_owners: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+        let inv = Invocation {
+            volume_dir: "/var/lib/stockade/volumes".into(),
+            ..Default::default()
+        };
+        build(
+            &loaded.name,
+            &loaded.profile,
+            &loaded.path,
+            &self.host,
+            &inv,
+        )
+        .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
+    }
+}
+
+#[test]
+fn landlock_rules_must_exist_in_the_sandbox_not_merely_on_the_host() {
+    let f = Fixture::new(0);
+    // On the host, but the sandbox's /tmp is a fresh tmpfs.
+    fs::create_dir_all(f.host.root.join("tmp/x")).unwrap();
+    let text = |read: &str, write: &str| {
+        format!("{MIN}[security]\nlandlock = {{ read = [{read}], write = [{write}], exec = [\"/bin\"] }}\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/run\"\n[[mount]]\ntype = \"volume\"\nname = \"d\"\ntarget = \"/run/data\"\n")
+    };
+    // What stockade mounts exists inside: private /tmp and /dev/shm, a volume on a tmpfs
+    // (whose directory is made only at the start), a path through a symlink (/var/run).
+    f.plan(
+        &text(
+            "\"/usr\", \"/tmp\", \"/dev/shm\", \"/var/run\", \"/proc/self\"",
+            "\"/run/data\"",
+        ),
+        &[],
+    )
+    .unwrap();
+    let p = f.problems(&text("\"/usr\", \"/srv/nope\"", "\"/tmp/x\""));
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(p[0].contains(":4:21: security.landlock.read: `/srv/nope` does not exist in the sandbox, so landlock cannot add a rule for it: there is no `/srv/nope` in the sandbox root `/`"), "{p:#?}");
+    assert!(p[1].contains("security.landlock.write: `/tmp/x` does not exist in the sandbox, so landlock cannot add a rule for it: `/tmp` is a fresh tmpfs stockade mounts, which starts empty"), "{p:#?}");
+}
+
+#[test]
+fn workdir_must_be_a_directory_in_the_sandbox() {
+    let f = Fixture::new(0);
+    let with = |w: &str| f.plan(&format!("{MIN}workdir = \"{w}\"\n"), &[]);
+    for ok in ["/", "/tmp", "/var/run", "/var/lib/redis", "/dev"] {
+        assert_eq!(with(ok).unwrap().workdir, ok);
+    }
+    let p = with("/srv/app").unwrap_err();
+    assert!(p[0].contains(":3:11: exec.workdir: the working directory `/srv/app` does not exist in the sandbox: there is no `/srv/app` in the sandbox root `/`; choose one"), "{p:#?}");
+    let p = with("/etc/hosts").unwrap_err();
+    assert!(
+        p[0].contains("exec.workdir: `/etc/hosts` is a file in the sandbox, not a directory"),
+        "{p:#?}"
+    );
+    let p = with("/tmp/app").unwrap_err();
+    assert!(p[0].contains("`/tmp` is a fresh tmpfs"), "{p:#?}");
+}
+
+#[test]
+fn command_must_be_an_executable_file_in_the_sandbox() {
+    let f = Fixture::new(0);
+    let root = &f.host.root;
+    std::os::unix::fs::symlink("true", root.join("bin/link")).unwrap();
+    let with = |c: &str, extra: &str| f.plan(&format!("[exec]\ncommand = [\"{c}\"]\n{extra}"), &[]);
+    with("/bin/link", "").unwrap();
+    with("/var/run/../../bin/true", "").unwrap();
+    let p = with("/usr/bin", "").unwrap_err();
+    assert!(p[0].contains(":2:11: exec.command: `/usr/bin` is a directory, not a program; name the program inside it"), "{p:#?}");
+    let p = with("/etc/hosts", "").unwrap_err();
+    assert!(p[0].contains("exec.command: the program `/etc/hosts` is not executable (mode 0644); make it executable"), "{p:#?}");
+    let p = with("/bin/nope", "").unwrap_err();
+    assert!(p[0].contains("exec.command: the program `/bin/nope` does not exist in the sandbox: there is no `/bin/nope` in the sandbox root `/`"), "{p:#?}");
+    // Below a hidden directory nothing is left.
+    let p = with("/bin/true", "[filesystem]\nhide = [\"/bin\"]\n").unwrap_err();
+    assert!(
+        p[0].contains("`/bin` is hidden by filesystem.hide and empty"),
+        "{p:#?}"
+    );
+    // Without a mount namespace the service sees the host as it is.
+    let p = with("/usr/bin", "[namespaces]\nmount = false\n[filesystem]\nread_only = false\nprivate_tmp = false\nprivate_dev = false\nproc = false\n").unwrap_err();
+    assert!(p[0].contains("is a directory, not a program"), "{p:#?}");
+    // In another root, the program is looked up there.
+    let p = with("/usr/bin", "[filesystem]\nroot = \"/srv/rootfs\"\nprivate_tmp = false\nprivate_dev = false\nproc = false\n").unwrap_err();
+    assert!(
+        p[0].contains("there is no `/usr/bin` in the sandbox root `/srv/rootfs`"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn hiding_what_stockade_mounts_is_refused() {
+    let f = Fixture::new(0);
+    let hide = |h: &str, extra: &str| {
+        f.plan(
+            &format!("{MIN}[filesystem]\nhide = [\"{h}\"]\n{extra}"),
+            &[],
+        )
+    };
+    for (h, msg) in [
+        ("/dev", "cannot hide `/dev`: stockade mounts it itself (filesystem.private_dev); turn that off, or hide paths below it"),
+        ("/proc", "cannot hide `/proc`: stockade mounts it itself (filesystem.proc)"),
+        ("/sys", "cannot hide `/sys`: stockade mounts it itself (a fresh sysfs, for namespaces.net)"),
+        ("/dev/shm", "cannot hide `/dev/shm`: stockade mounts it itself (filesystem.private_dev)"),
+        ("/var", "cannot hide `/var`: stockade mounts `/var/tmp` below it (filesystem.private_tmp); turn that off, or hide paths beside it"),
+    ] {
+        let p = hide(h, "").unwrap_err();
+        assert!(p[0].contains(&format!(":4:8: filesystem.hide: {msg}")), "{p:#?}");
+    }
+    // What stockade does not mount may be hidden.
+    hide("/dev", "private_dev = false\n").unwrap();
+    hide("/var/lib", "").unwrap();
+    // A [[mount]] inside a hidden path is refused at the mount.
+    let p = hide("/run", "[[mount]]\ntype = \"tmpfs\"\ntarget = \"/run\"\n").unwrap_err();
+    assert!(
+        p[0].contains("mount[1].target: `/run` is inside the hidden path `/run`"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn nofile_may_not_exceed_the_kernels_nr_open() {
+    let f = Fixture::new(0);
+    fs::create_dir_all(f.host.root.join("proc/sys/fs")).unwrap();
+    fs::write(f.host.root.join("proc/sys/fs/nr_open"), "1048576\n").unwrap();
+    let p = f
+        .plan(
+            &format!("{MIN}rlimits = {{ nofile = 1048576, core = 0 }}\n"),
+            &[],
+        )
+        .unwrap();
+    assert!(p.finals.rlimits.contains(&(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        Limit::Value(1048576)
+    )));
+    let p = f.problems(&format!("{MIN}rlimits = {{ nofile = 1048577 }}\n"));
+    assert!(p[0].contains(":3:22: exec.rlimits.nofile: 1048577 is above the kernel's limit fs.nr_open = 1048576; use at most 1048576, or raise it with `sysctl fs.nr_open=1048577`"), "{p:#?}");
+}
+
+#[test]
+fn the_hostname_defaults_to_the_profile_name_with_a_uts_namespace() {
+    let f = Fixture::new(0);
+    assert_eq!(f.plan(MIN, &[]).unwrap().hostname.as_deref(), Some("p"));
+    // A name that is no hostname does not make a default profile invalid.
+    let p = f.plan_as("my_svc", MIN).unwrap();
+    assert_eq!(p.hostname.as_deref(), Some("my-svc"));
+    let p = f
+        .plan(
+            &format!("{MIN}[network]\nhostname = \"web.example\"\n"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(p.hostname.as_deref(), Some("web.example"));
+    let p = f
+        .plan(&format!("{MIN}[namespaces]\nuts = false\n"), &[])
+        .unwrap();
+    assert_eq!(p.hostname, None);
+}
+
+#[test]
+fn hostnames_made_of_profile_names_are_valid() {
+    let long = "a".repeat(100);
+    for (name, host) in [
+        ("redis", "redis"),
+        ("my_svc", "my-svc"),
+        ("_x_", "x"),
+        ("a..b", "a.b"),
+        ("web@1.-x-", "web-1.x"),
+        ("...", "stockade"),
+        ("ünï", "n"),
+        (long.as_str(), &long[..64]),
+    ] {
+        let h = super::hostname_for(name);
+        assert_eq!(h, host, "{name}");
+        assert_eq!(crate::profile::validate::hostname_problem(&h), None, "{h}");
+    }
+    let labels = format!("{}.{}", "a".repeat(63), "b".repeat(10));
+    let h = super::hostname_for(&labels);
+    assert!(
+        h.len() <= 64 && crate::profile::validate::hostname_problem(&h).is_none(),
+        "{h}"
+    );
+}
+
+#[test]
+fn deny_lists_may_not_deny_what_stockade_needs_after_the_filter() {
+    let f = Fixture::new(0);
+    let deny = |list: &str, extra: &str| {
+        f.plan(
+            &format!("{MIN}[security]\nsyscall_deny = [{list}]\n{extra}"),
+            &[],
+        )
+    };
+    let p = deny("\"execve\"", "").unwrap_err();
+    assert!(p[0].contains(":4:16: security.syscall_deny: cannot deny execve: stockade execs the service after installing the filter; denying execve would deny the service itself; remove it from the list"), "{p:#?}");
+    // The same in an allow-list, where it used to be put back silently.
+    let p = deny("\"write\"", "syscall_filter = [\"@system-service\"]\n").unwrap_err();
+    assert!(
+        p[0].contains("cannot deny write: stockade reports a failed exec"),
+        "{p:#?}"
+    );
+    let p = deny("\"@default\"", "").unwrap_err();
+    assert!(p[0].contains("security.syscall_deny: `@default` contains execve, which stockade cannot deny: stockade execs the service"), "{p:#?}");
+    assert!(p[1].contains("`@default` contains exit_group"), "{p:#?}");
+    // With no_new_privs nothing needs capset after the filter: denying it means it.
+    let s = deny("\"@privileged\", \"capget\"", "")
+        .unwrap()
+        .finals
+        .syscalls;
+    assert!(s.listed.contains("capset") && s.listed.contains("capget"));
+    let s = deny("\"@resources\"", "syscall_filter = [\"@system-service\"]\n")
+        .unwrap()
+        .finals
+        .syscalls;
+    assert!(s.listed.contains("execve") && !s.listed.contains("setrlimit"));
+    let p = deny("\"@privileged\"", "no_new_privileges = false\n").unwrap_err();
+    assert!(p[0].contains("`@privileged` contains capset, which stockade cannot deny: without no_new_privileges, stockade installs the filter with CAP_SYS_ADMIN"), "{p:#?}");
+    let p = deny("\"capget\"", "no_new_privileges = false\n").unwrap_err();
+    assert!(
+        p[0].contains("cannot deny capget: ")
+            && p[0].ends_with("set `no_new_privileges = true` to deny it"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn the_baseline_denies_nothing_stockade_needs_after_the_filter() {
+    let s = default_baseline();
+    for call in ["execve", "write", "exit_group", "capget", "capset"] {
+        assert!(!s.listed.contains(call), "{call}");
+    }
 }

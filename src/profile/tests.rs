@@ -266,6 +266,72 @@ fn hostname_needs_uts() {
 }
 
 #[test]
+fn invalid_hostnames_are_refused_at_their_key() {
+    let long = "a".repeat(65);
+    for (name, why) in [
+        ("..", "it has an empty label"),
+        ("", "it is empty"),
+        (
+            long.as_str(),
+            "it has 65 characters, more than the kernel's 64",
+        ),
+        (
+            "my_svc",
+            "`_` is not allowed; use letters, digits, `-` and `.`",
+        ),
+        ("-web", "the label `-web` starts or ends with `-`"),
+        ("web-", "the label `web-` starts or ends with `-`"),
+        ("a.-b.c", "the label `-b` starts or ends with `-`"),
+        ("a..b", "it has an empty label"),
+        ("a.", "it has an empty label"),
+        (".a", "it has an empty label"),
+    ] {
+        let d = Dir::new(&[(
+            "h.toml",
+            &format!("{MIN}[network]\nhostname = \"{name}\"\n"),
+        )]);
+        let p = one_problem(&d, "h");
+        assert!(
+            p.contains(&format!(
+                "h.toml:4:12: network.hostname: `{name}` is not a valid hostname: {why}"
+            )),
+            "{name}: {p}"
+        );
+    }
+    for ok in ["web", "web-1.example.org", "A1", &"a".repeat(64)] {
+        let d = Dir::new(&[("h.toml", &format!("{MIN}[network]\nhostname = \"{ok}\"\n"))]);
+        d.load("h")
+            .unwrap_or_else(|e| panic!("{ok}: {:#?}", e.lines()));
+    }
+}
+
+#[test]
+fn nofile_cannot_be_infinity() {
+    let d = Dir::new(&[(
+        "n.toml",
+        &format!("{MIN}rlimits = {{ nofile = \"infinity\", nproc = \"infinity\" }}\n"),
+    )]);
+    assert!(
+        one_problem(&d, "n").contains("n.toml:3:22: exec.rlimits.nofile: cannot be infinity: the kernel caps open files at fs.nr_open"),
+        "{:#?}",
+        d.problems("n")
+    );
+}
+
+#[test]
+fn rlimit_names_are_one_table_of_distinct_resources() {
+    use crate::profile::validate::{rlimit, RLIMITS};
+    for (name, res) in RLIMITS {
+        assert_eq!(rlimit(name), Some(res));
+        assert_eq!(
+            format!("{res:?}"),
+            format!("RLIMIT_{}", name.to_uppercase())
+        );
+    }
+    assert_eq!(rlimit("nofiles"), None);
+}
+
+#[test]
 fn unknown_capability_and_rlimit_get_suggestions() {
     let d = Dir::new(&[(
         "c.toml",

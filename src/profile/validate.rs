@@ -6,29 +6,36 @@ use super::problem::{closest, At, Problem};
 use super::schema::Profile;
 use super::source::{FileId, Src};
 use super::syscalls;
-use super::values::{IdRange, MountType, Size};
+use super::values::{IdRange, Limit, MountType, Size};
+use nix::sys::resource::Resource;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Resource limit names, as in `prlimit(1)` and systemd's `Limit*=` without the prefix.
-pub const RLIMITS: [&str; 16] = [
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
+/// Resource limit names, as in `prlimit(1)` and systemd's `Limit*=` without the prefix, with
+/// the resource each one sets: the one list validation, the plan and the sandbox use.
+pub const RLIMITS: [(&str, Resource); 16] = [
+    ("as", Resource::RLIMIT_AS),
+    ("core", Resource::RLIMIT_CORE),
+    ("cpu", Resource::RLIMIT_CPU),
+    ("data", Resource::RLIMIT_DATA),
+    ("fsize", Resource::RLIMIT_FSIZE),
+    ("locks", Resource::RLIMIT_LOCKS),
+    ("memlock", Resource::RLIMIT_MEMLOCK),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE),
+    ("nice", Resource::RLIMIT_NICE),
+    ("nofile", Resource::RLIMIT_NOFILE),
+    ("nproc", Resource::RLIMIT_NPROC),
+    ("rss", Resource::RLIMIT_RSS),
+    ("rtprio", Resource::RLIMIT_RTPRIO),
+    ("rttime", Resource::RLIMIT_RTTIME),
+    ("sigpending", Resource::RLIMIT_SIGPENDING),
+    ("stack", Resource::RLIMIT_STACK),
 ];
+
+/// The resource a profile's rlimit name sets.
+pub fn rlimit(name: &str) -> Option<Resource> {
+    RLIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+}
 
 /// The capability a profile name means: `net_bind_service`, `CAP_NET_BIND_SERVICE`, ... .
 pub fn capability(name: &str) -> Option<caps::Capability> {
@@ -93,6 +100,41 @@ pub fn cpu_list(text: &str) -> Result<Vec<u32>, String> {
         cpus.extend(a..=b);
     }
     Ok(cpus)
+}
+
+/// The kernel's limit on a hostname's length (HOST_NAME_MAX).
+pub const HOSTNAME_MAX: usize = 64;
+
+/// Why `name` is not a hostname (RFC 1123 labels: letters, digits and `-`, separated by
+/// single dots, no label starting or ending with `-`), or None when it is one.
+pub fn hostname_problem(name: &str) -> Option<String> {
+    let fix = "use letters, digits, `-` and `.`";
+    if name.is_empty() {
+        return Some("it is empty; leave network.hostname out for the profile's name".into());
+    }
+    if name.len() > HOSTNAME_MAX {
+        return Some(format!(
+            "it has {} characters, more than the kernel's {HOSTNAME_MAX}; shorten it",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && *c != '-' && *c != '.')
+    {
+        return Some(format!("`{c}` is not allowed; {fix}"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty label (a leading, trailing or doubled `.`); write labels separated by single dots".into());
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!(
+                "the label `{label}` starts or ends with `-`; put `-` only between letters or digits"
+            ));
+        }
+    }
+    None
 }
 
 /// Characters systemd accepts in a unit name.
@@ -173,15 +215,17 @@ impl Validator<'_> {
             }
         }
         for (name, val) in &e.rlimits {
-            if !RLIMITS.contains(&name.as_str()) {
+            if rlimit(name).is_none() {
                 self.out.push(
                     Problem::at(
                         val.origin,
                         &format!("exec.rlimits.{name}"),
                         "unknown resource limit",
                     )
-                    .suggest(closest(name, RLIMITS)),
+                    .suggest(closest(name, RLIMITS.iter().map(|(n, _)| *n))),
                 );
+            } else if name == "nofile" && val.value == Limit::Infinity {
+                self.err(val, "exec.rlimits.nofile", "cannot be infinity: the kernel caps open files at fs.nr_open (see /proc/sys/fs/nr_open); give a number");
             }
         }
     }
@@ -210,20 +254,11 @@ impl Validator<'_> {
                     "setting a hostname needs `uts = true` in [namespaces]",
                 );
             }
-            let ok = !h.value.is_empty()
-                && h.value.len() <= 64
-                && !h.value.starts_with('-')
-                && h.value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !ok {
+            if let Some(why) = hostname_problem(&h.value) {
                 self.err(
                     h,
                     "network.hostname",
-                    format!(
-                        "`{}` is not a valid hostname (letters, digits, `-` and `.`, at most 64)",
-                        h.value
-                    ),
+                    format!("`{}` is not a valid hostname: {why}", h.value),
                 );
             }
         }

@@ -7,7 +7,7 @@ use super::error::{check, SetupError};
 use super::{seccomp, sys};
 use crate::plan::{Access, Credentials, FinalSteps, LaunchPlan};
 use caps::{CapSet, Capability, CapsHashSet};
-use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::resource::setrlimit;
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
 
@@ -122,32 +122,13 @@ fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), S
 }
 
 fn rlimits(f: &FinalSteps) -> Result<(), SetupError> {
-    for (name, limit) in &f.rlimits {
-        let res = match name.as_str() {
-            "as" => Resource::RLIMIT_AS,
-            "core" => Resource::RLIMIT_CORE,
-            "cpu" => Resource::RLIMIT_CPU,
-            "data" => Resource::RLIMIT_DATA,
-            "fsize" => Resource::RLIMIT_FSIZE,
-            "locks" => Resource::RLIMIT_LOCKS,
-            "memlock" => Resource::RLIMIT_MEMLOCK,
-            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
-            "nice" => Resource::RLIMIT_NICE,
-            "nofile" => Resource::RLIMIT_NOFILE,
-            "nproc" => Resource::RLIMIT_NPROC,
-            "rss" => Resource::RLIMIT_RSS,
-            "rtprio" => Resource::RLIMIT_RTPRIO,
-            "rttime" => Resource::RLIMIT_RTTIME,
-            "sigpending" => Resource::RLIMIT_SIGPENDING,
-            "stack" => Resource::RLIMIT_STACK,
-            _ => continue, // validation rejected every other name
-        };
+    for &(res, limit) in &f.rlimits {
         let v = match limit {
-            crate::profile::values::Limit::Value(v) => *v,
+            crate::profile::values::Limit::Value(v) => v,
             crate::profile::values::Limit::Infinity => libc::RLIM_INFINITY,
         };
         check(setrlimit(res, v, v), "set a resource limit", || {
-            format!("setrlimit(RLIMIT_{}, {v}, {v})", name.to_uppercase())
+            format!("setrlimit({res:?}, {v}, {v})")
         })?;
     }
     Ok(())
@@ -270,12 +251,14 @@ fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
         })
     };
     // Inheritable first (needs the full effective set), then effective and permitted down,
-    // keeping CAP_SYS_ADMIN a little longer if we hold it: it installs the seccomp filter
-    // without forcing no_new_privs on profiles that turned it off.
+    // keeping CAP_SYS_ADMIN a little longer if we hold it and the profile turned
+    // no_new_privs off: it installs the seccomp filter without forcing no_new_privs. With
+    // no_new_privs the filter needs no capability, so nothing is left to drop after it (and
+    // the filter may deny capset, as the plan promises).
     set(CapSet::Inheritable)?;
     let admin = caps::has_cap(None, CapSet::Permitted, Capability::CAP_SYS_ADMIN).unwrap_or(false);
     let mut until_filter = keep.clone();
-    if admin {
+    if admin && !f.no_new_privs {
         until_filter.insert(Capability::CAP_SYS_ADMIN);
     }
     for which in [CapSet::Effective, CapSet::Permitted] {

@@ -495,21 +495,32 @@ fn seccomp_allow_list_errno_and_kill() {
     );
 }
 
-/// stockade's own last steps survive the narrowest allow-list: it drops CAP_SYS_ADMIN after
-/// installing the filter and reports a failed exec through it.
+/// stockade's own last steps survive the narrowest allow-list: it reports a failed exec
+/// through the filter, and without no_new_privileges it drops CAP_SYS_ADMIN after it.
 #[test]
 fn narrow_allow_list_still_reports_a_failed_exec() {
     require_root();
     let m = marker();
     let profiles = Profiles::new();
-    let p = profiles.write(
-        "narrow",
-        &format!("[exec]\ncommand = [\"/nonexistent-{m}\"]\n[security]\nsyscall_filter = [\"@basic-io\"]\n"),
-    );
-    let out = Run::profile(&p, &m).output();
-    let e = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(127), "{e}");
-    assert!(e.contains("execve") && e.contains("no such file"), "{e}");
+    // A program the plan finds executable whose interpreter is missing: only execve can
+    // tell (a missing program is refused by the plan already).
+    let script = profiles.path().join("script");
+    fs::write(&script, format!("#!/nonexistent-{m}\n")).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    for nnp in ["true", "false"] {
+        let p = profiles.write(
+            "narrow",
+            &format!("[exec]\ncommand = [\"{}\"]\n[filesystem]\nprivate_tmp = false\n[security]\nsyscall_filter = [\"@basic-io\"]\nno_new_privileges = {nnp}\n", script.display()),
+        );
+        let out = Run::profile(&p, &m).output();
+        let e = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(127),
+            "no_new_privileges = {nnp}: {e}"
+        );
+        assert!(e.contains("execve") && e.contains("no such file"), "{e}");
+    }
 }
 
 /// syscall_log lets a denied call run (the kernel logs it), where the errno action fails it.

@@ -73,6 +73,49 @@ fn hostname_is_set() {
     assert_eq!(v["hostname"], "probe-host");
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_ne!(host.trim(), "probe-host", "the host's hostname changed");
+    // Without network.hostname the sandbox is named after its profile, not after the host.
+    let (_, v) = probe("");
+    assert_eq!(v["hostname"], "probe");
+}
+
+#[test]
+fn check_refuses_a_missing_workdir_and_a_directory_command_as_run_would() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write(
+        "broken",
+        &format!("[exec]\ncommand = [\"/usr/bin\", \"marker-{m}\"]\nworkdir = \"/nonexistent/stockade-{m}\"\n"),
+    );
+    let check = |p: &std::path::Path| {
+        let snap = Snapshot::take();
+        let out = Command::new(stockade_bin())
+            .arg("check")
+            .arg(p)
+            .output()
+            .unwrap();
+        snap.assert_unchanged(&m);
+        out
+    };
+    let out = check(&p);
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    let file = p.display();
+    assert!(e.contains(&format!("{file}:2:11: exec.command: `/usr/bin` is a directory, not a program; name the program inside it")), "{e}");
+    assert!(e.contains(&format!("{file}:3:11: exec.workdir: the working directory `/nonexistent/stockade-{m}` does not exist in the sandbox: there is no `/nonexistent` in the sandbox root `/`; choose one that does, or mount one there")), "{e}");
+    assert!(!text(&out.stdout).contains("ok"), "{}", text(&out.stdout));
+    // run refuses it the same way, before starting anything (it used to exit 126 from
+    // inside the sandbox).
+    let out = Run::profile(&p, &m).output();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("exec.command: `/usr/bin` is a directory"));
+    // What the checks accept starts.
+    let fine = profiles.write("fine", &sh_profile("pwd", &m, "workdir = \"/usr/bin\"\n"));
+    let out = check(&fine);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = Run::profile(&fine, &m).output();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "/usr/bin");
 }
 
 #[test]
@@ -136,6 +179,15 @@ fn capabilities_are_exactly_the_kept_ones() {
         );
     }
     assert_eq!(v["nnp"], "0");
+}
+
+#[test]
+fn denying_capset_is_honoured_under_no_new_privileges() {
+    // @privileged holds capset; with no_new_privs stockade needs no capset after the filter
+    // (it used to drop CAP_SYS_ADMIN there, which this deny-list would have refused).
+    let (_, v) = probe("[security]\nsyscall_deny = [\"@privileged\"]\n");
+    assert_eq!(v["CapEff"], "0000000000000000");
+    assert_eq!(v["nnp"], "1");
 }
 
 #[test]
