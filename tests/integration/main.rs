@@ -5,6 +5,7 @@
 mod common;
 mod escape;
 mod harness;
+mod walls;
 
 use harness::*;
 use std::fs;
