@@ -201,8 +201,14 @@ fn notify_relays_of_other_sandboxes_are_invisible() {
             "the relay passed on another sandbox's message: {msg}"
         );
     }
-    victim.kill().unwrap();
+    // A clean stop, as a unit's would be: the relay goes with the supervisor.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     victim.wait().unwrap();
+    assert!(!Path::new(&relay).exists(), "relay {relay} left behind");
     snap.assert_unchanged(&m);
 }
 
