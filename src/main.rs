@@ -6,6 +6,7 @@ mod host;
 mod plan;
 mod profile;
 mod sandbox;
+mod sys;
 mod systemd;
 
 use clap::Parser;
@@ -119,7 +120,7 @@ fn load_and_plan(
         under_unit: std::env::var_os("INVOCATION_ID").is_some(),
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
-        landlock_abi: sandbox::sys::landlock_abi(),
+        landlock_abi: sys::landlock_abi(),
     };
     let render = |problems: Vec<profile::Problem>| -> Vec<String> {
         let problems: profile::Problems = problems.into_iter().collect();
@@ -178,7 +179,7 @@ fn run(arg: &str, args: Vec<String>, search: &SearchPath) -> ExitCode {
             drop(manager);
             if let sandbox::ServiceEnd::Killed(sig) = outcome.service {
                 if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
-                    sandbox::sys::die_by_signal(sig);
+                    sys::die_by_signal(sig);
                 }
             }
             ExitCode::from(outcome.code())

@@ -51,8 +51,7 @@ impl Host {
         if let Some(own) = &f.own {
             let dir = host_mount.join(own.trim_start_matches('/'));
             f.own_controllers = words(&dir.join("cgroup.controllers"));
-            f.delegated =
-                crate::sandbox::sys::getxattr(&dir, "trusted.delegate").is_some_and(|v| v == b"1");
+            f.delegated = crate::sys::getxattr(&dir, "trusted.delegate").is_some_and(|v| v == b"1");
         }
         f
     }

@@ -4,8 +4,9 @@
 //! capabilities in every set including ambient; no_new_privs; descriptors closed; exec.
 
 use super::error::{check, SetupError};
-use super::{seccomp, sys};
+use super::seccomp;
 use crate::plan::{Access, Credentials, FinalSteps, LaunchPlan};
+use crate::sys;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::sys::resource::setrlimit;
 use nix::unistd::{Gid, Uid};

@@ -8,8 +8,9 @@
 
 use super::channel::{ChildEnd, ServiceEnd, StatusWriter};
 use super::error::{check, SetupError};
-use super::{exec, mounts, sys, Runtime, FORWARDED};
+use super::{exec, mounts, Runtime, FORWARDED};
 use crate::plan::{LaunchPlan, Namespace};
+use crate::sys;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;

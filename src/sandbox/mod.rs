@@ -17,12 +17,12 @@ mod journal;
 mod mounts;
 mod notify;
 mod seccomp;
-pub mod sys;
 
 pub use channel::ServiceEnd;
 pub use error::SetupError;
 
 use crate::plan::{IdMaps, LaunchPlan, Namespace, ScopeSpec, Volume};
+use crate::sys;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
