@@ -275,17 +275,7 @@ impl Drop for InitGuard {
 
 /// The cgroup v2 directory a process is in, as a host path.
 fn cgroup_of(pid: Pid) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.as_raw())).ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    let mount = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_owned())
-        })
-        .min_by_key(String::len)?;
-    Some(PathBuf::from(mount).join(rel.trim_start_matches('/')))
+    crate::host::Host::current().cgroup_dir_of(pid.as_raw() as u32)
 }
 
 fn describe_flags(plan: &LaunchPlan) -> String {
