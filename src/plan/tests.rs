@@ -911,3 +911,24 @@ fn the_baseline_denies_nothing_stockade_needs_after_the_filter() {
         assert!(!s.listed.contains(call), "{call}");
     }
 }
+
+#[test]
+fn the_namespace_table_and_the_schema_name_the_same_keys() {
+    use crate::profile::schema::Namespaces;
+    use crate::profile::Section;
+    let table: Vec<&str> = Namespace::ALL.iter().map(|r| r.key).collect();
+    let schema: Vec<&str> = Namespaces::KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(table, schema);
+    for row in Namespace::ALL {
+        assert_eq!(row.ns.row().key, row.key);
+    }
+}
+
+#[test]
+fn every_resource_key_has_its_controller() {
+    use crate::profile::schema::Resources;
+    use crate::profile::Section;
+    let table: Vec<&str> = cgroup::CONTROLLERS.iter().map(|(k, _)| *k).collect();
+    let schema: Vec<&str> = Resources::KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(table, schema);
+}

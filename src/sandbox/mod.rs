@@ -104,31 +104,21 @@ pub struct Runtime {
 /// creates the others itself with unshare(2), in parallel with the supervisor's cgroup
 /// placement, so their cost (a network namespace's above all) overlaps the D-Bus calls.
 fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
-    let mut flags = 0;
-    if plan.has(Namespace::User) {
-        flags |= libc::CLONE_NEWUSER;
-    }
-    if plan.has(Namespace::Pid) {
-        flags |= libc::CLONE_NEWPID;
-    }
-    flags
+    [Namespace::User, Namespace::Pid]
+        .into_iter()
+        .filter(|&ns| plan.has(ns))
+        .fold(0, |acc, ns| acc | ns.row().flag)
 }
 
 /// The namespaces init unshares once its id maps are written. The cgroup namespace is not
 /// among them: it comes last, once init sits in its final cgroup.
 pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
-    use nix::sched::CloneFlags as F;
-    plan.namespaces
+    let bits = plan
+        .namespaces
         .iter()
-        .map(|ns| match ns {
-            Namespace::Mount => F::CLONE_NEWNS,
-            Namespace::Net => F::CLONE_NEWNET,
-            Namespace::Ipc => F::CLONE_NEWIPC,
-            Namespace::Uts => F::CLONE_NEWUTS,
-            Namespace::Time => F::from_bits_retain(libc::CLONE_NEWTIME),
-            Namespace::User | Namespace::Pid | Namespace::Cgroup => F::empty(),
-        })
-        .fold(F::empty(), |acc, f| acc | f)
+        .filter(|ns| !matches!(ns, Namespace::User | Namespace::Pid | Namespace::Cgroup))
+        .fold(0, |acc, ns| acc | ns.row().flag);
+    nix::sched::CloneFlags::from_bits_retain(bits)
 }
 
 /// Runs the plan to the end and returns how the service ended.
@@ -278,15 +268,12 @@ fn cgroup_of(pid: Pid) -> Option<PathBuf> {
     crate::host::Host::current().cgroup_dir_of(pid.as_raw() as u32)
 }
 
+/// The names of the flags init is cloned with, for the error when the clone is refused.
 fn describe_flags(plan: &LaunchPlan) -> String {
-    plan.namespaces
-        .iter()
-        .map(|ns| {
-            format!(
-                "CLONE_NEW{}",
-                format!("{ns:?}").to_uppercase().replace("MOUNT", "NS")
-            )
-        })
+    [Namespace::User, Namespace::Pid]
+        .into_iter()
+        .filter(|&ns| plan.has(ns))
+        .map(|ns| ns.row().flag_name)
         .collect::<Vec<_>>()
         .join("|")
 }
