@@ -43,12 +43,16 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// A [`Manager`]'s own error, kept whole (the systemd stage's typed error) without the
+/// sandbox naming its type.
+pub type ManagerError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What the supervisor needs from systemd; implemented outside the sandbox stage so this
 /// module never touches D-Bus, and called only after the last clone.
 pub trait Manager {
     /// Registers a transient scope holding `init` (a host pid) and waits until systemd
     /// confirms it. Returns the scope's cgroup directory for reading its events later.
-    fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), String>;
+    fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), ManagerError>;
     /// Passes one sd_notify message of the service on to the unit's notify socket.
     fn relay_notify(&mut self, message: &str);
 }
@@ -78,6 +82,12 @@ pub enum Error {
     Setup(#[from] SetupError),
     #[error("{message}")]
     Child { exit_code: u8, message: String },
+    #[error("register the scope {unit}: {source}")]
+    Scope {
+        unit: String,
+        #[source]
+        source: ManagerError,
+    },
 }
 
 impl Error {
@@ -85,6 +95,7 @@ impl Error {
         match self {
             Error::Setup(e) => e.exit_code,
             Error::Child { exit_code, .. } => *exit_code,
+            Error::Scope { .. } => 125,
         }
     }
 }
@@ -185,6 +196,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
                 format!("clone({})", describe_flags(plan)),
                 errno,
             )
+            .failed_in(error::Call::Clone)
             .into())
         }
         Ok(sys::Forked::Child) => {
@@ -211,7 +223,10 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
         crate::plan::CgroupPlan::Scope(spec) => {
             manager
                 .register_scope(spec, init.as_raw() as u32)
-                .map_err(|e| SetupError::other(format!("register the scope {}", spec.unit), e))?;
+                .map_err(|source| Error::Scope {
+                    unit: spec.unit.clone(),
+                    source,
+                })?;
             let dir = cgroup_of(init);
             cgroup::check_controllers(dir.as_deref(), &spec.controllers, &spec.unit)?;
             dir
@@ -284,11 +299,16 @@ fn write_idmaps(init: Pid, maps: &IdMaps) -> Result<(), SetupError> {
         let path = format!("{proc}/{file}");
         std::fs::write(&path, text).map_err(|e| {
             let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-            SetupError::sys(
+            let e = SetupError::sys(
                 "write the id map",
                 format!("write({path:?}, {text:?})"),
                 errno,
-            )
+            );
+            // setgroups is written on the way, but only the maps' refusals have a hint.
+            match file {
+                "uid_map" | "gid_map" => e.failed_in(error::Call::IdMap),
+                _ => e,
+            }
         })
     };
     let lines = |ranges: &[crate::profile::values::IdRange]| {
