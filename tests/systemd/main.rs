@@ -427,11 +427,18 @@ fn shipped_profiles_check_and_show() {
         // Every problem is a limit this bed cannot enforce, and check says so before run.
         assert!(!o.status.success());
         assert!(text(&o.stdout).contains("hello: ok"), "{}", text(&o.stdout));
-        let problems: Vec<String> = text(&o.stderr)
+        let mut problems: Vec<String> = text(&o.stderr)
             .lines()
             .filter(|l| !l.starts_with("warning: "))
             .map(str::to_owned)
             .collect();
+        // check ends with its count of failed profiles: hello passes, the daemons fail.
+        assert_eq!(
+            problems.pop().as_deref(),
+            Some("stockade: 4 of 5 profiles have problems"),
+            "{}",
+            text(&o.stderr)
+        );
         assert!(!problems.is_empty());
         for l in &problems {
             assert!(l.contains("needs the cgroup v2 `"), "{l}");
