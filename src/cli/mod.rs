@@ -1,6 +1,17 @@
-//! Command-line definitions (clap). Glue only: parsing, help text and examples; `main.rs`
-//! wires the subcommands to the stages and maps errors to exit codes.
+//! The command line: clap definitions (parsing, help text, examples) here, one file per
+//! subcommand beside them, and the glue they share (the search path, loading and planning a
+//! profile with this host's facts). Glue only: every decision belongs to a stage; `main.rs`
+//! dispatches and maps errors to exit codes.
 
+pub mod check;
+pub mod completions;
+pub mod logging;
+pub mod run;
+pub mod show;
+
+use crate::error::Error;
+use crate::profile::{self, SearchPath};
+use crate::{host, plan, sys};
 use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -69,6 +80,62 @@ pub enum Command {
         /// Profile name or path to a .toml file
         profile: String,
     },
+}
+
+/// The profile search path of this invocation, and whose files root may trust.
+pub fn search_path(cli: &Cli) -> SearchPath {
+    let mut search = SearchPath::new(
+        &cli.profile_path,
+        std::env::var_os("STOCKADE_PROFILE_PATH").as_deref(),
+    );
+    if nix::unistd::geteuid().is_root() {
+        // Root runs what the profile says: only root, or the admin who ran sudo (who could
+        // do anything anyway), may have written it.
+        let mut owners = vec![0];
+        owners.extend(
+            std::env::var("SUDO_UID")
+                .ok()
+                .and_then(|u| u.parse::<u32>().ok()),
+        );
+        search.trusted_owners = Some(owners);
+    }
+    search
+}
+
+/// Loads and plans a profile against this host and invocation. Returns the plan with its
+/// notes (the holes in the default walls the profile opened) rendered.
+pub fn load_and_plan(
+    arg: &str,
+    extra_args: Vec<String>,
+    search: &SearchPath,
+) -> Result<(plan::LaunchPlan, Vec<String>), Error> {
+    let loaded = profile::load(arg, search).map_err(|inv| Error::Invalid { lines: inv.lines() })?;
+    let host = host::Host::current();
+    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let inv = plan::Invocation {
+        extra_args,
+        env: std::env::vars().collect(),
+        volume_dir: plan::VOLUME_DIR.into(),
+        id: std::process::id(),
+        cgroup: host.cgroup_facts(&own_cgroup),
+        under_unit: std::env::var_os("INVOCATION_ID").is_some(),
+        notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
+        ids_dir: plan::IDS_DIR.into(),
+        landlock_abi: sys::landlock_abi(),
+    };
+    let render = |problems: Vec<profile::Problem>| -> Vec<String> {
+        let problems: profile::Problems = problems.into_iter().collect();
+        problems.render(&loaded.sources)
+    };
+    match plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv) {
+        Ok(plan) => {
+            let notes = render(plan.notes.clone());
+            Ok((plan, notes))
+        }
+        Err(problems) => Err(Error::Invalid {
+            lines: render(problems),
+        }),
+    }
 }
 
 #[cfg(test)]

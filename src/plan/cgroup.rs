@@ -7,7 +7,7 @@ use crate::host::CgroupFacts;
 use crate::profile::schema::{or, Resources};
 use crate::profile::validate::{cpu_list, valid_unit_name};
 use crate::profile::values::{CgroupMode, Limit, Size};
-use crate::profile::{Profile, Src};
+use crate::profile::{Profile, Section, Src};
 use std::path::PathBuf;
 
 /// A D-Bus property value, typed as systemd expects it.
@@ -60,23 +60,25 @@ pub struct Leaves {
     pub limits: Vec<(&'static str, String)>,
 }
 
-/// The controller each limit needs.
+/// The cgroup v2 controller each `[resources]` key needs: the one table of them (the keys
+/// themselves are the schema's; a test keeps every key in this table).
+pub const CONTROLLERS: [(&str, &str); 8] = [
+    ("memory_max", "memory"),
+    ("memory_high", "memory"),
+    ("memory_swap_max", "memory"),
+    ("cpu_quota", "cpu"),
+    ("cpu_weight", "cpu"),
+    ("tasks_max", "pids"),
+    ("io_weight", "io"),
+    ("allowed_cpus", "cpuset"),
+];
+
+/// The limits the profile sets, each with the controller it needs.
 fn needed(r: &Resources) -> Vec<(&'static str, &'static str)> {
-    let mut v = Vec::new();
-    let mut add = |set: bool, key, ctl| {
-        if set {
-            v.push((key, ctl))
-        }
-    };
-    add(r.memory_max.is_some(), "memory_max", "memory");
-    add(r.memory_high.is_some(), "memory_high", "memory");
-    add(r.memory_swap_max.is_some(), "memory_swap_max", "memory");
-    add(r.cpu_quota.is_some(), "cpu_quota", "cpu");
-    add(r.cpu_weight.is_some(), "cpu_weight", "cpu");
-    add(r.tasks_max.is_some(), "tasks_max", "pids");
-    add(r.io_weight.is_some(), "io_weight", "io");
-    add(r.allowed_cpus.is_some(), "allowed_cpus", "cpuset");
-    v
+    r.set_leaves()
+        .into_iter()
+        .filter_map(|key| CONTROLLERS.iter().find(|(k, _)| *k == key).copied())
+        .collect()
 }
 
 fn size_u64(s: &Option<Src<Size>>) -> Option<u64> {

@@ -54,6 +54,71 @@ pub enum Namespace {
     Time,
 }
 
+/// One row of [`Namespace::ALL`].
+#[derive(Debug, Clone, Copy)]
+pub struct NamespaceRow {
+    pub ns: Namespace,
+    /// Its key in `[namespaces]`.
+    pub key: &'static str,
+    /// Its clone(2)/unshare(2) flag, and that flag's name for error messages.
+    pub flag: libc::c_int,
+    pub flag_name: &'static str,
+}
+
+impl Namespace {
+    /// Every namespace, in the order they are listed and created: the one table the planner,
+    /// the sandbox's clone and unshare, and their error messages use. The profile's schema
+    /// names the same keys (a test keeps the two equal).
+    pub const ALL: [NamespaceRow; 8] = {
+        const fn row(
+            ns: Namespace,
+            key: &'static str,
+            flag: libc::c_int,
+            flag_name: &'static str,
+        ) -> NamespaceRow {
+            NamespaceRow {
+                ns,
+                key,
+                flag,
+                flag_name,
+            }
+        }
+        [
+            row(
+                Namespace::User,
+                "user",
+                libc::CLONE_NEWUSER,
+                "CLONE_NEWUSER",
+            ),
+            row(Namespace::Pid, "pid", libc::CLONE_NEWPID, "CLONE_NEWPID"),
+            row(Namespace::Mount, "mount", libc::CLONE_NEWNS, "CLONE_NEWNS"),
+            row(Namespace::Net, "net", libc::CLONE_NEWNET, "CLONE_NEWNET"),
+            row(Namespace::Ipc, "ipc", libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
+            row(Namespace::Uts, "uts", libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
+            row(
+                Namespace::Cgroup,
+                "cgroup",
+                libc::CLONE_NEWCGROUP,
+                "CLONE_NEWCGROUP",
+            ),
+            row(
+                Namespace::Time,
+                "time",
+                libc::CLONE_NEWTIME,
+                "CLONE_NEWTIME",
+            ),
+        ]
+    };
+
+    /// This namespace's row of [`Namespace::ALL`].
+    pub fn row(self) -> &'static NamespaceRow {
+        Namespace::ALL
+            .iter()
+            .find(|r| r.ns == self)
+            .expect("every namespace has a row")
+    }
+}
+
 /// The uid_map and gid_map contents, ready to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdMaps {
@@ -392,20 +457,10 @@ fn hostname_for(name: &str) -> String {
 }
 
 fn namespaces(p: &Profile) -> Vec<Namespace> {
-    let all = [
-        Namespace::User,
-        Namespace::Pid,
-        Namespace::Mount,
-        Namespace::Net,
-        Namespace::Ipc,
-        Namespace::Uts,
-        Namespace::Cgroup,
-        Namespace::Time,
-    ];
-    all.into_iter()
-        .zip(p.namespaces.enabled())
-        .filter(|(_, (_, on))| *on)
-        .map(|(ns, _)| ns)
+    Namespace::ALL
+        .iter()
+        .filter(|row| p.namespaces.is(row.key))
+        .map(|row| row.ns)
         .collect()
 }
 

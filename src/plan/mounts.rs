@@ -191,7 +191,7 @@ fn landlock_reaches(rules: Option<&[(String, Access)]>, path: &str, write: bool)
 /// sysfs shows the same kernel's files. Paths the profile's landlock rules keep the service
 /// away from need no mount: each costs time at every start.
 fn kernel_masks(
-    b: &Builder,
+    b: &mut Builder,
     landlock: Option<&[(String, Access)]>,
     proc: bool,
     fresh_sys: bool,
@@ -219,7 +219,17 @@ fn kernel_masks(
         let dir = match b.host.kind(path) {
             Ok(Some(PathKind::Dir)) => true,
             Ok(Some(PathKind::File | PathKind::Other)) => false,
-            _ => continue,
+            // Absent on this kernel: nothing to mask. A symlink is never masked: hiding it
+            // would cover whatever it points at.
+            Ok(None | Some(PathKind::Symlink)) => continue,
+            // Unknown is not absent: a mask skipped on an error would leave the path open.
+            Err(e) => {
+                b.file_err(
+                    PROTECT_KERNEL,
+                    format!("cannot inspect `{path}` on this host to mask it: {e}"),
+                );
+                continue;
+            }
         };
         let op = MountOp::Hide {
             target: (*path).into(),
@@ -228,9 +238,17 @@ fn kernel_masks(
         out.push(entry(op));
     }
     for path in PROC_READ_ONLY.iter().filter(|_| proc) {
-        if reaches(path, true)
-            && matches!(b.host.kind(path), Ok(Some(PathKind::Dir | PathKind::File)))
-        {
+        if !reaches(path, true) {
+            continue;
+        }
+        let kind = b.host.kind(path);
+        if let Err(e) = &kind {
+            b.file_err(
+                PROTECT_KERNEL,
+                format!("cannot inspect `{path}` on this host to make it read-only: {e}"),
+            );
+        }
+        if matches!(kind, Ok(Some(PathKind::Dir | PathKind::File))) {
             out.push(entry(MountOp::ReadOnly {
                 target: (*path).into(),
             }));

@@ -911,3 +911,43 @@ fn the_baseline_denies_nothing_stockade_needs_after_the_filter() {
         assert!(!s.listed.contains(call), "{call}");
     }
 }
+
+#[test]
+fn the_namespace_table_and_the_schema_name_the_same_keys() {
+    use crate::profile::schema::Namespaces;
+    use crate::profile::Section;
+    let table: Vec<&str> = Namespace::ALL.iter().map(|r| r.key).collect();
+    let schema: Vec<&str> = Namespaces::KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(table, schema);
+    for row in Namespace::ALL {
+        assert_eq!(row.ns.row().key, row.key);
+    }
+}
+
+#[test]
+fn every_resource_key_has_its_controller() {
+    use crate::profile::schema::Resources;
+    use crate::profile::Section;
+    let table: Vec<&str> = cgroup::CONTROLLERS.iter().map(|(k, _)| *k).collect();
+    let schema: Vec<&str> = Resources::KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(table, schema);
+}
+
+#[test]
+fn a_kernel_mask_that_cannot_be_inspected_is_a_problem_not_skipped() {
+    let f = Fixture::new(0);
+    // /sys/devices a regular file: stat of /sys/devices/virtual/powercap fails with
+    // ENOTDIR, not ENOENT, so nobody can tell whether the path needs its mask.
+    let devices = f.host.root.join("sys/devices");
+    fs::write(&devices, "").unwrap();
+    let p = f.problems(MIN);
+    assert!(
+        p.iter().any(|l| l.contains(
+            "security.protect_kernel: cannot inspect `/sys/devices/virtual/powercap` on this host to mask it: "
+        )),
+        "{p:#?}"
+    );
+    // Absent is fine: nothing to mask.
+    fs::remove_file(&devices).unwrap();
+    f.plan(MIN, &[]).unwrap();
+}

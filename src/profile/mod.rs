@@ -109,6 +109,29 @@ pub struct Loaded {
     pub sources: SourceMap,
 }
 
+impl Loaded {
+    /// `show`'s text: a header naming the profile's files, then every effective value with
+    /// the file and line it came from.
+    pub fn render(&self) -> String {
+        let mut r = schema::Render {
+            map: &self.sources,
+            out: String::new(),
+        };
+        self.profile.render("", &mut r);
+        let files: Vec<String> = self
+            .sources
+            .files()
+            .map(|f| f.path.display().to_string())
+            .collect();
+        format!(
+            "# profile {} from {}\n{}",
+            self.name,
+            files.join(", "),
+            r.out
+        )
+    }
+}
+
 /// A profile that could not be loaded, with every problem found.
 #[derive(Debug)]
 pub struct Invalid {

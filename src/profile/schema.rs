@@ -57,6 +57,9 @@ pub trait Section: Default {
     const KEYS: &'static [Key];
     fn merge(&mut self, later: Self);
     fn render(&self, prefix: &str, r: &mut Render);
+    /// The names of the leaf keys this section sets, in schema order: lists of keys (which
+    /// limits are set, say) come from the schema itself instead of a copy of it.
+    fn set_leaves(&self) -> Vec<&'static str>;
 }
 
 fn bare_key(k: &str) -> String {
@@ -96,6 +99,12 @@ macro_rules! section {
             fn render(&self, prefix: &str, r: &mut Render) {
                 $( section!(@render $kind r, prefix, section!(@name $field $($rename)?), &self.$field); )*
             }
+
+            fn set_leaves(&self) -> Vec<&'static str> {
+                let mut set = Vec::new();
+                $( if section!(@set $kind &self.$field) { set.push(section!(@name $field $($rename)?)); } )*
+                set
+            }
         }
     };
     (@name $f:ident) => { stringify!($f) };
@@ -110,6 +119,8 @@ macro_rules! section {
     (@kind table $t:ty) => { KeyKind::Table(<$t as Section>::KEYS) };
     (@kind section $t:ty) => { KeyKind::Table(<$t as Section>::KEYS) };
     (@kind list $t:ty) => { KeyKind::List(<$t as Section>::KEYS) };
+    (@set leaf $v:expr) => { $v.is_some() };
+    (@set $other:ident $v:expr) => { false };
     (@merge leaf $a:expr, $b:expr) => { if $b.is_some() { $a = $b; } };
     (@merge map $a:expr, $b:expr) => { $a.extend($b) };
     (@merge list $a:expr, $b:expr) => { $a.extend($b) };

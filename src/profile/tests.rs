@@ -174,6 +174,16 @@ fn bad_size_is_refused_with_the_syntax() {
     )]);
     let p = one_problem(&d, "s");
     assert!(p.contains(":6:8: mount[1].size: invalid size `12Q`"), "{p}");
+    // The message lists every suffix the parser accepts, P included.
+    assert!(p.contains("K, M, G, T or P suffix"), "{p}");
+    assert_eq!(
+        crate::profile::values::Size::parse("2P"),
+        Ok(crate::profile::values::Size::Bytes(2 << 50))
+    );
+    assert_eq!(
+        crate::profile::values::Size::Bytes(2 << 50).to_string(),
+        "2P"
+    );
 }
 
 #[test]

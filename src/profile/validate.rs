@@ -624,19 +624,7 @@ impl Validator<'_> {
         }
         if let Some(m) = &sd.mode {
             if m.value == super::values::CgroupMode::Off {
-                let set: Vec<&str> = [
-                    ("memory_max", r.memory_max.is_some()),
-                    ("memory_high", r.memory_high.is_some()),
-                    ("memory_swap_max", r.memory_swap_max.is_some()),
-                    ("cpu_quota", r.cpu_quota.is_some()),
-                    ("cpu_weight", r.cpu_weight.is_some()),
-                    ("tasks_max", r.tasks_max.is_some()),
-                    ("io_weight", r.io_weight.is_some()),
-                    ("allowed_cpus", r.allowed_cpus.is_some()),
-                ]
-                .into_iter()
-                .filter_map(|(k, on)| on.then_some(k))
-                .collect();
+                let set = super::Section::set_leaves(r);
                 if !set.is_empty() {
                     self.err(m, "systemd.mode", format!("`off` does no cgroup handling, so [resources] cannot be enforced (set: {})", set.join(", ")));
                 }

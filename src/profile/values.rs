@@ -47,7 +47,7 @@ impl Size {
 }
 
 fn size_error(text: &str) -> String {
-    format!("invalid size `{text}`: expected a whole number with an optional K, M, G or T suffix (base 1024), or `infinity`")
+    format!("invalid size `{text}`: expected a whole number with an optional K, M, G, T or P suffix (base 1024), or `infinity`")
 }
 
 impl fmt::Display for Size {
@@ -55,7 +55,7 @@ impl fmt::Display for Size {
         match *self {
             Size::Infinity => f.write_str("infinity"),
             Size::Bytes(b) => {
-                for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+                for (shift, unit) in [(50, "P"), (40, "T"), (30, "G"), (20, "M"), (10, "K")] {
                     if b != 0 && b % (1u64 << shift) == 0 {
                         return write!(f, "{}{unit}", b >> shift);
                     }

@@ -4,6 +4,20 @@
 use nix::errno::Errno;
 use std::fmt;
 
+/// The kernel calls whose refusals stockade can explain. A failing call names itself with
+/// [`SetupError::failed_in`], so its hint follows from what failed, not from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// clone(2) of init into its first namespaces.
+    Clone,
+    /// unshare(2) of the namespaces init creates itself.
+    Unshare,
+    /// A write of init's uid_map or gid_map.
+    IdMap,
+    /// execve(2) of the service.
+    Execve,
+}
+
 #[derive(Debug)]
 pub struct SetupError {
     /// What stockade was doing, in words ("mount the private /tmp").
@@ -11,6 +25,8 @@ pub struct SetupError {
     /// The call and its arguments (`mount("tmpfs", "/newroot/tmp", ...)`).
     pub call: String,
     pub errno: Option<Errno>,
+    /// Which explainable call failed, when it is one.
+    pub kind: Option<Call>,
     /// Extra detail when no errno applies (a crate's error).
     pub detail: Option<String>,
     pub exit_code: u8,
@@ -22,6 +38,7 @@ impl SetupError {
             step: step.into(),
             call: call.into(),
             errno: Some(errno),
+            kind: None,
             detail: None,
             exit_code: 125,
         }
@@ -32,6 +49,7 @@ impl SetupError {
             step: step.into(),
             call: String::new(),
             errno: None,
+            kind: None,
             detail: Some(detail.into()),
             exit_code: 125,
         }
@@ -42,22 +60,24 @@ impl SetupError {
         self
     }
 
+    /// Marks the failure as one of the calls with a hint.
+    pub fn failed_in(mut self, kind: Call) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
     fn hint(&self) -> Option<&'static str> {
-        let call = self.call.as_str();
-        match self.errno? {
-            Errno::EPERM | Errno::ENOSPC if call.starts_with("clone") || call.starts_with("unshare") => Some(
+        match (self.kind?, self.errno?) {
+            (Call::Clone | Call::Unshare, Errno::EPERM | Errno::ENOSPC) => Some(
                 "the kernel refused to create namespaces: check kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0 and that no seccomp filter or container forbids unshare",
             ),
-            Errno::EPERM if call.contains("uid_map") || call.contains("gid_map") => Some(
+            (Call::IdMap, Errno::EPERM) => Some(
                 "the kernel refused the id map: without root you can map only your own uid and gid",
             ),
-            Errno::EPERM if call.starts_with("mount(\"proc\"") => Some(
-                "a fresh /proc is refused when the host's /proc is partly hidden (for example inside a container); set filesystem.proc = false",
-            ),
-            Errno::ENOENT if call.starts_with("execve") => Some(
+            (Call::Execve, Errno::ENOENT) => Some(
                 "the program does not exist inside the sandbox; check exec.command and the sandbox root",
             ),
-            Errno::EACCES if call.starts_with("execve") => Some(
+            (Call::Execve, Errno::EACCES) => Some(
                 "the program is not executable for the service's user, or landlock/noexec forbids it",
             ),
             _ => None,
@@ -93,4 +113,31 @@ pub fn check<T>(
     call: impl FnOnce() -> String,
 ) -> Result<T, SetupError> {
     r.map_err(|e| SetupError::sys(step, call(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_follow_the_failing_call_not_its_text() {
+        let e = SetupError::sys("start the service", "execve(\"/x\")", Errno::ENOENT);
+        assert!(!e.to_string().contains("hint"), "{e}");
+        let e = e.failed_in(Call::Execve);
+        assert!(
+            e.to_string().contains("(hint: the program does not exist"),
+            "{e}"
+        );
+        // The text says clone, the call is not: no namespace hint.
+        let e = SetupError::sys("x", "clone(CLONE_NEWUSER)", Errno::EPERM);
+        assert!(!e.to_string().contains("hint"), "{e}");
+        let e = SetupError::sys("x", "unshare(...)", Errno::EPERM).failed_in(Call::Unshare);
+        assert!(
+            e.to_string().contains("refused to create namespaces"),
+            "{e}"
+        );
+        let e =
+            SetupError::sys("x", "write(\"/proc/1/uid_map\")", Errno::EPERM).failed_in(Call::IdMap);
+        assert!(e.to_string().contains("refused the id map"), "{e}");
+    }
 }

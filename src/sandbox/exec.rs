@@ -3,9 +3,10 @@
 //! CAP_SETPCAP); the user/group switch (keeping capabilities across it); the kept
 //! capabilities in every set including ambient; no_new_privs; descriptors closed; exec.
 
-use super::error::{check, SetupError};
-use super::{seccomp, sys};
+use super::error::{check, Call, SetupError};
+use super::seccomp;
 use crate::plan::{Access, Credentials, FinalSteps, LaunchPlan};
+use crate::sys;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::sys::resource::setrlimit;
 use nix::unistd::{Gid, Uid};
@@ -305,5 +306,6 @@ fn exec(plan: &LaunchPlan) -> SetupError {
         format!("execve({:?})", plan.argv[0]),
         errno,
     )
+    .failed_in(Call::Execve)
     .with_code(code)
 }

@@ -7,9 +7,10 @@
 //! This code never returns into the supervisor's code: every path ends in exec or `_exit`.
 
 use super::channel::{ChildEnd, ServiceEnd, StatusWriter};
-use super::error::{check, SetupError};
-use super::{exec, mounts, sys, Runtime, FORWARDED};
+use super::error::{check, Call, SetupError};
+use super::{exec, mounts, Runtime, FORWARDED};
 use crate::plan::{LaunchPlan, Namespace};
+use crate::sys;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -40,7 +41,9 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP),
             "create the cgroup namespace",
             || "unshare(CLONE_NEWCGROUP)".into(),
-        ) {
+        )
+        .map_err(|e| e.failed_in(Call::Unshare))
+        {
             chan.report_failure(e.exit_code, &e.to_string());
             sys::exit_now(e.exit_code);
         }
@@ -73,7 +76,8 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
     if !flags.is_empty() {
         check(nix::sched::unshare(flags), "create the namespaces", || {
             format!("unshare({flags:?})")
-        })?;
+        })
+        .map_err(|e| e.failed_in(Call::Unshare))?;
     }
     if plan.memfd_noexec {
         memfd_noexec()?;

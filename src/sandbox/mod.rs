@@ -17,12 +17,12 @@ mod journal;
 mod mounts;
 mod notify;
 mod seccomp;
-pub mod sys;
 
 pub use channel::ServiceEnd;
 pub use error::SetupError;
 
 use crate::plan::{IdMaps, LaunchPlan, Namespace, ScopeSpec, Volume};
+use crate::sys;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -43,12 +43,16 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// A [`Manager`]'s own error, kept whole (the systemd stage's typed error) without the
+/// sandbox naming its type.
+pub type ManagerError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What the supervisor needs from systemd; implemented outside the sandbox stage so this
 /// module never touches D-Bus, and called only after the last clone.
 pub trait Manager {
     /// Registers a transient scope holding `init` (a host pid) and waits until systemd
     /// confirms it. Returns the scope's cgroup directory for reading its events later.
-    fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), String>;
+    fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), ManagerError>;
     /// Passes one sd_notify message of the service on to the unit's notify socket.
     fn relay_notify(&mut self, message: &str);
 }
@@ -78,6 +82,12 @@ pub enum Error {
     Setup(#[from] SetupError),
     #[error("{message}")]
     Child { exit_code: u8, message: String },
+    #[error("register the scope {unit}: {source}")]
+    Scope {
+        unit: String,
+        #[source]
+        source: ManagerError,
+    },
 }
 
 impl Error {
@@ -85,6 +95,7 @@ impl Error {
         match self {
             Error::Setup(e) => e.exit_code,
             Error::Child { exit_code, .. } => *exit_code,
+            Error::Scope { .. } => 125,
         }
     }
 }
@@ -104,31 +115,21 @@ pub struct Runtime {
 /// creates the others itself with unshare(2), in parallel with the supervisor's cgroup
 /// placement, so their cost (a network namespace's above all) overlaps the D-Bus calls.
 fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
-    let mut flags = 0;
-    if plan.has(Namespace::User) {
-        flags |= libc::CLONE_NEWUSER;
-    }
-    if plan.has(Namespace::Pid) {
-        flags |= libc::CLONE_NEWPID;
-    }
-    flags
+    [Namespace::User, Namespace::Pid]
+        .into_iter()
+        .filter(|&ns| plan.has(ns))
+        .fold(0, |acc, ns| acc | ns.row().flag)
 }
 
 /// The namespaces init unshares once its id maps are written. The cgroup namespace is not
 /// among them: it comes last, once init sits in its final cgroup.
 pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
-    use nix::sched::CloneFlags as F;
-    plan.namespaces
+    let bits = plan
+        .namespaces
         .iter()
-        .map(|ns| match ns {
-            Namespace::Mount => F::CLONE_NEWNS,
-            Namespace::Net => F::CLONE_NEWNET,
-            Namespace::Ipc => F::CLONE_NEWIPC,
-            Namespace::Uts => F::CLONE_NEWUTS,
-            Namespace::Time => F::from_bits_retain(libc::CLONE_NEWTIME),
-            Namespace::User | Namespace::Pid | Namespace::Cgroup => F::empty(),
-        })
-        .fold(F::empty(), |acc, f| acc | f)
+        .filter(|ns| !matches!(ns, Namespace::User | Namespace::Pid | Namespace::Cgroup))
+        .fold(0, |acc, ns| acc | ns.row().flag);
+    nix::sched::CloneFlags::from_bits_retain(bits)
 }
 
 /// Runs the plan to the end and returns how the service ended.
@@ -195,6 +196,7 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
                 format!("clone({})", describe_flags(plan)),
                 errno,
             )
+            .failed_in(error::Call::Clone)
             .into())
         }
         Ok(sys::Forked::Child) => {
@@ -221,7 +223,10 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
         crate::plan::CgroupPlan::Scope(spec) => {
             manager
                 .register_scope(spec, init.as_raw() as u32)
-                .map_err(|e| SetupError::other(format!("register the scope {}", spec.unit), e))?;
+                .map_err(|source| Error::Scope {
+                    unit: spec.unit.clone(),
+                    source,
+                })?;
             let dir = cgroup_of(init);
             cgroup::check_controllers(dir.as_deref(), &spec.controllers, &spec.unit)?;
             dir
@@ -275,28 +280,15 @@ impl Drop for InitGuard {
 
 /// The cgroup v2 directory a process is in, as a host path.
 fn cgroup_of(pid: Pid) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.as_raw())).ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    let mount = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_owned())
-        })
-        .min_by_key(String::len)?;
-    Some(PathBuf::from(mount).join(rel.trim_start_matches('/')))
+    crate::host::Host::current().cgroup_dir_of(pid.as_raw() as u32)
 }
 
+/// The names of the flags init is cloned with, for the error when the clone is refused.
 fn describe_flags(plan: &LaunchPlan) -> String {
-    plan.namespaces
-        .iter()
-        .map(|ns| {
-            format!(
-                "CLONE_NEW{}",
-                format!("{ns:?}").to_uppercase().replace("MOUNT", "NS")
-            )
-        })
+    [Namespace::User, Namespace::Pid]
+        .into_iter()
+        .filter(|&ns| plan.has(ns))
+        .map(|ns| ns.row().flag_name)
         .collect::<Vec<_>>()
         .join("|")
 }
@@ -307,11 +299,16 @@ fn write_idmaps(init: Pid, maps: &IdMaps) -> Result<(), SetupError> {
         let path = format!("{proc}/{file}");
         std::fs::write(&path, text).map_err(|e| {
             let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-            SetupError::sys(
+            let e = SetupError::sys(
                 "write the id map",
                 format!("write({path:?}, {text:?})"),
                 errno,
-            )
+            );
+            // setgroups is written on the way, but only the maps' refusals have a hint.
+            match file {
+                "uid_map" | "gid_map" => e.failed_in(error::Call::IdMap),
+                _ => e,
+            }
         })
     };
     let lines = |ranges: &[crate::profile::values::IdRange]| {

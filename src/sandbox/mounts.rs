@@ -12,8 +12,8 @@
 //! by path twice, so a symlink swapped in while the sandbox starts is refused, not followed.
 
 use super::error::{check, SetupError};
-use super::sys;
 use crate::plan::{FsPlan, MountOp, NodeKind, RootSource};
+use crate::sys;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, mkdir, pivot_root};

@@ -210,17 +210,9 @@ fn add_fixed(
             f.add_rule(eperm, ScmpSyscall::from_name(name)?)?;
         }
         let clone = ScmpSyscall::from_name("clone")?;
-        for flag in [
-            libc::CLONE_NEWNS,
-            libc::CLONE_NEWUSER,
-            libc::CLONE_NEWPID,
-            libc::CLONE_NEWNET,
-            libc::CLONE_NEWIPC,
-            libc::CLONE_NEWUTS,
-            libc::CLONE_NEWCGROUP,
-            libc::CLONE_NEWTIME,
-        ] {
-            let flag = flag as u64;
+        // Every namespace kind the kernel has, from the one table of them.
+        for row in crate::plan::Namespace::ALL {
+            let flag = row.flag as u64;
             f.add_rule_conditional(
                 eperm,
                 clone,

@@ -38,18 +38,72 @@ fn value(p: &Prop) -> Value<'_> {
     }
 }
 
-/// Turns a D-Bus error into words naming the cause.
-fn describe(name: &str, msg: &str, unit: &str) -> String {
-    match name {
-            "org.freedesktop.systemd1.UnitExists" => format!("a unit named {unit} already exists ({msg}); unit_name must be unique per run"),
-            "org.freedesktop.DBus.Error.AccessDenied" | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => format!("systemd (polkit) refused to create {unit}: {msg}; run as root or allow org.freedesktop.systemd1.manage-units"),
-            "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => format!("systemd is not on the system bus: {msg}"),
-        other => format!("{other}: {msg}"),
+/// Why systemd did not give the sandbox its scope.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot connect to the system bus (is systemd running? /run/dbus/system_bus_socket): {0}"
+    )]
+    Connect(#[source] Box<zbus::Error>),
+    #[error("a unit named {unit} already exists ({message}); unit_name must be unique per run")]
+    UnitExists { unit: String, message: String },
+    #[error("systemd (polkit) refused to create {unit}: {message}; run as root or allow org.freedesktop.systemd1.manage-units")]
+    Refused { unit: String, message: String },
+    #[error("systemd is not on the system bus: {message}")]
+    NotOnBus { message: String },
+    /// Any other D-Bus error reply, by its name.
+    #[error("{name}: {message}")]
+    Call { name: String, message: String },
+    #[error(
+        "systemd's job to start {unit} ended with result `{result}` (see journalctl -u {unit})"
+    )]
+    Job { unit: String, result: String },
+    #[error("systemd did not start {unit} within {secs}s")]
+    Timeout { unit: String, secs: u64 },
+    #[error("D-Bus error while starting {unit}: {source}")]
+    Bus {
+        unit: String,
+        // Boxed: zbus's error is large, and this one travels up through every caller.
+        #[source]
+        source: Box<zbus::Error>,
+    },
+}
+
+impl Error {
+    /// The error for a failed start of `unit`, with the D-Bus error names that have a known
+    /// cause told apart.
+    fn starting(unit: &str, f: bus::Failure) -> Self {
+        let unit = unit.to_owned();
+        match f {
+            bus::Failure::Call { name, message } => match name.as_str() {
+                "org.freedesktop.systemd1.UnitExists" => Error::UnitExists { unit, message },
+                "org.freedesktop.DBus.Error.AccessDenied"
+                | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => {
+                    Error::Refused { unit, message }
+                }
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner" => Error::NotOnBus { message },
+                _ => Error::Call { name, message },
+            },
+            bus::Failure::Job(result) => Error::Job { unit, result },
+            bus::Failure::Timeout => Error::Timeout {
+                unit,
+                secs: JOB_TIMEOUT.as_secs(),
+            },
+            bus::Failure::Bus(source) => Error::Bus {
+                unit,
+                source: Box::new(source),
+            },
+        }
     }
 }
 
 impl crate::sandbox::Manager for Systemd {
-    fn register_scope(&mut self, spec: &ScopeSpec, init: u32) -> Result<(), String> {
+    fn register_scope(
+        &mut self,
+        spec: &ScopeSpec,
+        init: u32,
+    ) -> Result<(), crate::sandbox::ManagerError> {
         let t0 = std::time::Instant::now();
         let conn = connect()?;
         tracing::trace!(elapsed = ?t0.elapsed(), "bus connected");
@@ -59,19 +113,8 @@ impl crate::sandbox::Manager for Systemd {
             .map(|(k, v)| (*k, value(v)))
             .collect();
         props.push(("PIDs", Value::from(vec![init])));
-        bus::start_transient_unit(&conn, &spec.unit, props, JOB_TIMEOUT).map_err(|f| match f {
-            bus::Failure::Call { name, message } => describe(&name, &message, &spec.unit),
-            bus::Failure::Job(result) => format!(
-                "systemd's job to start {} ended with result `{result}` (see journalctl -u {})",
-                spec.unit, spec.unit
-            ),
-            bus::Failure::Timeout => format!(
-                "systemd did not start {} within {}s",
-                spec.unit,
-                JOB_TIMEOUT.as_secs()
-            ),
-            bus::Failure::Bus(e) => format!("D-Bus error while starting {}: {e}", spec.unit),
-        })?;
+        bus::start_transient_unit(&conn, &spec.unit, props, JOB_TIMEOUT)
+            .map_err(|f| Error::starting(&spec.unit, f))?;
         tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), "scope registered");
         self.conn = Some(conn);
         Ok(())
@@ -88,8 +131,8 @@ impl crate::sandbox::Manager for Systemd {
 
 /// The system bus. (systemd's private socket would skip the bus daemon, but zbus 5 panics
 /// on the sender field systemd sets on that peer-to-peer connection.)
-fn connect() -> Result<zbus::blocking::Connection, String> {
-    zbus::blocking::Connection::system().map_err(|e| format!("cannot connect to the system bus (is systemd running? /run/dbus/system_bus_socket): {e}"))
+fn connect() -> Result<zbus::blocking::Connection, Error> {
+    zbus::blocking::Connection::system().map_err(|e| Error::Connect(Box::new(e)))
 }
 
 /// Sends one sd_notify datagram to `path` (a socket file, or `@name` for an abstract one).
@@ -103,4 +146,32 @@ pub fn send_notify(path: &str, message: &str) -> std::io::Result<()> {
         sock.send_to(message.as_bytes(), path)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bus, Error};
+
+    #[test]
+    fn dbus_error_names_with_a_known_cause_are_told_apart() {
+        let call = |name: &str| bus::Failure::Call {
+            name: name.into(),
+            message: "m".into(),
+        };
+        let e = Error::starting("s.scope", call("org.freedesktop.systemd1.UnitExists"));
+        assert!(matches!(e, Error::UnitExists { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("unit_name must be unique per run"),
+            "{e}"
+        );
+        let e = Error::starting("s.scope", call("org.freedesktop.DBus.Error.AccessDenied"));
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        let e = Error::starting("s.scope", call("org.example.Other"));
+        assert_eq!(e.to_string(), "org.example.Other: m");
+        let e = Error::starting("s.scope", bus::Failure::Job("failed".into()));
+        assert_eq!(
+            e.to_string(),
+            "systemd's job to start s.scope ended with result `failed` (see journalctl -u s.scope)"
+        );
+    }
 }

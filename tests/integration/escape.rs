@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn probe_bin() -> PathBuf {
     let p = Path::new(stockade_bin())
@@ -134,17 +134,12 @@ capabilities = []
     fn run_with(&self, user: &str, extra: &str) -> BTreeMap<String, String> {
         let profiles = Profiles::new();
         let p = profiles.write("escape", &format!("{}{extra}", self.profile(user)));
-        let snap = Snapshot::take();
-        let out = Command::new("/bin/sh")
-            .args(["-c", "exec 7</etc/hostname; exec \"$@\"", "sh"])
-            .arg(stockade_bin())
-            .arg("run")
-            .arg(&p)
-            .current_dir(self.dir.path().join("cwd"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        snap.assert_unchanged("escape-probe");
+        let out = Run::shell(
+            &format!("exec 7</etc/hostname; exec {{bin}} run {}", p.display()),
+            "escape-probe",
+        )
+        .current_dir(self.dir.path().join("cwd"))
+        .output();
         assert!(
             out.status.success(),
             "the probe failed ({:?}): {}{}",
@@ -390,12 +385,7 @@ fn symlink_swapped_into_a_bind_source_is_refused_never_followed() {
     let snap = Snapshot::take();
     let (mut bound, mut refused_plan, mut refused_mount) = (0, 0, 0);
     for _ in 0..150 {
-        let out = Command::new(stockade_bin())
-            .arg("run")
-            .arg(&p)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = Run::profile(&p, &m).output();
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(
             !stdout.contains("passwd") && !stdout.contains("hostname"),
@@ -568,13 +558,7 @@ fn the_service_gets_a_new_session_keyring() {
         ),
     );
     // Started from this process, so without the new keyring the service would share ours.
-    let out = Command::new("/bin/sh")
-        .args(["-c", "exec \"$@\"", "sh"])
-        .arg(stockade_bin())
-        .arg("run")
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = Run::shell(&format!("exec {{bin}} run {}", p.display()), &m).output();
     let id = text(&out.stdout).trim().to_owned();
     assert!(out.status.success(), "{id}{}", text(&out.stderr));
     assert!(id.parse::<i64>().is_ok_and(|v| v > 0), "{id}");
@@ -593,14 +577,7 @@ fn the_sudo_users_profiles_are_trusted() {
     let profiles = Profiles::new();
     let p = profiles.write("mine", &sh_profile("echo ran", &m, ""));
     nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let run = |sudo_uid: &str| {
-        Command::new(stockade_bin())
-            .arg("run")
-            .arg(&p)
-            .env("SUDO_UID", sudo_uid)
-            .output()
-            .unwrap()
-    };
+    let run = |sudo_uid: &str| Run::profile(&p, &m).env("SUDO_UID", sudo_uid).output();
     let out = run("65534");
     assert!(text(&out.stdout).contains("ran"), "{}", text(&out.stderr));
     let out = run("1000");

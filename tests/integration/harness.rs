@@ -35,21 +35,84 @@ pub fn marker() -> String {
 /// What the host looks like, for "nothing left behind" checks.
 pub struct Snapshot {
     mounts: BTreeSet<String>,
+    cgroups: BTreeSet<PathBuf>,
+    run_dir: BTreeSet<PathBuf>,
 }
 
 impl Snapshot {
     pub fn take() -> Snapshot {
         Snapshot {
             mounts: mount_lines(),
+            cgroups: cgroup_dirs(),
+            run_dir: run_entries(),
         }
     }
 
-    /// Fails if a mount appeared on the host or a process carrying `marker` is still alive.
+    /// Fails if a mount, a cgroup directory or an entry below /run/stockade appeared on the
+    /// host, or a process carrying `marker` is still alive.
     pub fn assert_unchanged(&self, marker: &str) {
         let added: Vec<String> = mount_lines().difference(&self.mounts).cloned().collect();
         assert!(added.is_empty(), "mounts left on the host: {added:#?}");
         let left = wait_until(Duration::from_secs(3), || processes_with(marker).is_empty());
         assert!(left, "processes left behind: {:?}", processes_with(marker));
+        // A cgroup is removed once its last process is reaped: give it the same grace.
+        let new = |now: BTreeSet<PathBuf>, then: &BTreeSet<PathBuf>| -> Vec<PathBuf> {
+            now.difference(then).cloned().collect()
+        };
+        wait_until(Duration::from_secs(3), || {
+            new(cgroup_dirs(), &self.cgroups).is_empty()
+        });
+        let added = new(cgroup_dirs(), &self.cgroups);
+        assert!(added.is_empty(), "cgroups left on the host: {added:#?}");
+        let added = new(run_entries(), &self.run_dir);
+        assert!(
+            added.is_empty(),
+            "entries left in /run/stockade: {added:#?}"
+        );
+    }
+}
+
+/// Every directory of the cgroup v2 hierarchy (wherever it is mounted: /sys/fs/cgroup, or
+/// /sys/fs/cgroup/unified on a hybrid host).
+pub fn cgroup_dirs() -> BTreeSet<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .min_by_key(|p| p.as_os_str().len());
+    let mut out = BTreeSet::new();
+    if let Some(root) = root {
+        walk_dirs(&root, &mut out);
+    }
+    out
+}
+
+/// Everything below stockade's runtime directory.
+pub fn run_entries() -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    walk_all(Path::new("/run/stockade"), &mut out);
+    out
+}
+
+fn walk_dirs(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    out.insert(dir.to_owned());
+    // A cgroup that vanishes while it is walked is simply not there.
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_dirs(&e.path(), out);
+        }
+    }
+}
+
+fn walk_all(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.insert(e.path());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_all(&e.path(), out);
+        }
     }
 }
 
@@ -101,7 +164,8 @@ impl Profiles {
     }
 }
 
-/// `stockade run` of a profile file, with a host snapshot compared afterwards.
+/// A stockade command (`run` of a profile file, or any other), with a host snapshot
+/// compared afterwards. Every test starts stockade through this.
 pub struct Run {
     cmd: Command,
     marker: String,
@@ -115,6 +179,52 @@ impl Run {
             cmd,
             marker: marker.to_owned(),
         }
+    }
+
+    /// `stockade ARGS...`, for subcommands other than `run PROFILE`.
+    pub fn stockade<S: AsRef<std::ffi::OsStr>>(args: &[S], marker: &str) -> Run {
+        let mut cmd = Command::new(stockade_bin());
+        cmd.args(args);
+        Run {
+            cmd,
+            marker: marker.to_owned(),
+        }
+    }
+
+    /// A shell script that starts stockade itself (to give it inherited descriptors, or to
+    /// see its status as a shell does); `{bin}` in `script` is replaced by stockade's path.
+    pub fn shell(script: &str, marker: &str) -> Run {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(script.replace("{bin}", stockade_bin()));
+        Run {
+            cmd,
+            marker: marker.to_owned(),
+        }
+    }
+
+    /// `stockade ARGS...` run through `wrapper` (`setpriv ... --`, say).
+    pub fn wrapped<S: AsRef<std::ffi::OsStr>>(wrapper: &[&str], args: &[S], marker: &str) -> Run {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(stockade_bin()).args(args);
+        Run {
+            cmd,
+            marker: marker.to_owned(),
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.arg(a);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Run {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Run {
+        self.cmd.env(k, v);
+        self
     }
 
     /// Runs to completion and checks the host afterwards.

@@ -10,7 +10,6 @@ mod walls;
 use harness::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 use std::time::Duration;
 
 /// A probe printing `key=value` lines about the sandbox it runs in.
@@ -88,16 +87,7 @@ fn check_refuses_a_missing_workdir_and_a_directory_command_as_run_would() {
         "broken",
         &format!("[exec]\ncommand = [\"/usr/bin\", \"marker-{m}\"]\nworkdir = \"/nonexistent/stockade-{m}\"\n"),
     );
-    let check = |p: &std::path::Path| {
-        let snap = Snapshot::take();
-        let out = Command::new(stockade_bin())
-            .arg("check")
-            .arg(p)
-            .output()
-            .unwrap();
-        snap.assert_unchanged(&m);
-        out
-    };
+    let check = |p: &std::path::Path| Run::stockade(&["check"], &m).arg(p).output();
     let out = check(&p);
     let e = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{e}");
@@ -125,12 +115,25 @@ fn read_only_root_refuses_writes_and_private_tmp_is_a_fresh_tmpfs() {
     assert_eq!(v["etc_write"], "denied");
     assert_eq!(v["tmp_write"], "allowed");
     assert_eq!(v["tmp_fs"], "tmpfs");
-    assert!(
-        !std::path::Path::new("/tmp/probe").exists()
-            || fs::read_to_string("/tmp/probe")
-                .map(|s| s != "x\n")
-                .unwrap_or(true)
-    );
+    // What the service writes to its /tmp never reaches the host's: a file named after this
+    // run's marker, so no other run can have made it.
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let host_file = std::path::PathBuf::from(format!("/tmp/stockade-probe-marker-{m}"));
+    let write = "echo x > /tmp/stockade-probe-$0 && echo wrote";
+    let p = profiles.write("tmp", &sh_profile(write, &m, ""));
+    let out = Run::profile(&p, &m).output();
+    assert_eq!(text(&out.stdout).trim(), "wrote", "{}", text(&out.stderr));
+    assert!(!host_file.exists(), "the service's /tmp is the host's");
+    // The same write with the host's /tmp does land there: the check above can see it.
+    let shared = "[filesystem]\nprivate_tmp = false\nread_only = false\n";
+    let p = profiles.write("shared", &sh_profile(write, &m, shared));
+    let out = Run::profile(&p, &m).output();
+    let landed = fs::read_to_string(&host_file);
+    let _ = fs::remove_file(&host_file);
+    assert_eq!(text(&out.stdout).trim(), "wrote", "{}", text(&out.stderr));
+    assert_eq!(landed.unwrap(), "x\n");
 }
 
 #[test]
@@ -200,15 +203,11 @@ fn no_descriptor_leaks_into_the_service() {
     // (Listing the shell's own would race with the fds it briefly holds for pipes.)
     let p = profiles.write("fds", &sh_profile("exec ls /proc/self/fd", &m, ""));
     // Give stockade an inherited descriptor 7 that is not close-on-exec.
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!(
-            "exec 7</dev/null; exec {} run {}",
-            stockade_bin(),
-            p.display()
-        ))
-        .output()
-        .unwrap();
+    let out = Run::shell(
+        &format!("exec 7</dev/null; exec {{bin}} run {}", p.display()),
+        &m,
+    )
+    .output();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let fds: Vec<String> = text(&out.stdout)
         .split_whitespace()
@@ -297,11 +296,7 @@ fn exit_status_and_death_by_signal_propagate() {
     // service itself: a shell's $? is 128+N, systemd records the signal.
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(Run::profile(&p, &m).output().status.signal(), Some(10));
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("{} run {}; echo $?", stockade_bin(), p.display()))
-        .output()
-        .unwrap();
+    let out = Run::shell(&format!("{{bin}} run {}; echo $?", p.display()), &m).output();
     assert_eq!(text(&out.stdout).trim(), "138");
 }
 
@@ -425,11 +420,12 @@ fn bad_profiles_fail_cleanly_with_their_message() {
 
 #[test]
 fn profile_not_found_lists_the_search_path() {
-    let out = Command::new(stockade_bin())
-        .args(["--profile-path", "/nonexistent-dir", "run", "nosuch"])
-        .env("STOCKADE_PROFILE_PATH", "/also-not-here")
-        .output()
-        .unwrap();
+    let out = Run::stockade(
+        &["--profile-path", "/nonexistent-dir", "run", "nosuch"],
+        &marker(),
+    )
+    .env("STOCKADE_PROFILE_PATH", "/also-not-here")
+    .output();
     assert_eq!(out.status.code(), Some(78));
     let e = text(&out.stderr);
     for dir in [
@@ -457,13 +453,19 @@ fn without_root_a_profile_needing_root_is_refused_and_a_user_namespace_works() {
         &sh_profile("true", &m, "[namespaces]\nuser = false\n"),
     );
     let as_nobody = |p: &std::path::Path| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(stockade_bin())
-            .arg("run")
-            .arg(p)
-            .output()
-            .unwrap()
+        Run::wrapped(
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ],
+            &["run"],
+            &m,
+        )
+        .arg(p)
+        .output()
     };
     let out = as_nobody(&needs_root);
     assert_eq!(out.status.code(), Some(78));
@@ -487,7 +489,13 @@ fn without_root_a_profile_needing_root_is_refused_and_a_user_namespace_works() {
 fn hello_example_runs() {
     require_root();
     let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello.toml");
-    let out = Run::profile(std::path::Path::new(ex), "never-matches-hello").output();
+    // hello appends its arguments (args_append): the marker goes on the service's command
+    // line, so the leftover check finds the sandbox's processes.
+    let m = marker();
+    let out = Run::profile(std::path::Path::new(ex), &m)
+        .arg("--")
+        .arg(format!("marker-{m}"))
+        .output();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(

@@ -87,9 +87,10 @@ fn scope_of(pid: u32) -> String {
     format!("stockade-{{}}-{pid}.scope")
 }
 
+/// systemd no longer knows the unit. Only its own answer counts: empty output is a failed
+/// query, not a missing unit.
 fn unit_gone(unit: &str) -> bool {
-    let state = show(unit, "LoadState");
-    state == "not-found" || state.is_empty()
+    show(unit, "LoadState") == "not-found"
 }
 
 #[test]
@@ -119,6 +120,26 @@ fn scope_holds_the_sandbox_and_is_gone_after() {
         !pids.contains(&child.id().to_string().as_str()),
         "the supervisor is inside its own scope"
     );
+    // From the host, every process of the sandbox sits in the scope's cgroup, in a cgroup
+    // namespace of its own: the namespace was made after placement, so its root is the scope
+    // (the service's own view, `0::/`, is checked below).
+    let host_ns = fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let mut checked = 0;
+    for pid in &pids {
+        // The probe's `sleep`s come and go; init and the service stay.
+        let (Ok(seen), Ok(ns)) = (
+            fs::read_to_string(format!("/proc/{pid}/cgroup")),
+            fs::read_link(format!("/proc/{pid}/ns/cgroup")),
+        ) else {
+            continue;
+        };
+        // The v2 line: on a hybrid host the v1 hierarchies are listed too.
+        let v2 = seen.lines().find_map(|l| l.strip_prefix("0::"));
+        assert_eq!(v2, Some(cgroup.as_str()), "pid {pid}: {seen}");
+        assert_ne!(ns, host_ns, "pid {pid} shares the host's cgroup namespace");
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} of {pids:?} checked");
     // The service sees its cgroup namespace rooted at the scope.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -427,11 +448,18 @@ fn shipped_profiles_check_and_show() {
         // Every problem is a limit this bed cannot enforce, and check says so before run.
         assert!(!o.status.success());
         assert!(text(&o.stdout).contains("hello: ok"), "{}", text(&o.stdout));
-        let problems: Vec<String> = text(&o.stderr)
+        let mut problems: Vec<String> = text(&o.stderr)
             .lines()
             .filter(|l| !l.starts_with("warning: "))
             .map(str::to_owned)
             .collect();
+        // check ends with its count of failed profiles: hello passes, the daemons fail.
+        assert_eq!(
+            problems.pop().as_deref(),
+            Some("stockade: 4 of 5 profiles have problems"),
+            "{}",
+            text(&o.stderr)
+        );
         assert!(!problems.is_empty());
         for l in &problems {
             assert!(l.contains("needs the cgroup v2 `"), "{l}");

@@ -8,6 +8,7 @@
 #   tests/vm/vm.sh prepare             fetch the kernel, build the initramfs (cached)
 #   tests/vm/vm.sh run -- CMD [ARGS]   boot, run CMD as root in $PWD, print its output, exit
 #                                      with its status (124 on timeout)
+#   tests/vm/vm.sh mirror              print the Debian mirror backports would be taken from
 #
 # VM_MEM (2048M), VM_CPUS (2), VM_TIMEOUT (600 s), VM_VERBOSE=1 (kernel and systemd console),
 # VM_CACHE (/var/cache/stockade-vm).
@@ -17,9 +18,36 @@ cache=${VM_CACHE:-/var/cache/stockade-vm}
 die() { echo "vm.sh: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 
+# The Debian mirror this machine already uses for bookworm: the first URI of a deb822
+# stanza (*.sources) or a one-line `deb` entry (sources.list, *.list) whose suites include
+# bookworm itself. Security and third-party archives carry other suites and are skipped.
+# APT_DIR (default /etc/apt) lets the parsing be tried on other files.
+debian_mirror() {
+  local dir=${APT_DIR:-/etc/apt} f
+  for f in "$dir"/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '
+      function flush() { if (suite && uri != "") { print uri; found = 1; exit } uri = ""; suite = 0 }
+      /^[[:space:]]*$/ { flush(); next }
+      /^[[:space:]]*#/ { next }
+      tolower($1) == "uris:" { uri = $2 }
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == "bookworm") suite = 1 }
+      tolower($1) == "enabled:" && tolower($2) == "no" { uri = "" }
+      END { if (!found) flush() }
+    ' "$f"
+  done | head -n1 | grep . && return 0
+  for f in "$dir"/sources.list "$dir"/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    # deb [options] URI SUITE COMPONENTS...
+    awk '$1 == "deb" { i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1) == "bookworm") { print $i; exit } }' "$f"
+  done | head -n1 | grep .
+}
+
 need_backports() {
   grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
-  printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+  local mirror
+  mirror=$(debian_mirror) || die "no Debian bookworm mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/ to take bookworm-backports from"
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" \
     > /etc/apt/sources.list.d/stockade-backports.sources
   apt-get update -qq
 }
@@ -142,6 +170,7 @@ run() {
 
 case "${1:-}" in
   prepare) prepare ;;
+  mirror) debian_mirror ;;
   run) [ "${2:-}" = -- ] && [ $# -ge 3 ] || die "usage: vm.sh run -- CMD [ARGS...]"; shift 2; run "$@" ;;
   *) die "usage: vm.sh prepare | run -- CMD [ARGS...]" ;;
 esac

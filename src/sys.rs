@@ -1,5 +1,7 @@
-//! Every `unsafe` block and raw syscall of stockade lives here, each wrapped in a small safe
-//! function whose error names the call. Callers elsewhere never see a raw pointer.
+//! The syscall facade: every `unsafe` block and raw syscall of stockade lives here, each
+//! wrapped in a small safe function whose error names the call. Callers in every stage (host
+//! readers such as getxattr, the sandbox's clone and mounts) use these wrappers and never see
+//! a raw pointer. It decides nothing: no plan, no profile, no logging.
 #![allow(unsafe_code)]
 
 use nix::errno::Errno;

@@ -1,0 +1,39 @@
+//! The one error every subcommand returns, and the exit code each kind maps to. Each stage
+//! keeps its own error type with its context; this enum only says which of them ended the
+//! command, so `main.rs` can print it once and exit with the right status.
+
+use crate::sandbox;
+
+/// The profile is invalid (sysexits' EX_CONFIG, as systemd uses it).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A profile failed to load or plan; each line is `file:line:col: key: message`.
+    #[error("{}", lines.join("\n"))]
+    Invalid { lines: Vec<String> },
+    /// `check` found problems in some profiles (already printed as its output).
+    #[error("stockade: {failed} of {checked} profiles have problems")]
+    CheckFailed { failed: usize, checked: usize },
+    #[error("stockade: no profiles found in {dirs}")]
+    NoProfiles { dirs: String },
+    /// The sandbox could not start the service.
+    #[error("stockade: {name}: {source}")]
+    Sandbox {
+        name: String,
+        #[source]
+        source: sandbox::Error,
+    },
+}
+
+impl Error {
+    /// The exit status for this error: the one table of stockade's own statuses (78 invalid
+    /// profile; 125 setup, 126/127 exec as the sandbox reports them; 1 otherwise).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Invalid { .. } => EXIT_CONFIG,
+            Error::Sandbox { source, .. } => source.exit_code(),
+            Error::CheckFailed { .. } | Error::NoProfiles { .. } => 1,
+        }
+    }
+}
