@@ -37,7 +37,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { profile, args } => run(&profile, args, &search),
         Command::Check { profiles } => check(profiles, &search),
-        Command::Show { profile } => show(&profile, &search),
+        Command::Show {
+            profile,
+            plan: true,
+            json,
+        } => show_plan(&profile, json, &search),
+        Command::Show { profile, .. } => show(&profile, &search),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -115,19 +120,30 @@ fn load_and_plan(
         env: std::env::vars().collect(),
         volume_dir: plan::VOLUME_DIR.into(),
         id: std::process::id(),
-        cgroup: host.cgroup_facts(&own_cgroup),
         under_unit: std::env::var_os("INVOCATION_ID").is_some(),
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
-        landlock_abi: sandbox::sys::landlock_abi(),
+    };
+    // The host is read once, here, for what this profile needs; the planner reads only this.
+    let facts = host::HostFacts::gather(
+        &host,
+        &plan::needs(&loaded.name, &loaded.profile, &inv),
+        host.cgroup_facts(&own_cgroup),
+        sandbox::sys::landlock_abi(),
+    );
+    let input = plan::Input {
+        name: &loaded.name,
+        profile: &loaded.profile,
+        path: &loaded.path,
+        sources: &loaded.sources,
     };
     let render = |problems: Vec<profile::Problem>| -> Vec<String> {
         let problems: profile::Problems = problems.into_iter().collect();
         problems.render(&loaded.sources)
     };
-    match plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv) {
+    match plan::build(&input, &facts, &inv) {
         Ok(plan) => {
-            let notes = render(plan.notes.clone());
+            let notes = plan.notes.clone();
             Ok((plan, notes))
         }
         Err(problems) => {
@@ -248,6 +264,19 @@ fn check(profiles: Vec<String>, search: &SearchPath) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `show --plan`: the plan `run` would carry out on this host, as text or its JSON record.
+fn show_plan(arg: &str, json: bool, search: &SearchPath) -> ExitCode {
+    let Ok((plan, _)) = load_and_plan(arg, Vec::new(), search) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    if json {
+        println!("{}", plan::render::json(&plan));
+    } else {
+        print!("{}", plan::render::text(&plan));
+    }
+    ExitCode::SUCCESS
 }
 
 fn show(arg: &str, search: &SearchPath) -> ExitCode {

@@ -64,10 +64,19 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the resolved profile (includes and drop-ins applied) with each value's origin
-    #[command(after_help = "Examples:\n  stockade show redis\n  stockade show ./hello.toml")]
+    #[command(
+        after_help = "Examples:\n  stockade show redis\n  stockade show ./hello.toml\n  stockade show --plan redis          (what run would do, each decision with its origin)\n  stockade show --plan --json redis | jq .finals.syscalls"
+    )]
     Show {
         /// Profile name or path to a .toml file
         profile: String,
+        /// Print the launch plan for this host instead: every decision with the profile
+        /// line or default that made it
+        #[arg(long)]
+        plan: bool,
+        /// With --plan: print the plan as its JSON record
+        #[arg(long, requires = "plan")]
+        json: bool,
     },
 }
 

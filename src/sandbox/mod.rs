@@ -118,8 +118,7 @@ fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
 /// among them: it comes last, once init sits in its final cgroup.
 pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
     use nix::sched::CloneFlags as F;
-    plan.namespaces
-        .iter()
+    plan.enabled_namespaces()
         .map(|ns| match ns {
             Namespace::Mount => F::CLONE_NEWNS,
             Namespace::Net => F::CLONE_NEWNET,
@@ -163,8 +162,8 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     let runtime = Runtime {
         journal: plan
             .journal_identifier
-            .as_deref()
-            .map(journal::streams)
+            .as_ref()
+            .map(|id| journal::streams(id))
             .transpose()?,
         filters: Vec::new(),
     };
@@ -223,7 +222,8 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
                 .register_scope(spec, init.as_raw() as u32)
                 .map_err(|e| SetupError::other(format!("register the scope {}", spec.unit), e))?;
             let dir = cgroup_of(init);
-            cgroup::check_controllers(dir.as_deref(), &spec.controllers, &spec.unit)?;
+            let needed: Vec<&str> = spec.controllers.iter().map(String::as_str).collect();
+            cgroup::check_controllers(dir.as_deref(), &needed, &spec.unit)?;
             dir
         }
         crate::plan::CgroupPlan::Leaves(l) => {
@@ -289,8 +289,7 @@ fn cgroup_of(pid: Pid) -> Option<PathBuf> {
 }
 
 fn describe_flags(plan: &LaunchPlan) -> String {
-    plan.namespaces
-        .iter()
+    plan.enabled_namespaces()
         .map(|ns| {
             format!(
                 "CLONE_NEW{}",
@@ -314,7 +313,7 @@ fn write_idmaps(init: Pid, maps: &IdMaps) -> Result<(), SetupError> {
             )
         })
     };
-    let lines = |ranges: &[crate::profile::values::IdRange]| {
+    let lines = |ranges: &[crate::plan::IdRange]| {
         ranges
             .iter()
             .map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count))
