@@ -1,8 +1,16 @@
-//! What stockade will do: a pure [`LaunchPlan`] built from a validated profile and a view of
-//! the host. It resolves users, decides the uid/gid maps, orders the mount operations (parents
-//! first) and decides which mount points may be created, checks bind sources and targets, and
-//! lists the final security steps. It performs no syscalls and writes nothing, so every
-//! decision is unit-tested without root; after it succeeds, only the kernel can refuse.
+//! What stockade will do: a pure [`LaunchPlan`] built from a validated profile and the host
+//! facts gathered for it. It resolves users, decides the uid/gid maps, orders the mount
+//! operations (parents first) and decides which mount points may be created, checks bind
+//! sources and targets, and lists the final security steps. It writes nothing and makes no
+//! syscalls, so every decision is unit-tested without root; after it succeeds, only the
+//! kernel can refuse. The plan is the sandbox's record: serialisable, and every decision
+//! carries its [`Provenance`].
+//!
+//! [`needs`] says what the planner will ask about the host; [`HostFacts::gather`] reads it
+//! once, before [`build`]. Not yet in the facts, and still read through `HostFacts::fs` as
+//! the planner decides: the kinds of mount sources and targets, hide targets and the root
+//! (mounts.rs), symlink resolution of bind sources, and the sandbox view's path walk
+//! (view.rs), whose paths depend on the symlinks it meets.
 
 mod cgroup;
 mod mounts;
