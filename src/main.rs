@@ -21,7 +21,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { profile, args } => cli::run::run(&profile, args, &search),
         Command::Check { profiles } => cli::check::check(profiles, &search),
-        Command::Show { profile } => cli::show::show(&profile, &search),
+        Command::Show {
+            profile,
+            plan: true,
+            json,
+        } => cli::show::show_plan(&profile, json, &search),
+        Command::Show { profile, .. } => cli::show::show(&profile, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
     };
     match result {

@@ -75,10 +75,19 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the resolved profile (includes and drop-ins applied) with each value's origin
-    #[command(after_help = "Examples:\n  stockade show redis\n  stockade show ./hello.toml")]
+    #[command(
+        after_help = "Examples:\n  stockade show redis\n  stockade show ./hello.toml\n  stockade show --plan redis          (what run would do, each decision with its origin)\n  stockade show --plan --json redis | jq .finals.syscalls"
+    )]
     Show {
         /// Profile name or path to a .toml file
         profile: String,
+        /// Print the launch plan for this host instead: every decision with the profile
+        /// line or default that made it
+        #[arg(long)]
+        plan: bool,
+        /// With --plan: print the plan as its JSON record
+        #[arg(long, requires = "plan")]
+        json: bool,
     },
 }
 
@@ -117,19 +126,30 @@ pub fn load_and_plan(
         env: std::env::vars().collect(),
         volume_dir: plan::VOLUME_DIR.into(),
         id: std::process::id(),
-        cgroup: host.cgroup_facts(&own_cgroup),
         under_unit: std::env::var_os("INVOCATION_ID").is_some(),
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
-        landlock_abi: sys::landlock_abi(),
+    };
+    // The host is read once, here, for what this profile needs; the planner reads only this.
+    let facts = host::HostFacts::gather(
+        &host,
+        &plan::needs(&loaded.name, &loaded.profile, &inv),
+        host.cgroup_facts(&own_cgroup),
+        sys::landlock_abi(),
+    );
+    let input = plan::Input {
+        name: &loaded.name,
+        profile: &loaded.profile,
+        path: &loaded.path,
+        sources: &loaded.sources,
     };
     let render = |problems: Vec<profile::Problem>| -> Vec<String> {
         let problems: profile::Problems = problems.into_iter().collect();
         problems.render(&loaded.sources)
     };
-    match plan::build(&loaded.name, &loaded.profile, &loaded.path, &host, &inv) {
+    match plan::build(&input, &facts, &inv) {
         Ok(plan) => {
-            let notes = render(plan.notes.clone());
+            let notes = plan.notes.clone();
             Ok((plan, notes))
         }
         Err(problems) => Err(Error::Invalid {

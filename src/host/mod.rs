@@ -4,8 +4,10 @@
 //! temporary directory holding `etc/passwd`, `etc/group` and whatever paths they need.
 
 mod cgroup;
+mod facts;
 
 pub use cgroup::CgroupFacts;
+pub use facts::{HostFacts, Needs};
 
 use std::fs;
 use std::io;
@@ -66,18 +68,6 @@ impl Host {
     /// `path` (absolute, as the profile writes it) below the host root.
     pub fn path(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
-    }
-
-    pub fn user_by_name(&self, name: &str) -> io::Result<Option<User>> {
-        Ok(self.passwd()?.into_iter().find(|u| u.name == name))
-    }
-
-    pub fn user_by_id(&self, uid: u32) -> io::Result<Option<User>> {
-        Ok(self.passwd()?.into_iter().find(|u| u.uid == uid))
-    }
-
-    pub fn group_by_name(&self, name: &str) -> io::Result<Option<Group>> {
-        Ok(self.groups()?.into_iter().find(|g| g.name == name))
     }
 
     fn passwd(&self) -> io::Result<Vec<User>> {
@@ -340,10 +330,18 @@ mod tests {
             ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nredis:x:101:105::/var/lib/redis:/usr/sbin/nologin\n"),
             ("etc/group", "root:x:0:\nredis:x:105:\n"),
         ]);
-        let u = host.user_by_name("redis").unwrap().unwrap();
+        let needs = Needs {
+            user_names: vec!["redis".into(), "nobody".into()],
+            group_names: vec!["redis".into()],
+            ..Default::default()
+        };
+        let facts = HostFacts::gather(&host, &needs, CgroupFacts::default(), None);
+        let u = facts.user_by_name("redis").unwrap().unwrap();
         assert_eq!((u.uid, u.gid), (101, 105));
-        assert_eq!(host.group_by_name("redis").unwrap().unwrap().gid, 105);
-        assert!(host.user_by_name("nobody").unwrap().is_none());
+        assert_eq!(facts.group_by_name("redis").unwrap().unwrap().gid, 105);
+        assert!(facts.user_by_name("nobody").unwrap().is_none());
+        // Only what was asked for is kept: root is on the host but not gathered.
+        assert!(facts.user_by_name("root").unwrap().is_none());
     }
 
     #[test]

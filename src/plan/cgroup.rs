@@ -2,16 +2,19 @@
 //! cgroup, a cgroup of our own, or none) and the limits, as systemd D-Bus properties or as
 //! cgroup v2 file writes. Both translations are pure functions of `[resources]`.
 
+use super::record::{Decided, Resolver};
 use super::Builder;
 use crate::host::CgroupFacts;
 use crate::profile::schema::{or, Resources};
 use crate::profile::validate::{cpu_list, valid_unit_name};
 use crate::profile::values::{CgroupMode, Limit, Size};
 use crate::profile::{Profile, Section, Src};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A D-Bus property value, typed as systemd expects it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Prop {
     /// `t`
     U64(u64),
@@ -24,18 +27,19 @@ pub enum Prop {
 }
 
 /// A transient scope to register; `PIDs` is added when init's pid is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeSpec {
     pub unit: String,
     pub slice: String,
-    pub properties: Vec<(&'static str, Prop)>,
+    pub properties: Vec<(String, Prop)>,
     /// Controllers the limits need: checked on the scope's cgroup once systemd made it,
     /// because systemd accepts a limit it cannot enforce.
-    pub controllers: Vec<&'static str>,
+    pub controllers: Vec<String>,
 }
 
 /// Where the sandbox's processes go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CgroupPlan {
     /// Stay in the caller's cgroup.
     None,
@@ -45,7 +49,7 @@ pub enum CgroupPlan {
     Leaves(Leaves),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaves {
     /// The directory the leaves are created in.
     pub parent: PathBuf,
@@ -55,9 +59,9 @@ pub struct Leaves {
     /// once controllers are enabled for its children); None when it is not in `parent`.
     pub supervisor: Option<String>,
     /// Controllers enabled in `parent/cgroup.subtree_control`.
-    pub controllers: Vec<&'static str>,
+    pub controllers: Vec<String>,
     /// Files written in the payload leaf before any process enters it.
-    pub limits: Vec<(&'static str, String)>,
+    pub limits: Vec<(String, String)>,
 }
 
 /// The cgroup v2 controller each `[resources]` key needs: the one table of them (the keys
@@ -93,7 +97,7 @@ fn size_file(s: &Option<Src<Size>>) -> Option<String> {
 }
 
 /// `[resources]` as systemd's D-Bus properties (names and types as in org.freedesktop.systemd1).
-pub fn properties(r: &Resources) -> Vec<(&'static str, Prop)> {
+pub fn properties(r: &Resources) -> Vec<(String, Prop)> {
     let mut p = Vec::new();
     if let Some(v) = size_u64(&r.memory_max) {
         p.push(("MemoryMax", Prop::U64(v)));
@@ -129,7 +133,7 @@ pub fn properties(r: &Resources) -> Vec<(&'static str, Prop)> {
             p.push(("AllowedCPUs", Prop::Bytes(cpu_mask(&cpus))));
         }
     }
-    p
+    p.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// A CPU set as systemd's byte mask: bit `n % 8` of byte `n / 8` is CPU n.
@@ -143,7 +147,7 @@ pub fn cpu_mask(cpus: &[u32]) -> Vec<u8> {
 }
 
 /// `[resources]` as cgroup v2 files, for the modes where stockade writes them itself.
-pub fn cgroup_files(r: &Resources) -> Vec<(&'static str, String)> {
+pub fn cgroup_files(r: &Resources) -> Vec<(String, String)> {
     let mut f = Vec::new();
     if let Some(v) = size_file(&r.memory_max) {
         f.push(("memory.max", v));
@@ -174,7 +178,52 @@ pub fn cgroup_files(r: &Resources) -> Vec<(&'static str, String)> {
     if let Some(c) = &r.allowed_cpus {
         f.push(("cpuset.cpus", c.value.clone()));
     }
-    f
+    f.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// One `[resources]` limit as the profile wrote it (`memory_max = "256M"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimit {
+    pub key: String,
+    pub value: String,
+}
+
+/// Every `[resources]` limit the profile sets, each at its line.
+pub(super) fn limits(at: &Resolver, r: &Resources) -> Vec<Decided<ResourceLimit>> {
+    fn one<T: Serialize>(
+        at: &Resolver,
+        out: &mut Vec<Decided<ResourceLimit>>,
+        key: &str,
+        v: &Option<Src<T>>,
+    ) {
+        if let Some(v) = v {
+            // The profile language's own text for the value (`256M`, `50%`, `infinity`).
+            let value = toml::Value::try_from(&v.value)
+                .map(|t| match t {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            let key = format!("resources.{key}");
+            out.push(Decided::new(
+                ResourceLimit {
+                    key: key.clone(),
+                    value,
+                },
+                at.at(v, &key),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    one(at, &mut out, "memory_max", &r.memory_max);
+    one(at, &mut out, "memory_high", &r.memory_high);
+    one(at, &mut out, "memory_swap_max", &r.memory_swap_max);
+    one(at, &mut out, "cpu_quota", &r.cpu_quota);
+    one(at, &mut out, "cpu_weight", &r.cpu_weight);
+    one(at, &mut out, "tasks_max", &r.tasks_max);
+    one(at, &mut out, "io_weight", &r.io_weight);
+    one(at, &mut out, "allowed_cpus", &r.allowed_cpus);
+    out
 }
 
 /// Decides the placement. `id` makes names unique per run (the supervisor's pid).
@@ -233,7 +282,7 @@ pub(super) fn plan(
                 || format!("stockade sandbox for {name}"),
                 |d| d.value.clone(),
             );
-            let mut props = vec![
+            let props = vec![
                 ("Description", Prop::Str(description)),
                 ("Slice", Prop::Str(slice.clone())),
                 // The sandbox may create cgroups of its own below the scope.
@@ -244,6 +293,8 @@ pub(super) fn plan(
                 // memory.events can still be read after the service died.
                 ("AddRef", Prop::Bool(true)),
             ];
+            let mut props: Vec<(String, Prop)> =
+                props.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             props.extend(properties(r));
             CgroupPlan::Scope(ScopeSpec {
                 unit,
@@ -304,8 +355,8 @@ pub(super) fn plan(
     }
 }
 
-fn controllers(needs: &[(&str, &'static str)]) -> Vec<&'static str> {
-    let mut c: Vec<&'static str> = needs.iter().map(|(_, c)| *c).collect();
+fn controllers(needs: &[(&str, &'static str)]) -> Vec<String> {
+    let mut c: Vec<String> = needs.iter().map(|(_, c)| c.to_string()).collect();
     c.sort();
     c.dedup();
     c

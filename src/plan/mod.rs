@@ -1,28 +1,46 @@
-//! What stockade will do: a pure [`LaunchPlan`] built from a validated profile and a view of
-//! the host. It resolves users, decides the uid/gid maps, orders the mount operations (parents
-//! first) and decides which mount points may be created, checks bind sources and targets, and
-//! lists the final security steps. It performs no syscalls and writes nothing, so every
-//! decision is unit-tested without root; after it succeeds, only the kernel can refuse.
+//! What stockade will do: a pure [`LaunchPlan`] built from a validated profile and the host
+//! facts gathered for it. It resolves users, decides the uid/gid maps, orders the mount
+//! operations (parents first) and decides which mount points may be created, checks bind
+//! sources and targets, and lists the final security steps. It writes nothing and makes no
+//! syscalls, so every decision is unit-tested without root; after it succeeds, only the
+//! kernel can refuse. The plan is the sandbox's record: serialisable, and every decision
+//! carries its [`Provenance`].
+//!
+//! [`needs`] says what the planner will ask about the host; [`HostFacts::gather`] reads it
+//! once, before [`build`]. Not yet in the facts, and still read through `HostFacts::fs` as
+//! the planner decides: the kinds of mount sources and targets, hide targets and the root
+//! (mounts.rs), symlink resolution of bind sources, and the sandbox view's path walk
+//! (view.rs), whose paths depend on the symlinks it meets.
 
 mod cgroup;
 mod mounts;
+mod record;
+pub mod render;
 mod seccomp;
 #[cfg(test)]
 mod tests;
 mod view;
 
-use crate::host::Host;
+use crate::host::{HostFacts, Needs};
 use crate::profile::schema::or;
 use crate::profile::validate::{capability, rlimit};
-use crate::profile::values::{IdRange, IdRef, Limit};
-use crate::profile::{At, Problem, Profile, Src};
+use crate::profile::values::IdRef;
+use crate::profile::{At, Problem, Profile, SourceMap, Src};
 use nix::sys::resource::Resource;
+use record::Resolver;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use crate::profile::families::AF_MAX;
-pub use cgroup::{CgroupPlan, Leaves, Prop, ScopeSpec};
+// The plan's own vocabulary, shared with the profile language: the sandbox takes them from
+// here and never sees profile types.
+pub use crate::profile::values::{CgroupMode, IdRange, Limit};
+pub use cgroup::{CgroupPlan, Leaves, Prop, ResourceLimit, ScopeSpec};
 pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
-pub use seccomp::{default_baseline, SysAction, SyscallPolicy};
+pub use record::{Decided, Provenance};
+#[cfg(test)]
+pub use seccomp::default_baseline;
+pub use seccomp::{Filter, SysAction, SyscallPolicy};
 
 /// stockade's persistent state on the host: volumes and id-range claims. Never visible
 /// inside a sandbox.
@@ -41,8 +59,9 @@ pub const ID_BASE: u32 = 0x6000_0000;
 pub const ID_RANGE: u32 = 65536;
 pub const ID_SLOTS: u32 = 4096;
 
-/// Which namespaces to create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The namespaces stockade knows, in the order the profile's `[namespaces]` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Namespace {
     User,
     Pid,
@@ -119,11 +138,19 @@ impl Namespace {
     }
 }
 
+/// Whether one namespace is created; the plan lists all of them, on or off, so an
+/// inspector can say why a namespace is missing too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceChoice {
+    pub kind: Namespace,
+    pub enabled: bool,
+}
+
 /// The uid_map and gid_map contents, ready to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMaps {
-    pub uid_map: Vec<IdRange>,
-    pub gid_map: Vec<IdRange>,
+    pub uid_map: Decided<Vec<IdRange>>,
+    pub gid_map: Decided<Vec<IdRange>>,
     /// Unprivileged user namespaces must deny setgroups before writing gid_map.
     pub deny_setgroups: bool,
     /// Init switches to uid/gid 0 inside: when the caller's own ids are not mapped (an
@@ -132,17 +159,17 @@ pub struct IdMaps {
 }
 
 /// The identity the service runs with, as seen inside the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
+    pub uid: Decided<u32>,
+    pub gid: Decided<u32>,
+    pub groups: Decided<Vec<u32>>,
     /// setgroups(2) is unavailable (denied in an unprivileged user namespace).
     pub setgroups_denied: bool,
 }
 
 /// A volume directory to create on the host before the sandbox starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     pub host_path: PathBuf,
     /// Owner as seen from the host: the service's ids translated through the idmap.
@@ -155,7 +182,7 @@ pub struct Volume {
 
 /// The host id range a profile's sandboxes map their ids to, claimed once per profile name
 /// and kept in [`IDS_DIR`] so the owner of its volumes is the same at every start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdClaim {
     pub dir: PathBuf,
     pub name: String,
@@ -170,24 +197,40 @@ impl IdClaim {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Access {
     Read,
     Write,
     Exec,
 }
 
+/// One resource limit set with setrlimit(2), soft and hard alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    #[serde(with = "record::resource_name")]
+    pub resource: Resource,
+    pub limit: Limit,
+}
+
+/// One landlock rule: what the service may do below `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockRule {
+    pub path: String,
+    pub access: Access,
+}
+
 /// The steps taken in the service's process just before exec, in this order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalSteps {
-    pub rlimits: Vec<(Resource, Limit)>,
-    pub umask: u32,
-    /// Landlock rules; None means no landlock at all.
-    pub landlock: Option<Vec<(String, Access)>>,
+    pub rlimits: Vec<Decided<Rlimit>>,
+    pub umask: Decided<u32>,
+    /// Landlock rules, each cited at the list that holds it; None means no landlock at all.
+    pub landlock: Option<Vec<Decided<LandlockRule>>>,
     /// Run with what the kernel enforces of the landlock rules (else refuse to start).
     pub landlock_best_effort: bool,
-    pub capabilities: Vec<caps::Capability>,
-    pub no_new_privs: bool,
+    pub capabilities: Decided<Vec<caps::Capability>>,
+    pub no_new_privs: Decided<bool>,
     /// Installed last, just before exec.
     pub syscalls: SyscallPolicy,
     /// Landlock's abstract-unix-socket scope: the service cannot connect to abstract sockets
@@ -196,11 +239,14 @@ pub struct FinalSteps {
     pub scope_abstract_sockets: bool,
 }
 
-/// Everything `stockade run` will do, in order. `Debug` output is the plan an admin can read.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything `stockade run` will do, in order: the sandbox's record. Every decision an
+/// admin (or `why`) asks about carries its [`Provenance`]; `show --plan` renders it and
+/// `show --plan --json` prints it as serde makes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaunchPlan {
     pub name: String,
-    pub namespaces: Vec<Namespace>,
+    /// Every namespace, on or off.
+    pub namespaces: Vec<Decided<NamespaceChoice>>,
     pub idmap: Option<IdMaps>,
     /// The host id range claimed for the default id map.
     pub id_claim: Option<IdClaim>,
@@ -208,40 +254,52 @@ pub struct LaunchPlan {
     /// are not bypassed by executing an anonymous memory file.
     pub memfd_noexec: bool,
     /// Set whenever there is a UTS namespace: the profile's, else one made of its name.
-    pub hostname: Option<String>,
+    pub hostname: Option<Decided<String>>,
+    /// The kernel's interfaces are masked and made read-only (the mounts carry it too).
+    pub protect_kernel: Decided<bool>,
     pub volumes: Vec<Volume>,
     /// None when the profile runs without a mount namespace.
     pub fs: Option<FsPlan>,
     pub loopback_up: bool,
     pub creds: Credentials,
     pub finals: FinalSteps,
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub workdir: String,
+    pub argv: Decided<Vec<String>>,
+    pub env: Vec<Decided<(String, String)>>,
+    pub workdir: Decided<String>,
+    /// `[systemd] mode` as written or defaulted; [`LaunchPlan::cgroup`] is what it became.
+    pub systemd_mode: Decided<CgroupMode>,
+    /// Each `[resources]` limit as written; the cgroup plan holds its translation.
+    pub resources: Vec<Decided<ResourceLimit>>,
     /// Where the sandbox's processes are accounted and limited.
     pub cgroup: CgroupPlan,
     /// The memory limit as the admin wrote it, for the exit message after an OOM kill.
     pub memory_max: Option<String>,
     /// Connect the service's stdout/stderr to journald under this identifier.
-    pub journal_identifier: Option<String>,
+    pub journal_identifier: Option<Decided<String>>,
     /// Relay sd_notify messages from the service to the unit's NOTIFY_SOCKET.
-    pub notify: Option<Notify>,
+    pub notify: Option<Decided<Notify>>,
     /// Under a Type=notify unit whose service does not speak sd_notify: stockade reports
     /// READY=1 itself once the service has exec'd.
     pub ready_after_exec: bool,
     /// What the plan allows that an admin should know: holes in the default walls the
-    /// profile opened on purpose. `check` prints them; `run` logs them at -v.
-    pub notes: Vec<Problem>,
+    /// profile opened on purpose, rendered `file:line:col: key: message`. `check` prints
+    /// them; `run` logs them at -v.
+    pub notes: Vec<String>,
 }
 
 impl LaunchPlan {
     pub fn has(&self, ns: Namespace) -> bool {
-        self.namespaces.contains(&ns)
+        self.enabled_namespaces().any(|n| n == ns)
+    }
+
+    /// The namespaces created, in the order of [`Namespace`].
+    pub fn enabled_namespaces(&self) -> impl Iterator<Item = Namespace> + '_ {
+        self.namespaces.iter().filter(|n| n.enabled).map(|n| n.kind)
     }
 }
 
 /// The relayed notify socket: created by the supervisor on the host, bound into the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notify {
     pub host_socket: PathBuf,
     /// Where NOTIFY_SOCKET points the service.
@@ -259,41 +317,96 @@ pub struct Invocation {
     pub volume_dir: PathBuf,
     /// Unique per run (the supervisor's pid), for scope and cgroup names.
     pub id: u32,
-    /// What the host offers for cgroups and systemd.
-    pub cgroup: crate::host::CgroupFacts,
     /// Started by a systemd unit (its stdout already goes to the journal).
     pub under_unit: bool,
     /// The unit's NOTIFY_SOCKET, when it is Type=notify.
     pub notify_socket: Option<String>,
     /// Where id-range claims live; [`IDS_DIR`] unless a test says otherwise.
     pub ids_dir: PathBuf,
-    /// The landlock ABI the kernel offers (None: no landlock).
-    pub landlock_abi: Option<u32>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// What the planner will ask about the host for this profile: gathered by
+/// [`HostFacts::gather`] before [`build`], which then reads the facts only.
+pub fn needs(name: &str, profile: &Profile, inv: &Invocation) -> Needs {
+    let e = &profile.exec;
+    let mut n = Needs::default();
+    match e.user.as_ref().map(|u| &u.value) {
+        Some(IdRef::Name(u)) => n.user_names.push(u.clone()),
+        Some(IdRef::Id(id)) => n.user_ids.push(*id),
+        None => {}
+    }
+    let groups = e
+        .group
+        .iter()
+        .map(|g| &g.value)
+        .chain(e.supplementary_groups.iter().flat_map(|l| l.value.iter()));
+    for g in groups {
+        if let IdRef::Name(g) = g {
+            n.group_names.push(g.clone());
+        }
+    }
+    n.kernel_paths = mounts::kernel_paths()
+        .chain([MEMFD_NOEXEC])
+        .map(str::to_owned)
+        .collect();
+    n.claim = Some((inv.ids_dir.clone(), name.to_owned()));
+    n.owners = volume_names(profile)
+        .map(|v| inv.volume_dir.join(&v.value).display().to_string())
+        .collect();
+    n
+}
+
+const MEMFD_NOEXEC: &str = "/proc/sys/vm/memfd_noexec";
+
+fn volume_names(p: &Profile) -> impl Iterator<Item = &Src<String>> {
+    p.mount
+        .iter()
+        .filter(|m| {
+            m.kind
+                .as_ref()
+                .is_some_and(|k| k.value == crate::profile::values::MountType::Volume)
+        })
+        .filter_map(|m| m.name.as_ref())
+}
+
+/// The profile as loaded: the merged values and the files they came from (to cite them).
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub profile: &'a Profile,
+    pub path: &'a Path,
+    pub sources: &'a SourceMap,
+}
+
 /// Builds the plan, or returns every problem that needs the host to be found.
 pub fn build(
-    name: &str,
-    profile: &Profile,
-    profile_path: &Path,
-    host: &Host,
+    input: &Input,
+    host: &HostFacts,
     inv: &Invocation,
 ) -> Result<LaunchPlan, Vec<Problem>> {
+    let (name, profile) = (input.name, input.profile);
     let mut b = Builder {
         host,
         problems: Vec::new(),
         notes: Vec::new(),
-        profile_path,
+        profile_path: input.path,
+        at: Resolver {
+            sources: input.sources,
+        },
     };
-    let namespaces = namespaces(profile);
-    let userns = namespaces.contains(&Namespace::User);
+    let namespaces = namespaces(&b, profile);
+    let enabled: Vec<Namespace> = namespaces
+        .iter()
+        .filter(|n| n.enabled)
+        .map(|n| n.kind)
+        .collect();
+    let userns = enabled.contains(&Namespace::User);
     let creds = b.credentials(profile, userns);
     let (idmap, id_claim) = if userns {
         b.idmap(profile, name, &creds, inv)
     } else {
-        if creds.uid == 0 && host.euid == 0 {
+        if *creds.uid == 0 && host.euid == 0 {
             let why = "without a user namespace the service runs as the host's root";
             match &profile.namespaces.user {
                 Some(u) => b.notes.push(Problem::at(u.origin, "namespaces.user", why)),
@@ -305,10 +418,10 @@ pub fn build(
     b.privileges(profile, userns);
     let volumes = b.volumes(profile, inv, idmap.as_ref(), &creds, id_claim.as_ref());
     let exec_locked = profile.security.landlock.is_some();
-    let fs = if namespaces.contains(&Namespace::Mount) {
+    let fs = if enabled.contains(&Namespace::Mount) {
         let ctx = mounts::Context {
             volumes: &volumes,
-            namespaces: &namespaces,
+            namespaces: &enabled,
             creates_state: !volumes.is_empty() || id_claim.as_ref().is_some_and(|c| c.new),
             exec_locked,
         };
@@ -321,101 +434,131 @@ pub fn build(
     // root's, and not namespaced for permission checks); otherwise seccomp refuses
     // executable memory files instead.
     let memfd_noexec = exec_locked
-        && namespaces.contains(&Namespace::Pid)
+        && enabled.contains(&Namespace::Pid)
         && host.euid == 0
-        && matches!(
-            host.kind("/proc/sys/vm/memfd_noexec"),
-            Ok(Some(crate::host::PathKind::File))
-        );
+        && host.kernel_kind(MEMFD_NOEXEC) == Ok(Some(crate::host::PathKind::File));
     let mut finals = b.finals(profile, exec_locked && !memfd_noexec);
-    let shares_host_net = !namespaces.contains(&Namespace::Net);
-    finals.scope_abstract_sockets = shares_host_net && inv.landlock_abi.is_some_and(|v| v >= 6);
+    let shares_host_net = !enabled.contains(&Namespace::Net);
+    finals.scope_abstract_sockets = shares_host_net && host.landlock_abi.is_some_and(|v| v >= 6);
     if shares_host_net && !finals.scope_abstract_sockets {
-        b.file_note("namespaces.net", format!("the service shares the host's network namespace and this kernel's landlock (ABI {}) cannot scope abstract unix sockets (ABI 6, Linux 6.12): the host's abstract sockets are reachable", inv.landlock_abi.map_or("none".into(), |v| v.to_string())));
+        b.file_note("namespaces.net", format!("the service shares the host's network namespace and this kernel's landlock (ABI {}) cannot scope abstract unix sockets (ABI 6, Linux 6.12): the host's abstract sockets are reachable", host.landlock_abi.map_or("none".into(), |v| v.to_string())));
     }
-    let cgroup = cgroup::plan(&mut b, profile, name, inv.id, &inv.cgroup);
+    let cgroup = cgroup::plan(&mut b, profile, name, inv.id, &host.cgroup);
     let mut fs = fs;
     let relay = inv.notify_socket.is_some() && or(&profile.systemd.notify, false);
+    let notify_from = b.at.setting(&profile.systemd.notify, "systemd.notify");
     let notify = relay
         .then(|| b.notify_target(fs.as_ref()))
         .flatten()
         .map(|target| {
             let host_socket = PathBuf::from(format!("{RUN_DIR}/notify-{}.sock", inv.id));
             if let Some(fs) = fs.as_mut() {
-                fs.ops.push(MountOp::Bind {
-                    source: host_socket.display().to_string(),
-                    target: target.clone(),
-                    read_only: false,
-                    noexec: true,
-                    create: Some(NodeKind::File),
-                });
+                fs.ops.push(Decided::new(
+                    MountOp::Bind {
+                        source: host_socket.display().to_string(),
+                        target: target.clone(),
+                        read_only: false,
+                        noexec: true,
+                        create: Some(NodeKind::File),
+                    },
+                    notify_from.clone(),
+                ));
             }
-            Notify {
-                host_socket,
-                target,
-            }
+            Decided::new(
+                Notify {
+                    host_socket,
+                    target,
+                },
+                notify_from.clone(),
+            )
         });
     view::check(&mut b, profile, fs.as_ref());
     if !b.problems.is_empty() {
         return Err(b.problems);
     }
-    let mut env: Vec<(String, String)> = inv
+    let caller = Provenance::invocation("environment");
+    let mut env: Vec<Decided<(String, String)>> = inv
         .env
         .iter()
         .filter(|(k, _)| matches!(k.as_str(), "PATH" | "LANG" | "TERM"))
-        .cloned()
+        .map(|kv| Decided::new(kv.clone(), caller.clone()))
         .collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    if !env.iter().any(|e| e.value.0 == "PATH") {
+        env.push(Decided::new(
+            ("PATH".into(), DEFAULT_PATH.into()),
+            Provenance::default("exec.env.PATH"),
+        ));
     }
     for (k, v) in &profile.exec.env {
-        env.retain(|(ek, _)| ek != k);
-        env.push((k.clone(), v.value.clone()));
+        env.retain(|e| e.value.0 != *k);
+        env.push(Decided::new(
+            (k.clone(), v.value.clone()),
+            b.at.at(v, &format!("exec.env.{k}")),
+        ));
     }
     if let Some(n) = &notify {
-        env.push(("NOTIFY_SOCKET".into(), n.target.clone()));
+        env.push(Decided::new(
+            ("NOTIFY_SOCKET".into(), n.target.clone()),
+            n.from.clone(),
+        ));
         // The watchdog interval belongs to the unit; the service is the one to keep it fed.
         env.extend(
             inv.env
                 .iter()
                 .filter(|(k, _)| k == "WATCHDOG_USEC")
-                .cloned(),
+                .map(|kv| Decided::new(kv.clone(), caller.clone())),
         );
     }
     // With a UTS namespace the sandbox always gets a name of its own, never the host's.
-    let hostname = namespaces.contains(&Namespace::Uts).then(|| {
-        profile
-            .network
-            .hostname
-            .as_ref()
-            .map_or_else(|| hostname_for(name), |h| h.value.clone())
-    });
+    let hostname = enabled
+        .contains(&Namespace::Uts)
+        .then(|| match &profile.network.hostname {
+            Some(h) => Decided::new(h.value.clone(), b.at.at(h, "network.hostname")),
+            None => Decided::new(hostname_for(name), Provenance::default("network.hostname")),
+        });
+    let notes: crate::profile::Problems = b.notes.into_iter().collect();
     Ok(LaunchPlan {
         name: name.to_owned(),
-        loopback_up: namespaces.contains(&Namespace::Net),
+        loopback_up: enabled.contains(&Namespace::Net),
         namespaces,
         idmap,
         id_claim,
         memfd_noexec,
         hostname,
+        protect_kernel: Decided::new(
+            or(&profile.security.protect_kernel, true),
+            b.at.setting(&profile.security.protect_kernel, "security.protect_kernel"),
+        ),
         volumes: volumes.into_iter().map(|(v, _)| v).collect(),
         fs,
         creds,
         finals,
         argv,
         env,
-        workdir: or(&profile.exec.workdir, "/".to_owned()),
+        workdir: Decided::new(
+            or(&profile.exec.workdir, "/".to_owned()),
+            b.at.setting(&profile.exec.workdir, "exec.workdir"),
+        ),
+        systemd_mode: Decided::new(
+            or(&profile.systemd.mode, CgroupMode::Auto),
+            b.at.setting(&profile.systemd.mode, "systemd.mode"),
+        ),
+        resources: cgroup::limits(&b.at, &profile.resources),
         cgroup,
         memory_max: profile
             .resources
             .memory_max
             .as_ref()
             .map(|m| m.value.to_string()),
-        journal_identifier: (or(&profile.logging.journal, false) && !inv.under_unit)
-            .then(|| name.to_owned()),
+        journal_identifier: (or(&profile.logging.journal, false) && !inv.under_unit).then(|| {
+            Decided::new(
+                name.to_owned(),
+                b.at.setting(&profile.logging.journal, "logging.journal"),
+            )
+        }),
         notify,
         ready_after_exec: inv.notify_socket.is_some() && !relay,
-        notes: b.notes,
+        notes: notes.render(input.sources),
     })
 }
 
@@ -456,19 +599,39 @@ fn hostname_for(name: &str) -> String {
     }
 }
 
-fn namespaces(p: &Profile) -> Vec<Namespace> {
-    Namespace::ALL
-        .iter()
-        .filter(|row| p.namespaces.is(row.key))
-        .map(|row| row.ns)
+fn namespaces(b: &Builder, p: &Profile) -> Vec<Decided<NamespaceChoice>> {
+    let n = &p.namespaces;
+    let all = [
+        (Namespace::User, &n.user),
+        (Namespace::Pid, &n.pid),
+        (Namespace::Mount, &n.mount),
+        (Namespace::Net, &n.net),
+        (Namespace::Ipc, &n.ipc),
+        (Namespace::Uts, &n.uts),
+        (Namespace::Cgroup, &n.cgroup),
+        (Namespace::Time, &n.time),
+    ];
+    all.into_iter()
+        .zip(n.enabled())
+        .map(|((kind, src), (key, enabled))| {
+            // The schema, its defaults and the namespace table list the same keys in order
+            // (the_namespace_table_and_the_schema_name_the_same_keys).
+            debug_assert_eq!(kind.row().key, key);
+            Decided::new(
+                NamespaceChoice { kind, enabled },
+                b.at.setting(src, &format!("namespaces.{}", kind.row().key)),
+            )
+        })
         .collect()
 }
 
 pub(crate) struct Builder<'a> {
-    pub(crate) host: &'a Host,
+    pub(crate) host: &'a HostFacts,
     pub(crate) problems: Vec<Problem>,
     pub(crate) notes: Vec<Problem>,
     profile_path: &'a Path,
+    /// Turns the origins of the values that decide into the plan's provenance.
+    pub(crate) at: Resolver<'a>,
 }
 
 impl Builder<'_> {
@@ -497,34 +660,31 @@ impl Builder<'_> {
         let (uid, user_gid) = match &e.user {
             None => (0, Some(0)),
             Some(u) => match &u.value {
-                IdRef::Id(id) => (*id, self.host.user_by_id(*id).ok().flatten().map(|u| u.gid)),
+                IdRef::Id(id) => (*id, self.host.user_by_id(*id).map(|u| u.gid)),
                 IdRef::Name(n) => match self.host.user_by_name(n) {
                     Ok(Some(user)) => (user.uid, Some(user.gid)),
                     Ok(None) => {
-                        self.err(
-                            u,
-                            "exec.user",
-                            format!(
-                                "no user `{n}` in {}",
-                                self.host.path("/etc/passwd").display()
-                            ),
-                        );
+                        let msg = format!("no user `{n}` in {}", self.host.passwd_path.display());
+                        self.err(u, "exec.user", msg);
                         (0, Some(0))
                     }
                     Err(err) => {
-                        self.err(
-                            u,
-                            "exec.user",
-                            format!("cannot read the user database: {err}"),
-                        );
+                        let msg = format!("cannot read the user database: {err}");
+                        self.err(u, "exec.user", msg);
                         (0, Some(0))
                     }
                 },
             },
         };
         let gid = match &e.group {
-            None => user_gid.unwrap_or(uid),
-            Some(g) => self.gid_of(g, "exec.group").unwrap_or(0),
+            None => Decided::new(
+                user_gid.unwrap_or(uid),
+                self.at.setting(&e.user, "exec.user"),
+            ),
+            Some(g) => Decided::new(
+                self.gid_of(g, "exec.group").unwrap_or(0),
+                self.at.at(g, "exec.group"),
+            ),
         };
         let mut groups = Vec::new();
         if let Some(list) = &e.supplementary_groups {
@@ -536,9 +696,13 @@ impl Builder<'_> {
             }
         }
         Credentials {
-            uid,
+            uid: Decided::new(uid, self.at.setting(&e.user, "exec.user")),
             gid,
-            groups,
+            groups: Decided::new(
+                groups,
+                self.at
+                    .setting(&e.supplementary_groups, "exec.supplementary_groups"),
+            ),
             setgroups_denied: userns && self.host.euid != 0,
         }
     }
@@ -549,18 +713,13 @@ impl Builder<'_> {
             IdRef::Name(n) => match self.host.group_by_name(n) {
                 Ok(Some(group)) => Some(group.gid),
                 Ok(None) => {
-                    self.err(
-                        g,
-                        key,
-                        format!(
-                            "no group `{n}` in {}",
-                            self.host.path("/etc/group").display()
-                        ),
-                    );
+                    let msg = format!("no group `{n}` in {}", self.host.group_path.display());
+                    self.err(g, key, msg);
                     None
                 }
                 Err(err) => {
-                    self.err(g, key, format!("cannot read the group database: {err}"));
+                    let msg = format!("cannot read the group database: {err}");
+                    self.err(g, key, msg);
                     None
                 }
             },
@@ -595,9 +754,9 @@ impl Builder<'_> {
             .uid
             .as_ref()
             .map(|m| m.value.clone())
-            .unwrap_or_else(|| default(self.host.euid, &[creds.uid]));
-        let mut wanted_gids = vec![creds.gid];
-        wanted_gids.extend(&creds.groups);
+            .unwrap_or_else(|| default(self.host.euid, &[*creds.uid]));
+        let mut wanted_gids = vec![*creds.gid];
+        wanted_gids.extend(creds.groups.iter());
         let gid_map = p
             .idmap
             .gid
@@ -615,10 +774,10 @@ impl Builder<'_> {
             map.iter()
                 .any(|r| id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count))
         };
-        if !mapped(&uid_map, creds.uid) {
+        if !mapped(&uid_map, *creds.uid) {
             match (&p.idmap.uid, &p.exec.user) {
-                (Some(m), _) => self.err(m, "idmap.uid", format!("the service's uid {} is not mapped inside the sandbox", creds.uid)),
-                (None, Some(u)) => self.err(u, "exec.user", format!("uid {} cannot be mapped without root: an unprivileged user namespace maps only your own uid (as 0)", creds.uid)),
+                (Some(m), _) => self.err(m, "idmap.uid", format!("the service's uid {} is not mapped inside the sandbox", *creds.uid)),
+                (None, Some(u)) => self.err(u, "exec.user", format!("uid {} cannot be mapped without root: an unprivileged user namespace maps only your own uid (as 0)", *creds.uid)),
                 (None, None) => {}
             }
         }
@@ -631,9 +790,15 @@ impl Builder<'_> {
             }
         }
         let init_becomes_root = mapped(&uid_map, 0) && mapped(&gid_map, 0);
+        // Without [idmap] the map follows from the claim (root) or the caller's own ids.
+        let map_from = |v: &Option<Src<Vec<IdRange>>>, key: &str| match v {
+            Some(m) => self.at.at(m, key),
+            None if claim.is_some() => Provenance::default("idmap: the profile's id range"),
+            None => Provenance::default("idmap: the caller's own id"),
+        };
         let maps = IdMaps {
-            uid_map,
-            gid_map,
+            uid_map: Decided::new(uid_map, map_from(&p.idmap.uid, "idmap.uid")),
+            gid_map: Decided::new(gid_map, map_from(&p.idmap.gid, "idmap.gid")),
             deny_setgroups: !root,
             init_becomes_root,
         };
@@ -653,34 +818,28 @@ impl Builder<'_> {
             return None;
         }
         let dir = inv.ids_dir.clone();
-        let failed = |b: &mut Self, e: std::io::Error| {
+        let failed = |b: &mut Self, e: String| {
             b.file_err(
                 "idmap",
                 format!("cannot read the id-range claims in {}: {e}", dir.display()),
             );
         };
-        match self.host.id_slot(&inv.ids_dir, name) {
-            Ok(Some(slot)) if slot < ID_SLOTS => {
-                return Some(IdClaim {
-                    dir: inv.ids_dir.clone(),
-                    name: name.to_owned(),
-                    slot,
-                    new: false,
-                })
-            }
-            Ok(_) => {}
+        let claims = match &self.host.claims {
+            Ok(c) => c.clone(),
             Err(e) => {
-                failed(self, e);
-                return None;
-            }
-        }
-        let used = match self.host.id_slots_used(&inv.ids_dir) {
-            Ok(u) => u,
-            Err(e) => {
-                failed(self, e);
+                failed(self, e.clone());
                 return None;
             }
         };
+        if let Some(slot) = claims.own.filter(|&s| s < ID_SLOTS) {
+            return Some(IdClaim {
+                dir: inv.ids_dir.clone(),
+                name: name.to_owned(),
+                slot,
+                new: false,
+            });
+        }
+        let used = claims.used;
         // FNV-1a: stable across builds and machines, unlike std's hasher.
         let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
@@ -755,6 +914,7 @@ impl Builder<'_> {
                 .is_some_and(|k| k.value == crate::profile::values::MountType::Volume)
         }) {
             let Some(name) = &m.name else { continue };
+            let (uid, gid) = (*creds.uid, *creds.gid);
             if self.host.euid != 0 {
                 self.err(
                     name,
@@ -766,12 +926,12 @@ impl Builder<'_> {
                     ),
                 );
             }
-            let uid = outside(idmap.map(|i| &i.uid_map), creds.uid).unwrap_or(creds.uid);
-            let gid = outside(idmap.map(|i| &i.gid_map), creds.gid).unwrap_or(creds.gid);
+            let uid = outside(idmap.map(|i| &i.uid_map.value), uid).unwrap_or(uid);
+            let gid = outside(idmap.map(|i| &i.gid_map.value), gid).unwrap_or(gid);
             let host_path = inv.volume_dir.join(&name.value);
             // Before id ranges, a root service's volume was owned by host root.
-            let carry_root_to = claim.filter(|_| creds.uid == 0).and_then(|c| {
-                let owner = self.host.owner(&host_path.display().to_string()).ok()??;
+            let carry_root_to = claim.filter(|_| *creds.uid == 0).and_then(|c| {
+                let owner = self.host.owner(&host_path.display().to_string())?;
                 (owner == (0, 0)).then(|| (c.base(), c.base()))
             });
             out.push((
@@ -787,7 +947,7 @@ impl Builder<'_> {
         out
     }
 
-    fn argv(&mut self, p: &Profile, inv: &Invocation) -> Vec<String> {
+    fn argv(&mut self, p: &Profile, inv: &Invocation) -> Decided<Vec<String>> {
         let mut argv = p
             .exec
             .command
@@ -804,7 +964,7 @@ impl Builder<'_> {
                 }
             }
         }
-        argv
+        Decided::new(argv, self.at.setting(&p.exec.command, "exec.command"))
     }
 
     /// Where the relayed notify socket appears inside: on a tmpfs stockade mounts, because
@@ -817,7 +977,7 @@ impl Builder<'_> {
         let tmpfs: Vec<&str> = fs
             .ops
             .iter()
-            .filter_map(|o| match o {
+            .filter_map(|o| match &o.value {
                 MountOp::Tmpfs {
                     target,
                     read_only: false,
@@ -837,7 +997,17 @@ impl Builder<'_> {
 
     fn finals(&mut self, p: &Profile, memfd_seccomp: bool) -> FinalSteps {
         let s = &p.security;
-        let landlock = landlock_rules(p);
+        let landlock = landlock_rules(p).map(|rules| {
+            rules
+                .into_iter()
+                .map(|(path, access, list)| {
+                    Decided::new(
+                        LandlockRule { path, access },
+                        self.at.at(list, access.key()),
+                    )
+                })
+                .collect()
+        });
         let capabilities: Vec<caps::Capability> = s
             .capabilities
             .iter()
@@ -846,21 +1016,42 @@ impl Builder<'_> {
             .collect();
         seccomp::check(self, p);
         FinalSteps {
-            syscalls: seccomp::plan(p, &capabilities, memfd_seccomp),
+            syscalls: seccomp::plan(&self.at, p, &capabilities, memfd_seccomp),
             scope_abstract_sockets: false,
             landlock_best_effort: or(&s.landlock_best_effort, false),
             rlimits: self.rlimits(p),
-            umask: p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
+            umask: Decided::new(
+                p.exec.umask.as_ref().map_or(0o022, |u| u.value.0),
+                self.at.setting(&p.exec.umask, "exec.umask"),
+            ),
             landlock,
-            capabilities,
-            no_new_privs: or(&s.no_new_privileges, true),
+            capabilities: Decided::new(
+                capabilities,
+                self.at.setting(&s.capabilities, "security.capabilities"),
+            ),
+            no_new_privs: Decided::new(
+                or(&s.no_new_privileges, true),
+                self.at
+                    .setting(&s.no_new_privileges, "security.no_new_privileges"),
+            ),
+        }
+    }
+}
+
+impl Access {
+    /// The landlock list of the profile this access is written in.
+    fn key(self) -> &'static str {
+        match self {
+            Access::Read => "security.landlock.read",
+            Access::Write => "security.landlock.write",
+            Access::Exec => "security.landlock.exec",
         }
     }
 }
 
 impl Builder<'_> {
     /// The limits, each by its resource; none may exceed what the kernel allows.
-    fn rlimits(&mut self, p: &Profile) -> Vec<(Resource, Limit)> {
+    fn rlimits(&mut self, p: &Profile) -> Vec<Decided<Rlimit>> {
         let mut out = Vec::new();
         for (name, v) in &p.exec.rlimits {
             let key = format!("exec.rlimits.{name}");
@@ -869,20 +1060,39 @@ impl Builder<'_> {
                 continue;
             };
             if let (Resource::RLIMIT_NOFILE, Limit::Value(n)) = (res, v.value) {
-                match self.host.nr_open() {
-                    Ok(Some(max)) if n > max => self.err(v, &key, format!("{n} is above the kernel's limit fs.nr_open = {max}; use at most {max}, or raise it with `sysctl fs.nr_open={n}`")),
+                match &self.host.nr_open {
+                    Ok(Some(max)) if n > *max => {
+                        let max = *max;
+                        self.err(v, &key, format!("{n} is above the kernel's limit fs.nr_open = {max}; use at most {max}, or raise it with `sysctl fs.nr_open={n}`"))
+                    }
                     Ok(_) => {}
-                    Err(e) => self.err(v, &key, format!("cannot read the kernel's limit fs.nr_open from {}: {e}", self.host.path("/proc/sys/fs/nr_open").display())),
+                    Err(e) => {
+                        let msg = format!(
+                            "cannot read the kernel's limit fs.nr_open from {}: {e}",
+                            self.host.nr_open_path.display()
+                        );
+                        self.err(v, &key, msg)
+                    }
                 }
             }
-            out.push((res, v.value));
+            out.push(Decided::new(
+                Rlimit {
+                    resource: res,
+                    limit: v.value,
+                },
+                self.at.at(v, &key),
+            ));
         }
         out
     }
 }
 
-/// The profile's landlock rules, paths normalized; None without landlock.
-fn landlock_rules(p: &Profile) -> Option<Vec<(String, Access)>> {
+/// A landlock rule's normalized path, its access and the list it is written in.
+type RuleAt<'p> = (String, Access, &'p Src<Vec<String>>);
+
+/// The profile's landlock rules, paths normalized, each with the list it is written in;
+/// None without landlock.
+fn landlock_rules(p: &Profile) -> Option<Vec<RuleAt<'_>>> {
     p.security.landlock.as_ref().map(|l| {
         let mut rules = Vec::new();
         for (list, access) in [
@@ -890,11 +1100,15 @@ fn landlock_rules(p: &Profile) -> Option<Vec<(String, Access)>> {
             (&l.write, Access::Write),
             (&l.exec, Access::Exec),
         ] {
-            for path in list.iter().flat_map(|v| v.value.iter()) {
-                rules.push((
-                    crate::profile::validate::normalize_abs(path).unwrap_or_else(|_| path.clone()),
-                    access,
-                ));
+            for list in list.iter() {
+                for path in &list.value {
+                    rules.push((
+                        crate::profile::validate::normalize_abs(path)
+                            .unwrap_or_else(|_| path.clone()),
+                        access,
+                        list,
+                    ));
+                }
             }
         }
         rules

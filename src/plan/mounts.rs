@@ -5,15 +5,18 @@
 //! "empty" root); on the host's root they must already exist, because creating them would
 //! write to the host.
 
-use super::{Access, Builder, Namespace, Volume};
+use super::record::Decided;
+use super::{Access, Builder, Namespace, Provenance, Volume};
 use crate::host::PathKind;
 use crate::profile::schema::{or, Mount, Profile};
 use crate::profile::validate::normalize_abs;
 use crate::profile::values::MountType;
 use crate::profile::{Problem, Src};
+use serde::{Deserialize, Serialize};
 
 /// Where the sandbox root comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RootSource {
     /// A host directory ("/" for the host root), bound recursively.
     Host(String),
@@ -22,14 +25,16 @@ pub enum RootSource {
 }
 
 /// What a missing mount point is created as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     Dir,
     File,
 }
 
 /// One mount operation. Targets are paths inside the sandbox; bind sources are host paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MountOp {
     Bind {
         source: String,
@@ -41,7 +46,8 @@ pub enum MountOp {
     },
     Tmpfs {
         target: String,
-        size: Option<u64>,
+        /// Its own decision: the size setting is not the one that asked for the mount.
+        size: Decided<Option<u64>>,
         mode: u32,
         noexec: bool,
         read_only: bool,
@@ -108,13 +114,14 @@ impl MountOp {
 }
 
 /// The filesystem half of the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsPlan {
     pub root: RootSource,
     /// Make the root read-only: recursively right after binding it (host roots), or after
     /// every mount point is made (the empty root).
-    pub read_only: bool,
-    pub ops: Vec<MountOp>,
+    pub read_only: Decided<bool>,
+    /// Each operation with the setting that asked for it.
+    pub ops: Vec<Decided<MountOp>>,
 }
 
 fn depth(path: &str) -> usize {
@@ -129,6 +136,8 @@ pub(super) fn is_below(path: &str, ancestor: &str) -> bool {
 /// One planned operation with what the plan must still check about its target.
 struct Entry<'p> {
     op: MountOp,
+    /// Why the mount is there, for the record.
+    from: Provenance,
     /// The kind of node the target must be.
     kind: NodeKind,
     /// Where the mount was written, for messages; None for built-in mounts.
@@ -174,6 +183,14 @@ const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap"];
 /// Filesystems mounted below the host's /sys; a fresh sysfs has only empty directories there.
 const HOST_SYS_MASKED: &[&str] = &["/sys/kernel/debug", "/sys/kernel/tracing"];
 
+/// Every kernel path whose kind the masks depend on: the host facts hold their kinds.
+pub(super) fn kernel_paths() -> impl Iterator<Item = &'static str> {
+    [PROC_MASKED, PROC_READ_ONLY, SYS_MASKED, HOST_SYS_MASKED]
+        .into_iter()
+        .flatten()
+        .copied()
+}
+
 /// Whether the profile's landlock rules let the service at `path` at all (`write`: to write
 /// there): a rule at the path, above or below it. Landlock denies everything else, so a mask
 /// there would guard what is already out of reach.
@@ -192,6 +209,7 @@ fn landlock_reaches(rules: Option<&[(String, Access)]>, path: &str, write: bool)
 /// away from need no mount: each costs time at every start.
 fn kernel_masks(
     b: &mut Builder,
+    from: Provenance,
     landlock: Option<&[(String, Access)]>,
     proc: bool,
     fresh_sys: bool,
@@ -201,6 +219,7 @@ fn kernel_masks(
     let mut out = Vec::new();
     let entry = |op| Entry {
         op,
+        from: from.clone(),
         kind: NodeKind::Dir,
         origin: None,
         setting: PROTECT_KERNEL,
@@ -216,7 +235,7 @@ fn kernel_masks(
         if !reaches(path, false) {
             continue;
         }
-        let dir = match b.host.kind(path) {
+        let dir = match b.host.kernel_kind(path) {
             Ok(Some(PathKind::Dir)) => true,
             Ok(Some(PathKind::File | PathKind::Other)) => false,
             // Absent on this kernel: nothing to mask. A symlink is never masked: hiding it
@@ -241,7 +260,7 @@ fn kernel_masks(
         if !reaches(path, true) {
             continue;
         }
-        let kind = b.host.kind(path);
+        let kind = b.host.kernel_kind(path);
         if let Err(e) = &kind {
             b.file_err(
                 PROTECT_KERNEL,
@@ -286,7 +305,9 @@ const DEV_SIZE: u64 = 1 << 20;
 pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan> {
     let (volumes, namespaces) = (ctx.volumes, ctx.namespaces);
     let fs = &p.filesystem;
-    let landlock = super::landlock_rules(p);
+    let at = b.at;
+    let landlock: Option<Vec<(String, Access)>> = super::landlock_rules(p)
+        .map(|rules| rules.into_iter().map(|(path, a, _)| (path, a)).collect());
     // A writable mount is noexec when exec is locked, unless an exec rule covers all of
     // it (at or above its target): the profile lets everything there run anyway.
     let exec_rules: Vec<String> = landlock
@@ -301,8 +322,11 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 .iter()
                 .any(|r| r == target || is_below(target, r))
     };
-    let size_of = |v: &Option<Src<crate::profile::values::Size>>, default: u64| {
-        Some(v.as_ref().and_then(|s| s.value.bytes()).unwrap_or(default))
+    let size_of = |v: &Option<Src<crate::profile::values::Size>>, key: &str, default: u64| {
+        Decided::new(
+            Some(v.as_ref().and_then(|s| s.value.bytes()).unwrap_or(default)),
+            at.setting(v, key),
+        )
     };
     // A [[mount]] at the target of a built-in tmpfs replaces it.
     let profile_targets: Vec<String> = p
@@ -318,7 +342,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     } else {
         let r = normalize_abs(&root_text).unwrap_or(root_text.clone());
         if r != "/" {
-            match b.host.kind(&r) {
+            match b.host.fs.kind(&r) {
                 Ok(Some(PathKind::Dir)) => {}
                 _ => {
                     if let Some(src) = &fs.root {
@@ -336,22 +360,33 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
 
     let mut entries: Vec<Entry> = Vec::new();
     let mut setting = "filesystem.proc";
+    // The provenance of a built-in mount: the setting that turned it on, written or default.
+    let on_by = |setting: &'static str| match setting {
+        "filesystem.proc" => at.setting(&fs.proc, setting),
+        "namespaces.net" => at.setting(&p.namespaces.net, setting),
+        "filesystem.private_dev" => at.setting(&fs.private_dev, setting),
+        "filesystem.private_tmp" => at.setting(&fs.private_tmp, setting),
+        "filesystem.private_run" => at.setting(&fs.private_run, setting),
+        _ => Provenance::default(setting),
+    };
     let builtin = |op: MountOp, kind: NodeKind, own_tmpfs: bool, setting: &'static str| Entry {
         op,
+        from: on_by(setting),
         kind,
         origin: None,
         setting,
         own_tmpfs,
         checked: false,
     };
-    let tmpfs = |target: &str, mode: u32, size: Option<u64>, noexec: bool| MountOp::Tmpfs {
-        target: target.into(),
-        size,
-        mode,
-        noexec,
-        read_only: false,
-        create: false,
-    };
+    let tmpfs =
+        |target: &str, mode: u32, size: Decided<Option<u64>>, noexec: bool| MountOp::Tmpfs {
+            target: target.into(),
+            size,
+            mode,
+            noexec,
+            read_only: false,
+            create: false,
+        };
     if or(&fs.proc, true) {
         // A procfs belongs to a pid namespace: without our own, show the host's read-only.
         let op = if namespaces.contains(&Namespace::Pid) {
@@ -372,7 +407,10 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     }
     // The host's /sys would show the host's network devices; a root without /sys gets none.
     let has_sys = match &root {
-        RootSource::Host(r) => matches!(b.host.kind_below(r, "/sys"), Ok(Some((PathKind::Dir, _)))),
+        RootSource::Host(r) => matches!(
+            b.host.fs.kind_below(r, "/sys"),
+            Ok(Some((PathKind::Dir, _)))
+        ),
         RootSource::Empty => false,
     };
     setting = "namespaces.net";
@@ -392,6 +430,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         let host_sys = root == RootSource::Host("/".into()) && !fresh_sys;
         entries.extend(kernel_masks(
             b,
+            at.setting(&p.security.protect_kernel, PROTECT_KERNEL),
             landlock.as_deref(),
             proc,
             fresh_sys,
@@ -401,7 +440,15 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     setting = "filesystem.private_dev";
     if or(&fs.private_dev, true) {
         entries.push(builtin(
-            tmpfs("/dev", 0o755, Some(DEV_SIZE), true),
+            tmpfs(
+                "/dev",
+                0o755,
+                Decided::new(
+                    Some(DEV_SIZE),
+                    Provenance::default("filesystem.private_dev"),
+                ),
+                true,
+            ),
             NodeKind::Dir,
             true,
             setting,
@@ -443,7 +490,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 tmpfs(
                     "/dev/shm",
                     0o1777,
-                    size_of(&fs.shm_size, SHM_SIZE),
+                    size_of(&fs.shm_size, "filesystem.shm_size", SHM_SIZE),
                     noexec("/dev/shm"),
                 ),
                 NodeKind::Dir,
@@ -484,7 +531,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             .into_iter()
             .filter(|d| builtin_wanted(d))
         {
-            let size = size_of(&fs.tmp_size, TMP_SIZE);
+            let size = size_of(&fs.tmp_size, "filesystem.tmp_size", TMP_SIZE);
             entries.push(builtin(
                 tmpfs(dir, 0o1777, size, noexec(dir)),
                 NodeKind::Dir,
@@ -496,7 +543,9 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     // The host's /run holds its IPC endpoints (the system bus, systemd's private socket,
     // journald, docker.sock): read-only does not stop connect(2), so the sandbox gets its own.
     let host_has = |b: &Builder, path: &str| match &root {
-        RootSource::Host(r) => matches!(b.host.kind_below(r, path), Ok(Some((PathKind::Dir, _)))),
+        RootSource::Host(r) => {
+            matches!(b.host.fs.kind_below(r, path), Ok(Some((PathKind::Dir, _))))
+        }
         RootSource::Empty => false,
     };
     let private_run = or(&fs.private_run, true);
@@ -505,7 +554,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             tmpfs(
                 "/run",
                 0o755,
-                size_of(&fs.run_size, RUN_SIZE),
+                size_of(&fs.run_size, "filesystem.run_size", RUN_SIZE),
                 noexec("/run"),
             ),
             NodeKind::Dir,
@@ -530,6 +579,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                         target: dir.to_owned(),
                         dir: true,
                     },
+                    from: Provenance::default(STATE),
                     kind: NodeKind::Dir,
                     origin: None,
                     setting: STATE,
@@ -563,7 +613,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 continue;
             }
             let kind = match &root {
-                RootSource::Host(r) => b.host.kind_below(r, &target),
+                RootSource::Host(r) => b.host.fs.kind_below(r, &target),
                 RootSource::Empty => Ok(None),
             };
             let op = match kind {
@@ -591,6 +641,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             };
             hidden.push(target);
             entries.push(Entry {
+                from: at.at(hide, "filesystem.hide"),
                 kind: NodeKind::Dir,
                 origin: None,
                 setting: "filesystem.hide",
@@ -628,7 +679,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         let (op, node, own_tmpfs) = match kind.value {
             MountType::Bind => {
                 let Some(source) = &m.source else { continue };
-                let node = match b.host.kind(&source.value) {
+                let node = match b.host.fs.kind(&source.value) {
                     Ok(Some(PathKind::Dir)) => NodeKind::Dir,
                     Ok(Some(_)) => NodeKind::File,
                     Ok(None) if or(&m.optional, false) => continue,
@@ -646,7 +697,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                     }
                 };
                 // Symlinks are resolved now, once; the sandbox refuses any it meets later.
-                let resolved = match b.host.resolve(&source.value) {
+                let resolved = match b.host.fs.resolve(&source.value) {
                     Ok(r) => r,
                     Err(e) => {
                         b.err(
@@ -657,7 +708,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                         continue;
                     }
                 };
-                if b.host.is_socket(&resolved) || is_below(&resolved, "/run") {
+                if b.host.fs.is_socket(&resolved) || is_below(&resolved, "/run") {
                     b.notes.push(Problem::at(source.origin, &format!("{key}.source"), format!("binds `{resolved}` from the host: a host IPC endpoint the sandbox can connect to, a hole in the default walls")));
                 }
                 (
@@ -691,7 +742,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             MountType::Tmpfs => (
                 MountOp::Tmpfs {
                     target: target.clone(),
-                    size: size_of(&m.size, MOUNT_TMPFS_SIZE),
+                    size: size_of(&m.size, &format!("{key}.size"), MOUNT_TMPFS_SIZE),
                     mode: m.mode.as_ref().map_or(0o755, |m| m.value.0),
                     noexec: noexec(&target),
                     read_only: false,
@@ -725,6 +776,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         }
         entries.push(Entry {
             op,
+            from: at.at(target_src, &format!("{key}.target")),
             kind: node,
             origin: Some((target_src, format!("{key}.target"))),
             setting: "mount",
@@ -757,7 +809,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 b.err(*src, key, format!("a symlink can only be created on a tmpfs stockade mounts (such as /tmp, /dev or a [[mount]] of type tmpfs), not at `{target}` on the host's filesystem"));
             }
         } else if let (RootSource::Host(r), false) = (&root, checked_already) {
-            let found = b.host.kind_below(r, &target);
+            let found = b.host.fs.kind_below(r, &target);
             let complain = |b: &mut Builder, msg: String| match &e.origin {
                 Some((src, key)) => b.err(*src, key, msg),
                 None => b.file_err(e.setting, msg),
@@ -774,7 +826,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         if e.own_tmpfs {
             own.push(target);
         }
-        ops.push(e.op);
+        ops.push(Decided::new(e.op, e.from));
     }
     // An exec rule inside a mount made noexec would fail only when the service runs.
     for rule in &exec_rules {
@@ -782,7 +834,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             .iter()
             .filter(|o| o.target() == rule || is_below(rule, o.target()))
             .max_by_key(|o| depth(o.target()));
-        let noexec_target = match supplier {
+        let noexec_target = match supplier.map(|o| &o.value) {
             Some(MountOp::Tmpfs {
                 noexec: true,
                 target,
@@ -804,7 +856,10 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
 
     Some(FsPlan {
         root,
-        read_only: or(&fs.read_only, true),
+        read_only: Decided::new(
+            or(&fs.read_only, true),
+            at.setting(&fs.read_only, "filesystem.read_only"),
+        ),
         ops,
     })
 }

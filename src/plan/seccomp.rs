@@ -2,14 +2,17 @@
 //! profile and the capabilities it keeps. Names only; the sandbox compiles them to BPF for
 //! this architecture before it forks.
 
+use super::record::{Decided, Provenance, Resolver};
 use crate::profile::families::{self, family};
 use crate::profile::schema::{or, Profile};
 use crate::profile::syscalls::{errno, expand};
 use caps::Capability as C;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// What a listed (or unlisted) system call does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SysAction {
     Allow,
     Errno(i32),
@@ -18,8 +21,33 @@ pub enum SysAction {
     Log,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The seccomp decisions of the plan: the filter the sandbox installs, and what it was made
+/// of, for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyscallPolicy {
+    pub filter: Filter,
+    /// The filter is the default baseline, compiled when stockade was built: the sandbox
+    /// loads that program instead of compiling (decided here, so the sandbox does not plan).
+    pub prebuilt: bool,
+    /// The groups and names the filter lists, as written (or the baseline's), each with
+    /// what it does.
+    pub rules: Vec<Decided<SyscallRule>>,
+    /// What a denied call does (`syscall_errno`, `syscall_log`).
+    pub action: Decided<SysAction>,
+    /// The socket address families allowed, by name.
+    pub families: Decided<Vec<String>>,
+}
+
+/// One entry of the policy: a `@group` or a call's name, and what calls in it do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallRule {
+    pub entry: String,
+    pub action: SysAction,
+}
+
+/// What the sandbox compiles to BPF.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
     /// What calls not in `listed` do: Allow for the baseline deny-list, the deny action for
     /// an allow-list.
     pub default: SysAction,
@@ -131,13 +159,88 @@ pub(super) fn check(b: &mut super::Builder, p: &Profile) {
     }
 }
 
-/// The policy of a profile that says nothing about system calls and keeps none of the
+/// The filter of a profile that says nothing about system calls and keeps none of the
 /// capabilities the baseline looks at: what most services run with.
-pub fn default_baseline() -> SyscallPolicy {
-    plan(&Profile::default(), &[], false)
+pub fn default_baseline() -> Filter {
+    filter(&Profile::default(), &[], false)
 }
 
-pub(super) fn plan(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> SyscallPolicy {
+/// The policy with the provenance of its parts.
+pub(super) fn plan(
+    at: &Resolver,
+    p: &Profile,
+    kept: &[C],
+    memfd_noexec_seal: bool,
+) -> SyscallPolicy {
+    let s = &p.security;
+    let filter = filter(p, kept, memfd_noexec_seal);
+    let action_from = match (&s.syscall_log, &s.syscall_errno) {
+        (Some(l), _) if l.value => at.at(l, "security.syscall_log"),
+        (_, e) => at.setting(e, "security.syscall_errno"),
+    };
+    let deny = match s.syscall_filter {
+        Some(_) => filter.default,
+        None => filter.listed_action,
+    };
+    let mut rules = Vec::new();
+    for (list, key, action) in [
+        (
+            &s.syscall_filter,
+            "security.syscall_filter",
+            SysAction::Allow,
+        ),
+        (&s.syscall_deny, "security.syscall_deny", deny),
+    ] {
+        for list in list.iter() {
+            for entry in &list.value {
+                let rule = SyscallRule {
+                    entry: entry.clone(),
+                    action,
+                };
+                rules.push(Decided::new(rule, at.at(list, key)));
+            }
+        }
+    }
+    if s.syscall_filter.is_some() {
+        let rule = SyscallRule {
+            entry: "@default".into(),
+            action: SysAction::Allow,
+        };
+        rules.push(Decided::new(
+            rule,
+            Provenance::default("security.syscall_filter: @default"),
+        ));
+    } else {
+        for (entry, cap) in BASELINE {
+            if cap.is_none_or(|c| !kept.contains(&c)) {
+                let rule = SyscallRule {
+                    entry: (*entry).into(),
+                    action: deny,
+                };
+                rules.push(Decided::new(
+                    rule,
+                    Provenance::default("security.syscall_deny: baseline"),
+                ));
+            }
+        }
+    }
+    let families = match &s.address_families {
+        Some(list) => Decided::new(list.value.clone(), at.at(list, "security.address_families")),
+        None => Decided::new(
+            families::DEFAULT.iter().map(|f| f.to_string()).collect(),
+            Provenance::default("security.address_families"),
+        ),
+    };
+    SyscallPolicy {
+        prebuilt: filter == default_baseline(),
+        filter,
+        rules,
+        action: Decided::new(deny, action_from),
+        families,
+    }
+}
+
+fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
     let s = &p.security;
     let families = match &s.address_families {
         Some(list) => list.value.iter().filter_map(|n| family(n)).collect(),
@@ -169,7 +272,7 @@ pub(super) fn plan(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> SyscallP
             expand("@default", &mut allowed);
             allowed.retain(|n| !denied.contains(n));
             allowed.extend(needs(p).map(|(n, _)| n.to_string()));
-            SyscallPolicy {
+            Filter {
                 default: deny,
                 listed: allowed,
                 listed_action: SysAction::Allow,
@@ -190,7 +293,7 @@ pub(super) fn plan(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> SyscallP
             for (n, _) in needs(p) {
                 listed.remove(n);
             }
-            SyscallPolicy {
+            Filter {
                 default: SysAction::Allow,
                 listed,
                 listed_action: deny,

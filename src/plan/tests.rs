@@ -2,6 +2,7 @@
 //! idmaps, mount order and mount-point rules, privilege checks. No root needed.
 
 use super::*;
+use crate::host::Host;
 use crate::profile::{load, SearchPath};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -82,20 +83,30 @@ impl Fixture {
             ],
             volume_dir: "/var/lib/stockade/volumes".into(),
             id: 42,
-            cgroup: self.cgroup.clone(),
             under_unit: false,
             notify_socket: self.notify.clone(),
             ids_dir: "/var/lib/stockade/ids".into(),
-            landlock_abi: Some(6),
         };
-        build(
-            &loaded.name,
-            &loaded.profile,
-            &loaded.path,
-            &self.host,
-            &inv,
-        )
-        .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
+        self.build(&loaded, &inv, Some(6))
+    }
+
+    /// Gathers the host facts the profile needs from the fake root, then plans.
+    fn build(
+        &self,
+        loaded: &crate::profile::Loaded,
+        inv: &Invocation,
+        landlock_abi: Option<u32>,
+    ) -> Result<LaunchPlan, Vec<String>> {
+        let needs = needs(&loaded.name, &loaded.profile, inv);
+        let facts = HostFacts::gather(&self.host, &needs, self.cgroup.clone(), landlock_abi);
+        let input = Input {
+            name: &loaded.name,
+            profile: &loaded.profile,
+            path: &loaded.path,
+            sources: &loaded.sources,
+        };
+        build(&input, &facts, inv)
+            .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
     }
 
     fn problems(&self, text: &str) -> Vec<String> {
@@ -119,10 +130,13 @@ fn defaults_give_every_namespace_but_time_and_standard_mounts() {
     let f = Fixture::new(0);
     let p = f.plan(MIN, &[]).unwrap();
     use Namespace::*;
-    assert_eq!(p.namespaces, [User, Pid, Mount, Net, Ipc, Uts, Cgroup]);
+    assert_eq!(
+        p.enabled_namespaces().collect::<Vec<_>>(),
+        [User, Pid, Mount, Net, Ipc, Uts, Cgroup]
+    );
     let fs = p.fs.as_ref().unwrap();
     assert_eq!(fs.root, RootSource::Host("/".into()));
-    assert!(fs.read_only);
+    assert!(*fs.read_only);
     let t = targets(&p);
     for expected in [
         "/proc",
@@ -139,12 +153,12 @@ fn defaults_give_every_namespace_but_time_and_standard_mounts() {
     }
     assert!(p.loopback_up);
     assert_eq!(
-        p.env,
+        p.env.iter().map(|e| e.value.clone()).collect::<Vec<_>>(),
         [("PATH".to_string(), "/bin".to_string())],
         "HOME must not leak"
     );
-    assert_eq!(p.finals.capabilities, []);
-    assert!(p.finals.no_new_privs);
+    assert_eq!(p.finals.capabilities.value, []);
+    assert!(*p.finals.no_new_privs);
 }
 
 #[test]
@@ -157,7 +171,7 @@ fn mounts_are_ordered_parents_first() {
     assert!(run < cache, "{t:?}");
     // /run/app/cache lies on our /run tmpfs, so it may be created.
     assert!(matches!(
-        p.fs.unwrap().ops[cache],
+        p.fs.unwrap().ops[cache].value,
         MountOp::Tmpfs { create: true, .. }
     ));
 }
@@ -200,7 +214,7 @@ fn users_resolve_on_the_host_and_get_an_identity_map() {
     let f = Fixture::new(0);
     let p = f.plan(&String::from("[exec]\ncommand = [\"/bin/true\"]\nuser = \"redis\"\nsupplementary_groups = [\"adm\"]\n[[mount]]\ntype = \"volume\"\nname = \"data\"\ntarget = \"/var/lib/redis\"\n"), &[]).unwrap();
     assert_eq!(
-        (p.creds.uid, p.creds.gid, p.creds.groups.clone()),
+        (*p.creds.uid, *p.creds.gid, p.creds.groups.value.clone()),
         (102, 105, vec![4])
     );
     let m = p.idmap.as_ref().unwrap();
@@ -209,7 +223,7 @@ fn users_resolve_on_the_host_and_get_an_identity_map() {
     assert!(claim.new && base >= ID_BASE, "{claim:?}");
     // Root inside is the range's first id, never host root; the service keeps its own ids.
     assert_eq!(
-        m.uid_map,
+        m.uid_map.value,
         [
             IdRange {
                 inside: 0,
@@ -228,7 +242,11 @@ fn users_resolve_on_the_host_and_get_an_identity_map() {
             }
         ]
     );
-    assert!(!m.uid_map.iter().chain(&m.gid_map).any(|r| r.outside == 0));
+    assert!(!m
+        .uid_map
+        .iter()
+        .chain(m.gid_map.iter())
+        .any(|r| r.outside == 0));
     // gid 105 and supplementary 4 punched out of the range: five lines.
     assert_eq!(m.gid_map.len(), 5);
     assert!(!m.deny_setgroups);
@@ -269,7 +287,7 @@ fn without_root_only_an_own_uid_user_namespace_works() {
     let p = f.plan(MIN, &[]).unwrap();
     let m = p.idmap.unwrap();
     assert_eq!(
-        m.uid_map,
+        m.uid_map.value,
         [IdRange {
             inside: 0,
             outside: 1000,
@@ -298,7 +316,7 @@ fn extra_arguments_need_args_append() {
     let p = f
         .plan(&format!("{MIN}args_append = true\n"), &["-v"])
         .unwrap();
-    assert_eq!(p.argv, ["/bin/true", "-v"]);
+    assert_eq!(p.argv.value, ["/bin/true", "-v"]);
     let p = f.plan(MIN, &["-v"]).unwrap_err();
     assert!(
         p[0].contains("exec.args_append: this profile does not accept extra arguments"),
@@ -312,8 +330,11 @@ fn empty_root_creates_every_mount_point_and_hides_nothing_from_the_host() {
     let p = f.plan(&format!("{MIN}[filesystem]\nroot = \"empty\"\n[[mount]]\ntype = \"bind\"\nsource = \"/etc/hosts\"\ntarget = \"/etc/hosts\"\n[[mount]]\ntype = \"bind\"\nsource = \"/bin\"\ntarget = \"/bin\"\n"), &[]).unwrap();
     let fs = p.fs.unwrap();
     assert_eq!(fs.root, RootSource::Empty);
-    assert!(fs.ops.iter().any(|o| matches!(o, MountOp::Bind { target, create: Some(NodeKind::File), .. } if target == "/etc/hosts")));
-    assert!(!fs.ops.iter().any(|o| matches!(o, MountOp::Sysfs { .. })));
+    assert!(fs.ops.iter().any(|o| matches!(&o.value, MountOp::Bind { target, create: Some(NodeKind::File), .. } if target == "/etc/hosts")));
+    assert!(!fs
+        .ops
+        .iter()
+        .any(|o| matches!(&o.value, MountOp::Sysfs { .. })));
 }
 
 #[test]
@@ -330,7 +351,7 @@ fn hidden_directories_and_mounts_inside_them() {
         .unwrap()
         .ops
         .iter()
-        .any(|o| matches!(o, MountOp::Hide { target, dir: true } if target == "/home")));
+        .any(|o| matches!(&o.value, MountOp::Hide { target, dir: true } if target == "/home")));
     let e = f.problems(&format!("{MIN}[filesystem]\nhide = [\"/home\"]\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/home/alice\"\n"));
     assert!(
         e[0].contains("`/home/alice` is inside the hidden path `/home`"),
@@ -513,17 +534,20 @@ mod cgroups {
             .unwrap();
         let n = p.notify.clone().unwrap();
         assert_eq!(n.target, "/run/stockade-notify.sock");
-        assert!(p.env.contains(&("NOTIFY_SOCKET".into(), n.target.clone())));
+        assert!(p
+            .env
+            .iter()
+            .any(|e| e.value == ("NOTIFY_SOCKET".into(), n.target.clone())));
         let ops = &p.fs.as_ref().unwrap().ops;
-        assert!(ops.iter().any(|o| matches!(o, MountOp::Bind { source, target, .. } if *source == n.host_socket.display().to_string() && *target == n.target)));
+        assert!(ops.iter().any(|o| matches!(&o.value, MountOp::Bind { source, target, .. } if *source == n.host_socket.display().to_string() && *target == n.target)));
         assert!(!ops.iter().any(
-            |o| matches!(o, MountOp::Bind { source, .. } if source.starts_with("/run/systemd"))
+            |o| matches!(&o.value, MountOp::Bind { source, .. } if source.starts_with("/run/systemd"))
         ));
         assert!(!p.ready_after_exec);
         // Without notify = true, stockade reports readiness itself.
         let p = f.plan(MIN, &[]).unwrap();
         assert!(p.notify.is_none() && p.ready_after_exec);
-        assert!(!p.env.iter().any(|(k, _)| k == "NOTIFY_SOCKET"));
+        assert!(!p.env.iter().any(|e| e.value.0 == "NOTIFY_SOCKET"));
     }
 }
 
@@ -531,7 +555,7 @@ mod cgroups {
 fn baseline_denies_by_capability() {
     let f = Fixture::new(0);
     let p = f.plan(MIN, &[]).unwrap();
-    let s = &p.finals.syscalls;
+    let s = &p.finals.syscalls.filter;
     assert_eq!(s.default, SysAction::Allow);
     assert_eq!(s.listed_action, SysAction::Errno(libc::EPERM));
     for denied in [
@@ -563,7 +587,7 @@ fn baseline_denies_by_capability() {
             &[],
         )
         .unwrap();
-    let s = &p.finals.syscalls;
+    let s = &p.finals.syscalls.filter;
     assert!(!s.listed.contains("clock_settime") && !s.listed.contains("mount"));
     assert!(s.listed.contains("init_module") && s.listed.contains("keyctl"));
     assert!(!s.restrict_namespaces);
@@ -575,7 +599,7 @@ fn allow_list_adds_default_and_subtracts_deny() {
     let text = format!(
         "{MIN}[security]\nsyscall_filter = [\"@system-service\"]\nsyscall_deny = [\"@resources\", \"kcmp\"]\nsyscall_errno = \"ENOSYS\"\n"
     );
-    let s = f.plan(&text, &[]).unwrap().finals.syscalls;
+    let s = f.plan(&text, &[]).unwrap().finals.syscalls.filter;
     assert_eq!(s.default, SysAction::Errno(libc::ENOSYS));
     assert_eq!(s.listed_action, SysAction::Allow);
     assert!(s.listed.contains("openat") && s.listed.contains("execve"));
@@ -585,10 +609,10 @@ fn allow_list_adds_default_and_subtracts_deny() {
     assert!(s.listed.contains("capset"));
 
     let text = format!("{MIN}[security]\nsyscall_errno = \"kill\"\nsyscall_log = true\n");
-    let s = f.plan(&text, &[]).unwrap().finals.syscalls;
+    let s = f.plan(&text, &[]).unwrap().finals.syscalls.filter;
     assert_eq!(s.listed_action, SysAction::Log);
     let text = format!("{MIN}[security]\nsyscall_errno = \"kill\"\n");
-    let s = f.plan(&text, &[]).unwrap().finals.syscalls;
+    let s = f.plan(&text, &[]).unwrap().finals.syscalls.filter;
     assert_eq!(s.listed_action, SysAction::KillProcess);
 }
 
@@ -602,7 +626,11 @@ fn protect_kernel_masks_what_the_kernel_has() {
     fs::create_dir_all(root.join("sys/firmware")).unwrap();
     let p = f.plan(MIN, &[]).unwrap();
     let ops = &p.fs.as_ref().unwrap().ops;
-    let find = |t: &str| ops.iter().find(|o| o.target() == t).cloned();
+    let find = |t: &str| {
+        ops.iter()
+            .find(|o| o.target() == t)
+            .map(|o| o.value.clone())
+    };
     assert!(matches!(
         find("/proc/keys"),
         Some(MountOp::Hide { dir: false, .. })
@@ -685,14 +713,7 @@ impl Fixture {
             volume_dir: "/var/lib/stockade/volumes".into(),
             ..Default::default()
         };
-        build(
-            &loaded.name,
-            &loaded.profile,
-            &loaded.path,
-            &self.host,
-            &inv,
-        )
-        .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
+        self.build(&loaded, &inv, None)
     }
 }
 
@@ -725,7 +746,7 @@ fn workdir_must_be_a_directory_in_the_sandbox() {
     let f = Fixture::new(0);
     let with = |w: &str| f.plan(&format!("{MIN}workdir = \"{w}\"\n"), &[]);
     for ok in ["/", "/tmp", "/var/run", "/var/lib/redis", "/dev"] {
-        assert_eq!(with(ok).unwrap().workdir, ok);
+        assert_eq!(with(ok).unwrap().workdir.value, ok);
     }
     let p = with("/srv/app").unwrap_err();
     assert!(p[0].contains(":3:11: exec.workdir: the working directory `/srv/app` does not exist in the sandbox: there is no `/srv/app` in the sandbox root `/`; choose one"), "{p:#?}");
@@ -810,10 +831,11 @@ fn nofile_may_not_exceed_the_kernels_nr_open() {
             &[],
         )
         .unwrap();
-    assert!(p.finals.rlimits.contains(&(
-        nix::sys::resource::Resource::RLIMIT_NOFILE,
-        Limit::Value(1048576)
-    )));
+    assert!(p.finals.rlimits.iter().any(|r| r.value
+        == Rlimit {
+            resource: nix::sys::resource::Resource::RLIMIT_NOFILE,
+            limit: Limit::Value(1048576)
+        }));
     let p = f.problems(&format!("{MIN}rlimits = {{ nofile = 1048577 }}\n"));
     assert!(p[0].contains(":3:22: exec.rlimits.nofile: 1048577 is above the kernel's limit fs.nr_open = 1048576; use at most 1048576, or raise it with `sysctl fs.nr_open=1048577`"), "{p:#?}");
 }
@@ -821,17 +843,24 @@ fn nofile_may_not_exceed_the_kernels_nr_open() {
 #[test]
 fn the_hostname_defaults_to_the_profile_name_with_a_uts_namespace() {
     let f = Fixture::new(0);
-    assert_eq!(f.plan(MIN, &[]).unwrap().hostname.as_deref(), Some("p"));
+    assert_eq!(
+        f.plan(MIN, &[])
+            .unwrap()
+            .hostname
+            .as_ref()
+            .map(|h| h.as_str()),
+        Some("p")
+    );
     // A name that is no hostname does not make a default profile invalid.
     let p = f.plan_as("my_svc", MIN).unwrap();
-    assert_eq!(p.hostname.as_deref(), Some("my-svc"));
+    assert_eq!(p.hostname.as_ref().map(|h| h.as_str()), Some("my-svc"));
     let p = f
         .plan(
             &format!("{MIN}[network]\nhostname = \"web.example\"\n"),
             &[],
         )
         .unwrap();
-    assert_eq!(p.hostname.as_deref(), Some("web.example"));
+    assert_eq!(p.hostname.as_ref().map(|h| h.as_str()), Some("web.example"));
     let p = f
         .plan(&format!("{MIN}[namespaces]\nuts = false\n"), &[])
         .unwrap();
@@ -887,12 +916,14 @@ fn deny_lists_may_not_deny_what_stockade_needs_after_the_filter() {
     let s = deny("\"@privileged\", \"capget\"", "")
         .unwrap()
         .finals
-        .syscalls;
+        .syscalls
+        .filter;
     assert!(s.listed.contains("capset") && s.listed.contains("capget"));
     let s = deny("\"@resources\"", "syscall_filter = [\"@system-service\"]\n")
         .unwrap()
         .finals
-        .syscalls;
+        .syscalls
+        .filter;
     assert!(s.listed.contains("execve") && !s.listed.contains("setrlimit"));
     let p = deny("\"@privileged\"", "no_new_privileges = false\n").unwrap_err();
     assert!(p[0].contains("`@privileged` contains capset, which stockade cannot deny: without no_new_privileges, stockade installs the filter with CAP_SYS_ADMIN"), "{p:#?}");
@@ -950,4 +981,180 @@ fn a_kernel_mask_that_cannot_be_inspected_is_a_problem_not_skipped() {
     // Absent is fine: nothing to mask.
     fs::remove_file(&devices).unwrap();
     f.plan(MIN, &[]).unwrap();
+}
+/// The record: every plan serialises to JSON and back unchanged, and its decisions cite
+/// the file and line that made them (or the default).
+mod record {
+    use super::*;
+    use crate::host::CgroupFacts;
+
+    /// A fake host that has what the example profiles run: their users, programs, config
+    /// and data directories, systemd with every controller.
+    fn example_host() -> Fixture {
+        let mut f = Fixture::new(0);
+        let root = f.host.root.clone();
+        for d in [
+            "etc/nginx",
+            "usr/lib",
+            "usr/share/nginx",
+            "usr/sbin",
+            "lib",
+            "lib64",
+            "var/www",
+            "var/log/nginx",
+            "var/lib/nginx",
+            "var/lib/postgresql",
+            "proc/self",
+            "sys/devices/system/cpu",
+            "sys/kernel/mm/transparent_hugepage",
+            "srv",
+            "mnt",
+            "media",
+            "boot",
+            "root",
+            "var/lib/every",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for prog in [
+            "bin/sh",
+            "usr/bin/redis-server",
+            "usr/bin/redis-check-rdb",
+            "usr/bin/memcached",
+            "usr/sbin/nginx",
+        ] {
+            fs::write(root.join(prog), "").unwrap();
+            fs::set_permissions(root.join(prog), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for file in ["etc/ld.so.cache", "dev/urandom", "dev/null"] {
+            fs::write(root.join(file), "").unwrap();
+        }
+        fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nredis:x:102:105::/var/lib/redis:/usr/sbin/nologin\nmemcache:x:103:106::/nonexistent:/usr/sbin/nologin\npostgres:x:104:107::/var/lib/postgresql:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/group"),
+            "root:x:0:\nredis:x:105:\nmemcache:x:106:\npostgres:x:107:\nwww-data:x:33:\nadm:x:4:\n",
+        )
+        .unwrap();
+        let all = ["cpu", "cpuset", "io", "memory", "pids"]
+            .map(String::from)
+            .to_vec();
+        f.cgroup = CgroupFacts {
+            systemd_running: true,
+            system_bus: true,
+            v2_mount: Some("/sys/fs/cgroup".into()),
+            root_controllers: all.clone(),
+            own: Some("/user.slice".into()),
+            own_controllers: all,
+            delegated: false,
+        };
+        f.notify = Some("/run/systemd/notify".into());
+        f
+    }
+
+    fn plan_file(f: &Fixture, path: &Path, search: &[PathBuf]) -> LaunchPlan {
+        let loaded = load(
+            path.to_str().unwrap(),
+            &SearchPath {
+                dirs: search.to_vec(),
+                trusted_owners: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {:#?}", path.display(), e.lines()));
+        let inv = Invocation {
+            env: vec![("PATH".into(), "/bin".into())],
+            volume_dir: VOLUME_DIR.into(),
+            id: 7,
+            notify_socket: f.notify.clone(),
+            ids_dir: IDS_DIR.into(),
+            ..Default::default()
+        };
+        f.build(&loaded, &inv, Some(6))
+            .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
+    }
+
+    fn round_trips(p: &LaunchPlan) {
+        let json = serde_json::to_string(p).unwrap();
+        let back: LaunchPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, p, "{json}");
+    }
+
+    #[test]
+    fn every_example_and_the_every_key_fixture_round_trip_through_json() {
+        let f = example_host();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let examples = dir.join("examples");
+        let mut files: Vec<PathBuf> = fs::read_dir(&examples)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 5, "{files:?}");
+        files.push(dir.join("tests/fixtures/every-key.toml"));
+        for path in &files {
+            let p = plan_file(&f, path, std::slice::from_ref(&examples));
+            round_trips(&p);
+        }
+        // The plan of redis is what the README shows.
+        let redis = plan_file(
+            &f,
+            &examples.join("redis.toml"),
+            std::slice::from_ref(&examples),
+        );
+        assert!(redis.notify.is_some() && !redis.finals.syscalls.prebuilt);
+        // The default baseline is the one compiled at build time, decided by the plan; a
+        // profile with landlock exec rules adds the memfd seal, so hello has a filter of its own.
+        assert!(f.plan(MIN, &[]).unwrap().finals.syscalls.prebuilt);
+        let hello = plan_file(&f, &examples.join("hello.toml"), &[examples]);
+        assert!(!hello.finals.syscalls.prebuilt);
+    }
+
+    #[test]
+    fn a_drop_in_value_is_cited_at_its_file_and_line_and_a_default_by_name() {
+        let f = Fixture::new(0);
+        let dir = f.dir.path();
+        fs::write(
+            dir.join("svc.toml"),
+            format!("{MIN}[network]\nhostname = \"a\"\n"),
+        )
+        .unwrap();
+        fs::create_dir_all(dir.join("svc.toml.d")).unwrap();
+        let dropin = dir.join("svc.toml.d/10-x.toml");
+        fs::write(&dropin, "# a comment\n\n[network]\nhostname = \"b\"\n").unwrap();
+        let p = plan_file_at(&f, &dir.join("svc.toml"));
+        let h = p.hostname.as_ref().unwrap();
+        assert_eq!(h.value, "b");
+        assert_eq!(
+            h.from,
+            Provenance::Profile {
+                file: dropin.clone(),
+                line: 4,
+                col: 12,
+                key: "network.hostname".into()
+            }
+        );
+        assert_eq!(h.from.to_string(), "10-x.toml:4");
+        // Nothing set private_tmp: its mounts cite the default, by name.
+        let tmp =
+            p.fs.as_ref()
+                .unwrap()
+                .ops
+                .iter()
+                .find(|o| o.target() == "/tmp")
+                .unwrap();
+        assert_eq!(tmp.from, Provenance::default("filesystem.private_tmp"));
+        assert_eq!(tmp.from.to_string(), "default (filesystem.private_tmp)");
+        // And the record keeps both through JSON.
+        round_trips(&p);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["hostname"]["from"]["profile"]["line"], 4);
+    }
+
+    fn plan_file_at(f: &Fixture, path: &Path) -> LaunchPlan {
+        plan_file(f, path, &[])
+    }
 }

@@ -9,7 +9,7 @@
 //! notify socket) is [`Found::Unknown`], never an error.
 
 use super::mounts::{is_below, FsPlan, MountOp, RootSource};
-use super::Builder;
+use super::{Builder, Decided};
 use crate::host::{Host, PathKind};
 use crate::profile::validate::normalize_abs;
 use crate::profile::{Profile, Src};
@@ -41,7 +41,7 @@ enum Node {
 pub(super) struct View<'a> {
     host: &'a Host,
     root: RootSource,
-    ops: &'a [MountOp],
+    ops: &'a [Decided<MountOp>],
 }
 
 impl<'a> View<'a> {
@@ -116,13 +116,13 @@ impl<'a> View<'a> {
         if self
             .ops
             .iter()
-            .any(|o| !matches!(o, MountOp::ReadOnly { .. }) && is_below(o.target(), path))
+            .any(|o| !matches!(o.value, MountOp::ReadOnly { .. }) && is_below(o.target(), path))
         {
             return Node::Is(PathKind::Dir, None, None);
         }
         // Ops are ordered parents first: the last one covering the path is what shows.
         let cover = self.ops.iter().rev().find(|o| {
-            !matches!(o, MountOp::ReadOnly { .. })
+            !matches!(o.value, MountOp::ReadOnly { .. })
                 && (o.target() == path || is_below(path, o.target()))
         });
         let Some(op) = cover else {
@@ -135,7 +135,7 @@ impl<'a> View<'a> {
         };
         let target = op.target();
         if target == path {
-            return match op {
+            return match &op.value {
                 MountOp::Bind { source, .. } => match self.host.stat(source, true) {
                     Ok(Some(s)) => Node::Is(s.kind, Some(s.mode), None),
                     // Made by stockade before the start: a volume, the notify socket.
@@ -149,7 +149,7 @@ impl<'a> View<'a> {
                 _ => Node::Is(PathKind::Dir, None, None),
             };
         }
-        match op {
+        match &op.value {
             MountOp::Bind { source, .. } => {
                 let rest = &path[target.len()..];
                 let inside = format!("`{source}`, which is bound at `{target}`");
@@ -218,7 +218,7 @@ fn kind_name(kind: PathKind) -> &'static str {
 /// The paths the service's last steps open must exist in the sandbox: the working directory
 /// (chdir), the program (execve) and every landlock rule (opened to add it).
 pub(super) fn check(b: &mut Builder, p: &Profile, fs: Option<&FsPlan>) {
-    let view = View::new(b.host, fs);
+    let view = View::new(&b.host.fs, fs);
     if let Some(w) = &p.exec.workdir {
         if let Ok(path) = normalize_abs(&w.value) {
             match view.resolve(&path) {

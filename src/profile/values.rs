@@ -209,6 +209,10 @@ impl<'de> Deserialize<'de> for Limit {
                     .map(Limit::Value)
                     .map_err(|_| E::custom("a limit cannot be negative"))
             }
+            // TOML gives integers as i64; JSON (the plan's record) gives them as u64.
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Limit, E> {
+                Ok(Limit::Value(v))
+            }
         }
         d.deserialize_any(V)
     }

@@ -56,14 +56,14 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
         || "getcwd()".into(),
     )?;
     rlimits(f)?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(f.umask));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(*f.umask));
     if f.landlock.is_some() || f.scope_abstract_sockets {
         landlock(f)?;
     }
     drop_bounding(f)?;
     switch_user(&plan.creds)?;
     raise_kept(f)?;
-    if f.no_new_privs {
+    if *f.no_new_privs {
         check(
             nix::sys::prctl::set_no_new_privs(),
             "set no_new_privs",
@@ -90,7 +90,7 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
 /// the process had it, and it is dropped right after (the policy allows that capset).
 fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), SetupError> {
     let admin = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false);
-    if !admin && !f.no_new_privs {
+    if !admin && !*f.no_new_privs {
         // Nothing to drop and no other way in: the same rule systemd applies to
         // SystemCallFilter= for services without CAP_SYS_ADMIN.
         check(
@@ -123,10 +123,11 @@ fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), S
 }
 
 fn rlimits(f: &FinalSteps) -> Result<(), SetupError> {
-    for &(res, limit) in &f.rlimits {
+    for r in &f.rlimits {
+        let (res, limit) = (r.resource, r.limit);
         let v = match limit {
-            crate::profile::values::Limit::Value(v) => v,
-            crate::profile::values::Limit::Infinity => libc::RLIM_INFINITY,
+            crate::plan::Limit::Value(v) => v,
+            crate::plan::Limit::Infinity => libc::RLIM_INFINITY,
         };
         check(setrlimit(res, v, v), "set a resource limit", || {
             format!("setrlimit({res:?}, {v}, {v})")
@@ -159,9 +160,10 @@ fn landlock(f: &FinalSteps) -> Result<(), SetupError> {
     let mut ruleset = ruleset
         .create()
         .map_err(|e| err(&e))?
-        .no_new_privs(f.no_new_privs);
+        .no_new_privs(*f.no_new_privs);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
-    for (path, access) in f.landlock.iter().flatten() {
+    for rule in f.landlock.iter().flatten() {
+        let (path, access) = (&rule.path, &rule.access);
         let fd = PathFd::new(path).map_err(|e| {
             SetupError::other(
                 step,
@@ -228,15 +230,15 @@ fn switch_user(c: &Credentials) -> Result<(), SetupError> {
             || format!("setgroups({:?})", c.groups),
         )?;
     }
-    let gid = Gid::from_raw(c.gid);
+    let gid = Gid::from_raw(*c.gid);
     check(
         nix::unistd::setresgid(gid, gid, gid),
         "switch group",
-        || format!("setresgid({0}, {0}, {0})", c.gid),
+        || format!("setresgid({0}, {0}, {0})", *c.gid),
     )?;
-    let uid = Uid::from_raw(c.uid);
+    let uid = Uid::from_raw(*c.uid);
     check(nix::unistd::setresuid(uid, uid, uid), "switch user", || {
-        format!("setresuid({0}, {0}, {0})", c.uid)
+        format!("setresuid({0}, {0}, {0})", *c.uid)
     })?;
     Ok(())
 }
@@ -259,7 +261,7 @@ fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
     set(CapSet::Inheritable)?;
     let admin = caps::has_cap(None, CapSet::Permitted, Capability::CAP_SYS_ADMIN).unwrap_or(false);
     let mut until_filter = keep.clone();
-    if admin && !f.no_new_privs {
+    if admin && !*f.no_new_privs {
         until_filter.insert(Capability::CAP_SYS_ADMIN);
     }
     for which in [CapSet::Effective, CapSet::Permitted] {
@@ -287,7 +289,7 @@ fn exec(plan: &LaunchPlan) -> SetupError {
     let env: Vec<CString> = plan
         .env
         .iter()
-        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .map(|e| cstr(&format!("{}={}", e.value.0, e.value.1)))
         .collect();
     let Some(prog) = argv.first() else {
         return SetupError::other("start the service", "empty command");

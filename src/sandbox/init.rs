@@ -104,9 +104,11 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
         )?;
     }
     if let Some(h) = &plan.hostname {
-        check(nix::unistd::sethostname(h), "set the hostname", || {
-            format!("sethostname({h:?})")
-        })?;
+        check(
+            nix::unistd::sethostname(h.as_str()),
+            "set the hostname",
+            || format!("sethostname({h:?})"),
+        )?;
     }
     if let (Some(fs), Some(sources)) = (&plan.fs, sources) {
         mounts::apply(fs, sources)?;

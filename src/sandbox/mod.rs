@@ -125,8 +125,7 @@ fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
 /// among them: it comes last, once init sits in its final cgroup.
 pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
     let bits = plan
-        .namespaces
-        .iter()
+        .enabled_namespaces()
         .filter(|ns| !matches!(ns, Namespace::User | Namespace::Pid | Namespace::Cgroup))
         .fold(0, |acc, ns| acc | ns.row().flag);
     nix::sched::CloneFlags::from_bits_retain(bits)
@@ -164,8 +163,8 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     let runtime = Runtime {
         journal: plan
             .journal_identifier
-            .as_deref()
-            .map(journal::streams)
+            .as_ref()
+            .map(|id| journal::streams(id))
             .transpose()?,
         filters: Vec::new(),
     };
@@ -228,7 +227,8 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
                     source,
                 })?;
             let dir = cgroup_of(init);
-            cgroup::check_controllers(dir.as_deref(), &spec.controllers, &spec.unit)?;
+            let needed: Vec<&str> = spec.controllers.iter().map(String::as_str).collect();
+            cgroup::check_controllers(dir.as_deref(), &needed, &spec.unit)?;
             dir
         }
         crate::plan::CgroupPlan::Leaves(l) => {
@@ -311,7 +311,7 @@ fn write_idmaps(init: Pid, maps: &IdMaps) -> Result<(), SetupError> {
             }
         })
     };
-    let lines = |ranges: &[crate::profile::values::IdRange]| {
+    let lines = |ranges: &[crate::plan::IdRange]| {
         ranges
             .iter()
             .map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count))

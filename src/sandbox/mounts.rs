@@ -93,7 +93,7 @@ pub fn prepare(fs: &FsPlan) -> Result<Sources, SetupError> {
             let src = beneath(host.as_fd(), dir, "the sandbox root")?;
             // Read-only before the other mounts, so they stay writable where the profile
             // says so.
-            let ro = if fs.read_only { attr::RDONLY } else { 0 };
+            let ro = if *fs.read_only { attr::RDONLY } else { 0 };
             Some(detached_copy(
                 src.as_fd(),
                 true,
@@ -105,7 +105,7 @@ pub fn prepare(fs: &FsPlan) -> Result<Sources, SetupError> {
     };
     let mut binds = Vec::with_capacity(fs.ops.len());
     for op in &fs.ops {
-        binds.push(match op {
+        binds.push(match &op.value {
             MountOp::Bind {
                 source,
                 target,
@@ -180,7 +180,7 @@ pub fn apply(fs: &FsPlan, mut sources: Sources) -> Result<(), SetupError> {
     }
     drop((new, scratch));
 
-    if fs.read_only && fs.root == RootSource::Empty {
+    if *fs.read_only && fs.root == RootSource::Empty {
         // Only now: every mount point on the empty root has been created.
         do_mount(
             "make the root read-only",
@@ -343,7 +343,7 @@ fn apply_op(
                 attrs |= attr::RDONLY;
             }
             let mut opts = vec![("mode", format!("{mode:04o}"))];
-            if let Some(s) = size {
+            if let Some(s) = size.value {
                 opts.push(("size", s.to_string()));
             }
             new_mount(&what, "tmpfs", &opts, attrs)?

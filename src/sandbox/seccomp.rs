@@ -11,7 +11,7 @@
 //! libseccomp's rule database. A deny-list holds the fixed rules itself.
 
 use super::error::SetupError;
-use crate::plan::{SysAction, SyscallPolicy, AF_MAX};
+use crate::plan::{Filter, SysAction, SyscallPolicy, AF_MAX};
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
@@ -88,11 +88,12 @@ impl Compiling {
 /// Starts compiling `policy`; only after the sandbox's init exists (a user namespace cannot
 /// be created by a process with threads).
 pub fn start(policy: &SyscallPolicy) -> Compiling {
+    // The plan decided whether this is the baseline compiled at build time.
     #[cfg(target_arch = "x86_64")]
-    if *policy == crate::plan::default_baseline() {
+    if policy.prebuilt {
         return Compiling::Done(Ok(BASELINE_BPF.to_vec()));
     }
-    let policy = policy.clone();
+    let policy = policy.filter.clone();
     match std::thread::Builder::new()
         .name("seccomp".into())
         .spawn(move || compile_now(&policy))
@@ -105,7 +106,7 @@ pub fn start(policy: &SyscallPolicy) -> Compiling {
     }
 }
 
-fn compile_now(policy: &SyscallPolicy) -> Result<Vec<u8>, SetupError> {
+fn compile_now(policy: &Filter) -> Result<Vec<u8>, SetupError> {
     let step = "compile the seccomp filter";
     let fail = |e: libseccomp::error::SeccompError| SetupError::other(step, e.to_string());
 
@@ -152,7 +153,7 @@ const FIXED: [&str; 8] = [
 /// families outside the profile's list, executable memory files when exec is locked.
 fn add_fixed(
     f: &mut ScmpFilterContext,
-    policy: &SyscallPolicy,
+    policy: &Filter,
 ) -> Result<(), libseccomp::error::SeccompError> {
     let eperm = ScmpAction::Errno(libc::EPERM);
     // The family is an int: the low 32 bits are compared, and anything at or above AF_MAX

@@ -110,7 +110,7 @@ impl crate::sandbox::Manager for Systemd {
         let mut props: Vec<(&str, Value<'_>)> = spec
             .properties
             .iter()
-            .map(|(k, v)| (*k, value(v)))
+            .map(|(k, v)| (k.as_str(), value(v)))
             .collect();
         props.push(("PIDs", Value::from(vec![init])));
         bus::start_transient_unit(&conn, &spec.unit, props, JOB_TIMEOUT)
