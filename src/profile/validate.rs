@@ -50,6 +50,21 @@ pub fn capability(name: &str) -> Option<caps::Capability> {
 
 /// An absolute path with `.` and `..` resolved lexically; `..` may not climb above `/`,
 /// because inside the sandbox that would leave the sandbox root.
+/// A volume's name: one path component of its own under the volume directory, checked the
+/// same way in profiles and by `stockade volume`.
+pub fn volume_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid volume name (letters, digits, `-`, `_`, `.`; starting with a letter or digit; at most 64)"))
+    }
+}
+
 pub fn normalize_abs(path: &str) -> Result<String, String> {
     if !path.starts_with('/') {
         return Err(format!("`{path}` is not an absolute path"));
@@ -412,13 +427,8 @@ impl Validator<'_> {
                 }
                 MountType::Volume => {
                     if let Some(n) = &m.name {
-                        let ok = n.value.len() <= 64
-                            && n.value.starts_with(|c: char| c.is_ascii_alphanumeric())
-                            && n.value.chars().all(|c| {
-                                c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
-                            });
-                        if !ok {
-                            self.err(n, &key("name"), format!("`{}` is not a valid volume name (letters, digits, `-`, `_`, `.`; starting with a letter or digit; at most 64)", n.value));
+                        if let Err(msg) = volume_name(&n.value) {
+                            self.err(n, &key("name"), msg);
                         }
                     }
                 }
