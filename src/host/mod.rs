@@ -5,9 +5,10 @@
 
 mod cgroup;
 mod facts;
+pub(crate) mod walk;
 
 pub use cgroup::CgroupFacts;
-pub use facts::{HostFacts, Needs};
+pub use facts::{Fact, FactError, HostFacts, Needs};
 
 use std::fs;
 use std::io;
@@ -38,12 +39,16 @@ pub enum PathKind {
     Other,
 }
 
-/// What a path is, with its permission bits and, for a symlink, its text.
+/// What a path is, with its permission bits, its owner and, for a symlink, its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
     pub kind: PathKind,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub link: Option<String>,
+    /// A unix socket (a host IPC endpoint); its kind is [`PathKind::Other`].
+    pub socket: bool,
 }
 
 /// A view of the host below `root`.
@@ -100,36 +105,6 @@ impl Host {
                 })
             })
             .collect())
-    }
-
-    /// The kind of `path` below `base` (a host path), or None when it does not exist.
-    /// A symlink anywhere on the way is reported as [`PathKind::Symlink`], because mounting
-    /// onto or from a path through a symlink would resolve it against the wrong root.
-    pub fn kind_below(&self, base: &str, path: &str) -> io::Result<Option<(PathKind, PathBuf)>> {
-        let mut cur = self.path(base);
-        let mut shown = PathBuf::from("/");
-        for c in Path::new(path).components() {
-            let Component::Normal(c) = c else { continue };
-            cur.push(c);
-            shown.push(c);
-            match fs::symlink_metadata(&cur) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Ok(Some((PathKind::Symlink, shown)));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-        let m = fs::symlink_metadata(&cur)?;
-        let kind = if m.is_dir() {
-            PathKind::Dir
-        } else if m.is_file() {
-            PathKind::File
-        } else {
-            PathKind::Other
-        };
-        Ok(Some((kind, shown)))
     }
 
     /// `path` with every symlink on it resolved, inside the host root (absolute links start
@@ -194,7 +169,7 @@ impl Host {
     /// What `path` is below the host root, following a final symlink only when `follow`
     /// says so (then [`Stat::link`] is always None); None when it does not exist.
     pub fn stat(&self, path: &str, follow: bool) -> io::Result<Option<Stat>> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
         let full = self.path(path);
         let m = match if follow {
             fs::metadata(&full)
@@ -218,7 +193,10 @@ impl Host {
         Ok(Some(Stat {
             kind,
             mode: m.permissions().mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
             link,
+            socket: m.file_type().is_socket(),
         }))
     }
 
@@ -235,23 +213,6 @@ impl Host {
                 format!("/proc/sys/fs/nr_open holds `{text}`, not a number"),
             )
         })
-    }
-
-    /// The kind of a host path, following symlinks (bind sources may be symlinks on the host).
-    /// The owner (uid, gid) of a path, not following a final symlink; None when missing.
-    pub fn owner(&self, path: &str) -> io::Result<Option<(u32, u32)>> {
-        use std::os::unix::fs::MetadataExt;
-        match fs::symlink_metadata(self.path(path)) {
-            Ok(m) => Ok(Some((m.uid(), m.gid()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Whether a path is a unix socket (a host IPC endpoint).
-    pub fn is_socket(&self, path: &str) -> bool {
-        use std::os::unix::fs::FileTypeExt;
-        fs::metadata(self.path(path)).is_ok_and(|m| m.file_type().is_socket())
     }
 
     /// The id-range slot claimed for profile `name` in the claims directory `dir`
@@ -274,16 +235,6 @@ impl Host {
                 .filter_map(|e| e.file_name().to_str()?.parse().ok())
                 .collect()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub fn kind(&self, path: &str) -> io::Result<Option<PathKind>> {
-        match fs::metadata(self.path(path)) {
-            Ok(m) if m.is_dir() => Ok(Some(PathKind::Dir)),
-            Ok(m) if m.is_file() => Ok(Some(PathKind::File)),
-            Ok(_) => Ok(Some(PathKind::Other)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -370,13 +321,35 @@ mod tests {
     fn kind_below_reports_symlinks_on_the_way() {
         let (d, host) = host_with(&[("srv/real/file", "x")]);
         std::os::unix::fs::symlink("real", d.path().join("srv/link")).unwrap();
-        let (k, at) = host.kind_below("/srv", "/link/file").unwrap().unwrap();
+        let needs = Needs {
+            below: ["/link/file", "/real/file", "/nope"]
+                .map(|p| ("/srv".to_owned(), p.to_owned()))
+                .to_vec(),
+            ..Default::default()
+        };
+        let facts = HostFacts::gather(&host, &needs, CgroupFacts::default(), None);
+        let (k, at) = facts.kind_below("/srv", "/link/file").unwrap().unwrap();
         assert_eq!(k, PathKind::Symlink);
         assert_eq!(at, PathBuf::from("/link"));
         assert_eq!(
-            host.kind_below("/srv", "/real/file").unwrap().unwrap().0,
+            facts.kind_below("/srv", "/real/file").unwrap().unwrap().0,
             PathKind::File
         );
-        assert!(host.kind_below("/srv", "/nope").unwrap().is_none());
+        assert!(facts.kind_below("/srv", "/nope").unwrap().is_none());
+    }
+
+    /// A path never gathered is not "absent": asking for it is a bug, loud in tests.
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "plan::needs did not name"))]
+    fn a_path_not_gathered_is_not_absent() {
+        let (_d, host) = host_with(&[("srv/file", "x")]);
+        let needs = Needs {
+            stat: vec!["/srv/file".into()],
+            ..Default::default()
+        };
+        let facts = HostFacts::gather(&host, &needs, CgroupFacts::default(), None);
+        assert_eq!(facts.kind("/srv/file"), Ok(Some(PathKind::File)));
+        let e = facts.kind("/srv/other").unwrap_err();
+        assert_eq!(e, FactError::NotGathered("/srv/other".into()));
     }
 }

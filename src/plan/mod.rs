@@ -6,11 +6,14 @@
 //! kernel can refuse. The plan is the sandbox's record: serialisable, and every decision
 //! carries its [`Provenance`].
 //!
-//! [`needs`] says what the planner will ask about the host; [`HostFacts::gather`] reads it
-//! once, before [`build`]. Not yet in the facts, and still read through `HostFacts::fs` as
-//! the planner decides: the kinds of mount sources and targets, hide targets and the root
-//! (mounts.rs), symlink resolution of bind sources, and the sandbox view's path walk
-//! (view.rs), whose paths depend on the symlinks it meets.
+//! The planner does no I/O: [`build`] is a pure function of (profile, host facts,
+//! invocation). [`needs`] says, from the profile alone, everything the planner will ask
+//! about the host: users and groups, kernel files, `fs.nr_open`, id claims, and every host
+//! path it looks at (the root, bind sources and their resolution, mount and hide targets,
+//! volumes, and what the sandbox view's walk may visit, symlinks included).
+//! [`HostFacts::gather`] reads it once, before [`build`]; the planner holds no `Host`. A
+//! path it asks about that was not gathered is a bug made loud (`FactError::NotGathered`:
+//! a panic in debug builds, a problem in release), never a quiet read of the host.
 
 mod cgroup;
 mod mounts;
@@ -21,7 +24,7 @@ mod seccomp;
 mod tests;
 mod view;
 
-use crate::host::{HostFacts, Needs};
+use crate::host::{Fact, FactError, HostFacts, Needs};
 use crate::profile::schema::or;
 use crate::profile::validate::{capability, rlimit};
 use crate::profile::values::IdRef;
@@ -347,15 +350,36 @@ pub fn needs(name: &str, profile: &Profile, inv: &Invocation) -> Needs {
             n.group_names.push(g.clone());
         }
     }
-    n.kernel_paths = mounts::kernel_paths()
+    // Kernel files: what a fresh /proc or sysfs shows is the host kernel's.
+    n.stat = mounts::kernel_paths()
         .chain([MEMFD_NOEXEC])
         .map(str::to_owned)
         .collect();
     n.claim = Some((inv.ids_dir.clone(), name.to_owned()));
-    n.owners = volume_names(profile)
+    // Volumes' owners (one made before id ranges is host root's).
+    n.lstat = volume_names(profile)
         .map(|v| inv.volume_dir.join(&v.value).display().to_string())
         .collect();
+    mounts::needs(profile, inv, &mut n);
+    if inv.notify_socket.is_some() && or(&profile.systemd.notify, false) {
+        let source = notify_socket(inv.id).display().to_string();
+        let binds = NOTIFY_DIRS.map(|d| (notify_target(d), source.clone()));
+        n.view.binds.extend(binds);
+    }
+    view::needs(profile, &mut n);
     n
+}
+
+/// Where the supervisor makes the relayed notify socket on the host.
+fn notify_socket(id: u32) -> PathBuf {
+    PathBuf::from(format!("{RUN_DIR}/notify-{id}.sock"))
+}
+
+/// The tmpfs mounts the service's notify socket may be placed on, in order of preference.
+const NOTIFY_DIRS: [&str; 3] = ["/run", "/dev", "/tmp"];
+
+fn notify_target(dir: &str) -> String {
+    format!("{dir}/stockade-notify.sock")
 }
 
 const MEMFD_NOEXEC: &str = "/proc/sys/vm/memfd_noexec";
@@ -436,7 +460,7 @@ pub fn build(
     let memfd_noexec = exec_locked
         && enabled.contains(&Namespace::Pid)
         && host.euid == 0
-        && host.kernel_kind(MEMFD_NOEXEC) == Ok(Some(crate::host::PathKind::File));
+        && b.fact(host.kind(MEMFD_NOEXEC)) == Ok(Some(crate::host::PathKind::File));
     let mut finals = b.finals(profile, exec_locked && !memfd_noexec);
     let shares_host_net = !enabled.contains(&Namespace::Net);
     finals.scope_abstract_sockets = shares_host_net && host.landlock_abi.is_some_and(|v| v >= 6);
@@ -451,7 +475,7 @@ pub fn build(
         .then(|| b.notify_target(fs.as_ref()))
         .flatten()
         .map(|target| {
-            let host_socket = PathBuf::from(format!("{RUN_DIR}/notify-{}.sock", inv.id));
+            let host_socket = notify_socket(inv.id);
             if let Some(fs) = fs.as_mut() {
                 fs.ops.push(Decided::new(
                     MountOp::Bind {
@@ -645,6 +669,21 @@ impl Builder<'_> {
             Some(key.to_owned()),
             msg,
         ));
+    }
+
+    /// A host fact, with one that was not gathered reported as the bug it is: in release
+    /// builds it is a problem, so the plan is refused rather than built on a guess (debug
+    /// builds have stopped at the lookup already). The caller still sees the error and
+    /// decides as for any fact that cannot be told.
+    pub(crate) fn fact<T>(&mut self, fact: Fact<T>) -> Fact<T> {
+        if let Err(e @ FactError::NotGathered(_)) = &fact {
+            self.problems.push(Problem::new(
+                At::File(self.profile_path.to_owned()),
+                None::<String>,
+                e.to_string(),
+            ));
+        }
+        fact
     }
 
     pub(crate) fn file_note(&mut self, key: &str, msg: impl Into<String>) {
@@ -930,10 +969,13 @@ impl Builder<'_> {
             let gid = outside(idmap.map(|i| &i.gid_map.value), gid).unwrap_or(gid);
             let host_path = inv.volume_dir.join(&name.value);
             // Before id ranges, a root service's volume was owned by host root.
-            let carry_root_to = claim.filter(|_| *creds.uid == 0).and_then(|c| {
-                let owner = self.host.owner(&host_path.display().to_string())?;
-                (owner == (0, 0)).then(|| (c.base(), c.base()))
-            });
+            let carry_root_to = match claim.filter(|_| *creds.uid == 0) {
+                Some(c) => {
+                    let owner = self.fact(self.host.owner(&host_path.display().to_string()));
+                    (owner == Ok(Some((0, 0)))).then(|| (c.base(), c.base()))
+                }
+                None => None,
+            };
             out.push((
                 Volume {
                     host_path,
@@ -986,9 +1028,9 @@ impl Builder<'_> {
                 _ => None,
             })
             .collect();
-        for dir in ["/run", "/dev", "/tmp"] {
+        for dir in NOTIFY_DIRS {
             if tmpfs.contains(&dir) || (dir == "/run" && fs.root == RootSource::Empty) {
-                return Some(format!("{dir}/stockade-notify.sock"));
+                return Some(notify_target(dir));
             }
         }
         self.file_err("filesystem.private_dev", "relaying sd_notify (NOTIFY_SOCKET is set) needs a tmpfs to place the service's notify socket: keep private_dev or private_tmp, or mount a tmpfs on /run");

@@ -4,11 +4,14 @@
 //! Mount points are created only on filesystems stockade itself made (its tmpfs mounts, the
 //! "empty" root); on the host's root they must already exist, because creating them would
 //! write to the host.
+//!
+//! What it asks about the host (the root, bind sources, targets below the root, kernel
+//! files) is named by [`needs`] and read from the gathered facts, never from the host.
 
 use super::record::Decided;
-use super::{Access, Builder, Namespace, Provenance, Volume};
-use crate::host::PathKind;
-use crate::profile::schema::{or, Mount, Profile};
+use super::{Access, Builder, Invocation, Namespace, Provenance, Volume};
+use crate::host::{Needs, PathKind};
+use crate::profile::schema::{or, Filesystem, Mount, Profile};
 use crate::profile::validate::normalize_abs;
 use crate::profile::values::MountType;
 use crate::profile::{Problem, Src};
@@ -128,10 +131,7 @@ fn depth(path: &str) -> usize {
     path.split('/').filter(|c| !c.is_empty()).count()
 }
 
-/// Whether `path` lies strictly below `ancestor` (every path lies below "/").
-pub(super) fn is_below(path: &str, ancestor: &str) -> bool {
-    ancestor == "/" || path.starts_with(&format!("{ancestor}/"))
-}
+pub(super) use crate::host::walk::is_below;
 
 /// One planned operation with what the plan must still check about its target.
 struct Entry<'p> {
@@ -191,6 +191,112 @@ pub(super) fn kernel_paths() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
+/// The host's device nodes bound into the private /dev.
+pub(super) const DEV_NODES: [&str; 6] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+];
+/// The symlinks the private /dev holds, as (target, text); ptmx is planned with devpts.
+const DEV_PTMX: (&str, &str) = ("/dev/ptmx", "pts/ptmx");
+const DEV_LINKS: [(&str, &str); 4] = [
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+const TMP_DIRS: [&str; 2] = ["/tmp", "/var/tmp"];
+
+/// Every target of a built-in mount that may be checked on a host root, and the host paths
+/// the planner looks for there (/sys, /run, stockade's state). One missing here is found
+/// by every test: the lookup panics in debug builds (see `FactError::NotGathered`).
+fn builtin_targets() -> impl Iterator<Item = &'static str> {
+    ["/proc", "/sys", "/dev", "/dev/shm", "/run"]
+        .into_iter()
+        .chain(DEV_NODES)
+        .chain(TMP_DIRS)
+        .chain([super::STATE_DIR, super::RUN_DIR])
+}
+
+/// Where the sandbox root comes from, as the profile says (whether a host root is a
+/// directory is checked as the plan is built).
+pub(super) fn root_source(fs: &Filesystem) -> RootSource {
+    let root_text = or(&fs.root, "/".to_owned());
+    if root_text == "empty" {
+        RootSource::Empty
+    } else {
+        RootSource::Host(normalize_abs(&root_text).unwrap_or(root_text))
+    }
+}
+
+/// The `[[mount]]` entries of one type, with their normalized targets.
+fn mounts_of(p: &Profile, kind: MountType) -> impl Iterator<Item = (&Mount, String)> {
+    p.mount.iter().filter_map(move |m| {
+        let target = normalize_abs(&m.target.as_ref()?.value).ok()?;
+        (m.kind.as_ref()?.value == kind).then_some((&m.value, target))
+    })
+}
+
+/// What [`plan`] asks about the host, and what the sandbox view may see of it through the
+/// mounts (see `ViewNeeds`): the root's kind; each bind source's kind and resolution; every
+/// target, built-in or the profile's, below the host root. Only with a mount namespace,
+/// as [`plan`] runs only then.
+pub(super) fn needs(p: &Profile, inv: &Invocation, n: &mut Needs) {
+    if !p.namespaces.is("mount") {
+        n.view.roots.push("/".into());
+        return;
+    }
+    let fs = &p.filesystem;
+    if let RootSource::Host(r) = root_source(fs) {
+        if r != "/" {
+            n.stat.push(r.clone());
+        }
+        let targets = p
+            .mount
+            .iter()
+            .filter_map(|m| normalize_abs(&m.target.as_ref()?.value).ok());
+        let hidden = fs
+            .hide
+            .iter()
+            .flat_map(|h| h.value.iter())
+            .filter_map(|h| normalize_abs(h).ok());
+        let below = builtin_targets()
+            .map(str::to_owned)
+            .chain(targets)
+            .chain(hidden);
+        n.below.extend(below.map(|t| (r.clone(), t)));
+        n.view.roots.push(r);
+    }
+    for (m, target) in mounts_of(p, MountType::Bind) {
+        let Some(source) = &m.source else { continue };
+        n.stat.push(source.value.clone());
+        n.resolve.push(source.value.clone());
+        n.view.binds.push((target, source.value.clone()));
+    }
+    for (m, target) in mounts_of(p, MountType::Volume) {
+        let Some(name) = &m.name else { continue };
+        let source = inv.volume_dir.join(&name.value).display().to_string();
+        n.view.binds.push((target, source));
+    }
+    for (m, target) in mounts_of(p, MountType::Symlink) {
+        let Some(text) = &m.source else { continue };
+        n.view.links.push((target, text.value.clone()));
+    }
+    if or(&fs.proc, true) && !p.namespaces.is("pid") {
+        n.view.binds.push(("/proc".into(), "/proc".into()));
+    }
+    if or(&fs.private_dev, true) {
+        let nodes = DEV_NODES.map(|d| (d.to_owned(), d.to_owned()));
+        n.view.binds.extend(nodes);
+        let links = [DEV_PTMX].into_iter().chain(DEV_LINKS);
+        let links = links.map(|(t, text)| (t.to_owned(), text.to_owned()));
+        n.view.links.extend(links);
+    }
+}
+
 /// Whether the profile's landlock rules let the service at `path` at all (`write`: to write
 /// there): a rule at the path, above or below it. Landlock denies everything else, so a mask
 /// there would guard what is already out of reach.
@@ -235,7 +341,7 @@ fn kernel_masks(
         if !reaches(path, false) {
             continue;
         }
-        let dir = match b.host.kernel_kind(path) {
+        let dir = match b.fact(b.host.kind(path)) {
             Ok(Some(PathKind::Dir)) => true,
             Ok(Some(PathKind::File | PathKind::Other)) => false,
             // Absent on this kernel: nothing to mask. A symlink is never masked: hiding it
@@ -260,7 +366,7 @@ fn kernel_masks(
         if !reaches(path, true) {
             continue;
         }
-        let kind = b.host.kernel_kind(path);
+        let kind = b.fact(b.host.kind(path));
         if let Err(e) = &kind {
             b.file_err(
                 PROTECT_KERNEL,
@@ -336,13 +442,10 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         .filter_map(|t| normalize_abs(&t.value).ok())
         .collect();
     let builtin_wanted = |target: &str| !profile_targets.iter().any(|t| t == target);
-    let root_text = or(&fs.root, "/".to_owned());
-    let root = if root_text == "empty" {
-        RootSource::Empty
-    } else {
-        let r = normalize_abs(&root_text).unwrap_or(root_text.clone());
+    let root = root_source(fs);
+    if let RootSource::Host(r) = &root {
         if r != "/" {
-            match b.host.fs.kind(&r) {
+            match b.fact(b.host.kind(r)) {
                 Ok(Some(PathKind::Dir)) => {}
                 _ => {
                     if let Some(src) = &fs.root {
@@ -355,8 +458,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 }
             }
         }
-        RootSource::Host(r)
-    };
+    }
 
     let mut entries: Vec<Entry> = Vec::new();
     let mut setting = "filesystem.proc";
@@ -408,7 +510,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     // The host's /sys would show the host's network devices; a root without /sys gets none.
     let has_sys = match &root {
         RootSource::Host(r) => matches!(
-            b.host.fs.kind_below(r, "/sys"),
+            b.fact(b.host.kind_below(r, "/sys")),
             Ok(Some((PathKind::Dir, _)))
         ),
         RootSource::Empty => false,
@@ -453,12 +555,11 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
             true,
             setting,
         ));
-        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-            let path = format!("/dev/{dev}");
+        for path in DEV_NODES {
             entries.push(builtin(
                 MountOp::Bind {
-                    source: path.clone(),
-                    target: path,
+                    source: path.into(),
+                    target: path.into(),
                     read_only: false,
                     noexec: true,
                     create: None,
@@ -478,8 +579,8 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         ));
         entries.push(builtin(
             MountOp::Symlink {
-                target: "/dev/ptmx".into(),
-                text: "pts/ptmx".into(),
+                target: DEV_PTMX.0.into(),
+                text: DEV_PTMX.1.into(),
             },
             NodeKind::File,
             false,
@@ -508,15 +609,10 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 setting,
             ));
         }
-        for (name, text) in [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-        ] {
+        for (target, text) in DEV_LINKS {
             entries.push(builtin(
                 MountOp::Symlink {
-                    target: format!("/dev/{name}"),
+                    target: target.into(),
                     text: text.into(),
                 },
                 NodeKind::File,
@@ -527,10 +623,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     }
     setting = "filesystem.private_tmp";
     if or(&fs.private_tmp, true) {
-        for dir in ["/tmp", "/var/tmp"]
-            .into_iter()
-            .filter(|d| builtin_wanted(d))
-        {
+        for dir in TMP_DIRS.into_iter().filter(|d| builtin_wanted(d)) {
             let size = size_of(&fs.tmp_size, "filesystem.tmp_size", TMP_SIZE);
             entries.push(builtin(
                 tmpfs(dir, 0o1777, size, noexec(dir)),
@@ -542,9 +635,12 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
     }
     // The host's /run holds its IPC endpoints (the system bus, systemd's private socket,
     // journald, docker.sock): read-only does not stop connect(2), so the sandbox gets its own.
-    let host_has = |b: &Builder, path: &str| match &root {
+    let host_has = |b: &mut Builder, path: &str| match &root {
         RootSource::Host(r) => {
-            matches!(b.host.fs.kind_below(r, path), Ok(Some((PathKind::Dir, _))))
+            matches!(
+                b.fact(b.host.kind_below(r, path)),
+                Ok(Some((PathKind::Dir, _)))
+            )
         }
         RootSource::Empty => false,
     };
@@ -613,7 +709,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 continue;
             }
             let kind = match &root {
-                RootSource::Host(r) => b.host.fs.kind_below(r, &target),
+                RootSource::Host(r) => b.fact(b.host.kind_below(r, &target)),
                 RootSource::Empty => Ok(None),
             };
             let op = match kind {
@@ -679,7 +775,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
         let (op, node, own_tmpfs) = match kind.value {
             MountType::Bind => {
                 let Some(source) = &m.source else { continue };
-                let node = match b.host.fs.kind(&source.value) {
+                let node = match b.fact(b.host.kind(&source.value)) {
                     Ok(Some(PathKind::Dir)) => NodeKind::Dir,
                     Ok(Some(_)) => NodeKind::File,
                     Ok(None) if or(&m.optional, false) => continue,
@@ -697,8 +793,8 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                     }
                 };
                 // Symlinks are resolved now, once; the sandbox refuses any it meets later.
-                let resolved = match b.host.fs.resolve(&source.value) {
-                    Ok(r) => r,
+                let resolved = match b.fact(b.host.resolved(&source.value)) {
+                    Ok(r) => r.to_owned(),
                     Err(e) => {
                         b.err(
                             source,
@@ -708,7 +804,8 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                         continue;
                     }
                 };
-                if b.host.fs.is_socket(&resolved) || is_below(&resolved, "/run") {
+                let socket = matches!(b.fact(b.host.is_socket(&resolved)), Ok(true));
+                if socket || is_below(&resolved, "/run") {
                     b.notes.push(Problem::at(source.origin, &format!("{key}.source"), format!("binds `{resolved}` from the host: a host IPC endpoint the sandbox can connect to, a hole in the default walls")));
                 }
                 (
@@ -809,7 +906,7 @@ pub(super) fn plan(b: &mut Builder, p: &Profile, ctx: &Context) -> Option<FsPlan
                 b.err(*src, key, format!("a symlink can only be created on a tmpfs stockade mounts (such as /tmp, /dev or a [[mount]] of type tmpfs), not at `{target}` on the host's filesystem"));
             }
         } else if let (RootSource::Host(r), false) = (&root, checked_already) {
-            let found = b.host.fs.kind_below(r, &target);
+            let found = b.fact(b.host.kind_below(r, &target));
             let complain = |b: &mut Builder, msg: String| match &e.origin {
                 Some((src, key)) => b.err(*src, key, msg),
                 None => b.file_err(e.setting, msg),

@@ -97,18 +97,39 @@ impl Fixture {
         inv: &Invocation,
         landlock_abi: Option<u32>,
     ) -> Result<LaunchPlan, Vec<String>> {
-        let needs = needs(&loaded.name, &loaded.profile, inv);
-        let facts = HostFacts::gather(&self.host, &needs, self.cgroup.clone(), landlock_abi);
-        let input = Input {
-            name: &loaded.name,
-            profile: &loaded.profile,
-            path: &loaded.path,
-            sources: &loaded.sources,
-        };
-        build(&input, &facts, inv)
-            .map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
+        let facts = self.facts(loaded, inv, landlock_abi);
+        plan_with(loaded, inv, &facts)
     }
 
+    /// What the planner will know of the fake root for this profile: the only reading of
+    /// the host a plan gets.
+    fn facts(
+        &self,
+        loaded: &crate::profile::Loaded,
+        inv: &Invocation,
+        landlock_abi: Option<u32>,
+    ) -> HostFacts {
+        let needs = needs(&loaded.name, &loaded.profile, inv);
+        HostFacts::gather(&self.host, &needs, self.cgroup.clone(), landlock_abi)
+    }
+}
+
+/// Plans from facts gathered already: no host in sight.
+fn plan_with(
+    loaded: &crate::profile::Loaded,
+    inv: &Invocation,
+    facts: &HostFacts,
+) -> Result<LaunchPlan, Vec<String>> {
+    let input = Input {
+        name: &loaded.name,
+        profile: &loaded.profile,
+        path: &loaded.path,
+        sources: &loaded.sources,
+    };
+    build(&input, facts, inv).map_err(|ps| ps.iter().map(|p| p.render(&loaded.sources)).collect())
+}
+
+impl Fixture {
     fn problems(&self, text: &str) -> Vec<String> {
         self.plan(text, &[]).expect_err("plan should fail")
     }
@@ -1056,6 +1077,16 @@ mod record {
     }
 
     fn plan_file(f: &Fixture, path: &Path, search: &[PathBuf]) -> LaunchPlan {
+        let (loaded, inv) = load_file(f, path, search);
+        f.build(&loaded, &inv, Some(6))
+            .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
+    }
+
+    fn load_file(
+        f: &Fixture,
+        path: &Path,
+        search: &[PathBuf],
+    ) -> (crate::profile::Loaded, Invocation) {
         let loaded = load(
             path.to_str().unwrap(),
             &SearchPath {
@@ -1072,8 +1103,101 @@ mod record {
             ids_dir: IDS_DIR.into(),
             ..Default::default()
         };
-        f.build(&loaded, &inv, Some(6))
-            .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
+        (loaded, inv)
+    }
+
+    /// Every example profile and the every-key fixture, with the examples' directory (their
+    /// include search path).
+    fn example_files() -> (Vec<PathBuf>, PathBuf) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let examples = dir.join("examples");
+        let mut files: Vec<PathBuf> = fs::read_dir(&examples)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 5, "{files:?}");
+        files.push(dir.join("tests/fixtures/every-key.toml"));
+        (files, examples)
+    }
+
+    /// The planner is a pure function of (profile, host facts, invocation): with the facts
+    /// gathered, the fake host root is deleted, and every profile plans exactly as it did
+    /// with the root there. A read of the host while planning would find nothing and change
+    /// the plan (or fail it). Beside the examples, a profile whose walks go through symlinks
+    /// on the host, through a bind whose source is a symlink, and through a symlink stockade
+    /// makes, so the view's read-ahead is put to work.
+    #[test]
+    fn planning_reads_the_gathered_facts_and_nothing_else() {
+        let f = example_host();
+        let root = f.host.root.clone();
+        fs::create_dir_all(root.join("srv/data/logs")).unwrap();
+        fs::create_dir_all(root.join("opt/app/bin")).unwrap();
+        fs::create_dir_all(root.join("var/lib/app")).unwrap();
+        fs::write(root.join("opt/app/bin/run"), "").unwrap();
+        fs::set_permissions(
+            root.join("opt/app/bin/run"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let link = |text: &str, at: &str| std::os::unix::fs::symlink(text, root.join(at)).unwrap();
+        link("data", "srv/current");
+        link("/opt/app/bin/run", "usr/bin/app");
+        link("app", "usr/bin/app-link");
+        link("logs", "srv/data/latest");
+        let symlinks = f.dir.path().join("symlinks.toml");
+        fs::write(
+            &symlinks,
+            r#"[exec]
+command = ["/usr/bin/app-link"]
+workdir = "/var/lib/app/latest"
+[[mount]]
+type = "bind"
+source = "/srv/current"
+target = "/var/lib/app"
+[[mount]]
+type = "bind"
+source = "/opt/app"
+target = "/opt/app"
+read_only = true
+[[mount]]
+type = "symlink"
+source = "/var/lib/app/latest"
+target = "/tmp/logs"
+[security]
+landlock = { read = ["/usr", "/tmp/logs/", "/dev/stdout", "/var/run"], exec = ["/usr/bin/app-link"] }
+"#,
+        )
+        .unwrap();
+        let (mut files, examples) = example_files();
+        files.push(symlinks);
+        let planned: Vec<_> = files
+            .iter()
+            .map(|path| {
+                let (loaded, inv) = load_file(&f, path, std::slice::from_ref(&examples));
+                let facts = f.facts(&loaded, &inv, Some(6));
+                let with_root = plan_with(&loaded, &inv, &facts)
+                    .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()));
+                (loaded, inv, facts, with_root)
+            })
+            .collect();
+        // The symlinked bind source is bound where it resolves, read before planning.
+        let sym = &planned.last().unwrap().3;
+        assert!(
+            sym.fs.as_ref().unwrap().ops.iter().any(|o| matches!(
+                &o.value,
+                MountOp::Bind { source, target, .. } if source == "/srv/data" && target == "/var/lib/app"
+            )),
+            "{sym:#?}"
+        );
+        fs::remove_dir_all(&root).unwrap();
+        assert!(!root.exists());
+        for (loaded, inv, facts, with_root) in &planned {
+            let without = plan_with(loaded, inv, facts)
+                .unwrap_or_else(|e| panic!("{}: {e:#?}", loaded.path.display()));
+            assert_eq!(&without, with_root, "{}", loaded.path.display());
+        }
     }
 
     fn round_trips(p: &LaunchPlan) {
@@ -1085,16 +1209,7 @@ mod record {
     #[test]
     fn every_example_and_the_every_key_fixture_round_trip_through_json() {
         let f = example_host();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let examples = dir.join("examples");
-        let mut files: Vec<PathBuf> = fs::read_dir(&examples)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        assert!(files.len() >= 5, "{files:?}");
-        files.push(dir.join("tests/fixtures/every-key.toml"));
+        let (files, examples) = example_files();
         for path in &files {
             let p = plan_file(&f, path, std::slice::from_ref(&examples));
             round_trips(&p);

@@ -4,13 +4,16 @@
 //! such paths (the working directory, the program, the landlock rules); checking them here
 //! makes `check` refuse what would otherwise fail only at run time.
 //!
-//! Reads through [`Host`] only. It answers only what it can know: what the kernel fills in
-//! (proc, sysfs, devpts, mqueue) and what stockade creates before the start (volumes, the
-//! notify socket) is [`Found::Unknown`], never an error.
+//! Reads the gathered host facts only, never the host: [`needs`] names the paths it walks,
+//! and gather reads ahead whatever the walk may visit (`ViewNeeds`). It answers only what it
+//! can know: what the kernel fills in (proc, sysfs, devpts, mqueue) and what stockade
+//! creates before the start (volumes, the notify socket) is [`Found::Unknown`], never an
+//! error.
 
-use super::mounts::{is_below, FsPlan, MountOp, RootSource};
+use super::mounts::{FsPlan, MountOp, RootSource};
 use super::{Builder, Decided};
-use crate::host::{Host, PathKind};
+use crate::host::walk::{is_below, join, parent, parts, MAX_LINKS};
+use crate::host::{FactError, HostFacts, Needs, PathKind};
 use crate::profile::validate::normalize_abs;
 use crate::profile::{Profile, Src};
 use std::collections::VecDeque;
@@ -28,6 +31,8 @@ pub(super) enum Found {
     /// Why it does not exist, as a clause: "there is no `/srv` in the sandbox root `/`".
     Missing(String),
     Unknown,
+    /// A host path the walk needed was not gathered: a bug, reported (see `FactError`).
+    NotGathered(String),
 }
 
 /// One path of the sandbox, not following a final symlink.
@@ -36,17 +41,18 @@ enum Node {
     Link(String),
     Missing(String),
     Unknown,
+    NotGathered(String),
 }
 
 pub(super) struct View<'a> {
-    host: &'a Host,
+    host: &'a HostFacts,
     root: RootSource,
     ops: &'a [Decided<MountOp>],
 }
 
 impl<'a> View<'a> {
     /// The view of a plan; without a mount namespace the service sees the host's root.
-    pub(super) fn new(host: &'a Host, fs: Option<&'a FsPlan>) -> View<'a> {
+    pub(super) fn new(host: &'a HostFacts, fs: Option<&'a FsPlan>) -> View<'a> {
         match fs {
             Some(fs) => View {
                 host,
@@ -87,7 +93,7 @@ impl<'a> View<'a> {
                 }
                 Node::Link(text) => {
                     links += 1;
-                    if links > 40 {
+                    if links > MAX_LINKS {
                         return Found::Unknown;
                     }
                     if text.starts_with('/') {
@@ -105,6 +111,7 @@ impl<'a> View<'a> {
                 }
                 Node::Missing(why) => return Found::Missing(why),
                 Node::Unknown => return Found::Unknown,
+                Node::NotGathered(e) => return Found::NotGathered(e),
             }
         }
         last
@@ -136,8 +143,9 @@ impl<'a> View<'a> {
         let target = op.target();
         if target == path {
             return match &op.value {
-                MountOp::Bind { source, .. } => match self.host.stat(source, true) {
+                MountOp::Bind { source, .. } => match self.host.stat(source) {
                     Ok(Some(s)) => Node::Is(s.kind, Some(s.mode), None),
+                    Err(e @ FactError::NotGathered(_)) => Node::NotGathered(e.to_string()),
                     // Made by stockade before the start: a volume, the notify socket.
                     _ => Node::Unknown,
                 },
@@ -169,40 +177,18 @@ impl<'a> View<'a> {
     /// `path` below the host directory `base`, which the sandbox shows as `shown`.
     fn on_host(&self, base: &str, path: &str, shown: &str) -> Node {
         let full = join(base, path.trim_start_matches('/'));
-        match self.host.stat(&full, false) {
-            Ok(Some(s)) => match s.link {
-                Some(text) => Node::Link(text),
+        match self.host.lstat(&full) {
+            Ok(Some(s)) => match &s.link {
+                Some(text) => Node::Link(text.clone()),
                 None => Node::Is(s.kind, Some(s.mode), None),
             },
             Ok(None) => Node::Missing(format!(
                 "there is no `{}` in {shown}",
                 if path.is_empty() { "/" } else { path }
             )),
-            Err(_) => Node::Unknown,
+            Err(e @ FactError::NotGathered(_)) => Node::NotGathered(e.to_string()),
+            Err(FactError::Failed(_)) => Node::Unknown,
         }
-    }
-}
-
-fn parts(path: &str) -> impl Iterator<Item = String> + '_ {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(str::to_owned)
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if name.is_empty() {
-        dir.to_owned()
-    } else if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-fn parent(path: &str) -> String {
-    match path.rsplit_once('/') {
-        Some(("", _)) | None => "/".into(),
-        Some((p, _)) => p.into(),
     }
 }
 
@@ -215,14 +201,38 @@ fn kind_name(kind: PathKind) -> &'static str {
     }
 }
 
+/// The sandbox paths [`check`] walks: the working directory, the program, every landlock
+/// rule. Which host paths the walks visit is gathered from these (`ViewNeeds`).
+pub(super) fn needs(p: &Profile, n: &mut Needs) {
+    let workdir = p.exec.workdir.iter().map(|w| w.value.as_str());
+    let program = p
+        .exec
+        .command
+        .iter()
+        .filter_map(|c| c.value.first())
+        .filter(|s| s.starts_with('/'))
+        .map(String::as_str);
+    let rules = p.security.landlock.iter().flat_map(|l| {
+        [&l.read, &l.write, &l.exec]
+            .into_iter()
+            .flatten()
+            .flat_map(|list| list.value.iter().map(String::as_str))
+    });
+    let paths = workdir.chain(program).chain(rules);
+    n.view
+        .paths
+        .extend(paths.filter_map(|path| normalize_abs(path).ok()));
+}
+
 /// The paths the service's last steps open must exist in the sandbox: the working directory
 /// (chdir), the program (execve) and every landlock rule (opened to add it).
 pub(super) fn check(b: &mut Builder, p: &Profile, fs: Option<&FsPlan>) {
-    let view = View::new(&b.host.fs, fs);
+    let view = View::new(b.host, fs);
     if let Some(w) = &p.exec.workdir {
         if let Ok(path) = normalize_abs(&w.value) {
             match view.resolve(&path) {
                 Found::Is { kind: PathKind::Dir, .. } | Found::Unknown => {}
+                Found::NotGathered(e) => b.err(w, "exec.workdir", e),
                 Found::Is { kind, .. } => b.err(
                     w,
                     "exec.workdir",
@@ -251,13 +261,15 @@ pub(super) fn check(b: &mut Builder, p: &Profile, fs: Option<&FsPlan>) {
                 let Ok(path) = normalize_abs(rule) else {
                     continue;
                 };
-                if let Found::Missing(why) = view.resolve(&path) {
-                    let list = list.as_ref().expect("a rule comes from a list");
-                    b.err(
+                let list = list.as_ref().expect("a rule comes from a list");
+                match view.resolve(&path) {
+                    Found::Missing(why) => b.err(
                         list,
                         key,
                         format!("`{path}` does not exist in the sandbox, so landlock cannot add a rule for it: {why}; remove the rule, or name a path the sandbox has"),
-                    );
+                    ),
+                    Found::NotGathered(e) => b.err(list, key, e),
+                    Found::Is { .. } | Found::Unknown => {}
                 }
             }
         }
@@ -309,5 +321,6 @@ fn command(b: &mut Builder, c: &Src<Vec<String>>, view: &View, prog: &str) {
             key,
             format!("the program `{path}` does not exist in the sandbox: {why}; install it, or mount it there"),
         ),
+        Found::NotGathered(e) => b.err(c, key, e),
     }
 }
