@@ -5,9 +5,11 @@
 
 mod cgroup;
 mod facts;
+mod instances;
 
 pub use cgroup::CgroupFacts;
 pub use facts::{HostFacts, Needs};
+pub use instances::ProcId;
 
 use std::fs;
 use std::io;
