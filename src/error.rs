@@ -2,7 +2,7 @@
 //! keeps its own error type with its context; this enum only says which of them ended the
 //! command, so `main.rs` can print it once and exit with the right status.
 
-use crate::sandbox;
+use crate::{ops, sandbox};
 
 /// The profile is invalid (sysexits' EX_CONFIG, as systemd uses it).
 pub const EXIT_CONFIG: u8 = 78;
@@ -17,6 +17,13 @@ pub enum Error {
     CheckFailed { failed: usize, checked: usize },
     #[error("stockade: no profiles found in {dirs}")]
     NoProfiles { dirs: String },
+    /// The instance name is taken by a running sandbox, or cannot be taken; nothing was set
+    /// up.
+    #[error("stockade: {0}")]
+    Instance(#[from] ops::records::Error),
+    /// The profile's name cannot name an instance; `--name` gives one.
+    #[error("stockade: the profile name `{profile}` cannot name an instance: {why}; give one with --name")]
+    InstanceName { profile: String, why: String },
     /// The sandbox could not start the service.
     #[error("stockade: {name}: {source}")]
     Sandbox {
@@ -28,11 +35,14 @@ pub enum Error {
 
 impl Error {
     /// The exit status for this error: the one table of stockade's own statuses (78 invalid
-    /// profile; 125 setup, 126/127 exec as the sandbox reports them; 1 otherwise).
+    /// profile; 125 setup or a taken instance name; 126/127 exec as the sandbox reports
+    /// them; 1 otherwise).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Invalid { .. } => EXIT_CONFIG,
             Error::Sandbox { source, .. } => source.exit_code(),
+            // As a setup failure: the sandbox cannot be set up under this name.
+            Error::Instance(_) | Error::InstanceName { .. } => 125,
             Error::CheckFailed { .. } | Error::NoProfiles { .. } => 1,
         }
     }

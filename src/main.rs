@@ -4,6 +4,7 @@
 mod cli;
 mod error;
 mod host;
+mod ops;
 mod plan;
 mod profile;
 mod sandbox;
@@ -19,7 +20,11 @@ fn main() -> ExitCode {
     cli::logging::init(&cli);
     let search = cli::search_path(&cli);
     let result = match cli.command {
-        Command::Run { profile, args } => cli::run::run(&profile, args, &search),
+        Command::Run {
+            profile,
+            name,
+            args,
+        } => cli::run::run(&profile, name, args, &search),
         Command::Check { profiles } => cli::check::check(profiles, &search),
         Command::Show {
             profile,

@@ -48,12 +48,17 @@ pub struct Cli {
 pub enum Command {
     /// Start the service in its sandbox, in the foreground
     #[command(
-        after_help = "Examples:\n  stockade run redis\n  stockade run ./hello.toml\n  stockade run redis -- --loglevel debug   (needs exec.args_append = true)\n\nExits with the service's exit status, or 128+N when it dies of signal N; \
-78 for an invalid profile, 125 when the sandbox cannot be set up, 126/127 when the command cannot be executed."
+        after_help = "Examples:\n  stockade run redis\n  stockade run ./hello.toml\n  stockade run --name redis-2 redis      (a second instance of one profile)\n  stockade run redis -- --loglevel debug   (needs exec.args_append = true)\n\nWhile it runs, the sandbox's record is /run/stockade/instances/NAME.json.\n\nExits with the service's exit status, or 128+N when it dies of signal N; \
+78 for an invalid profile, 125 when the sandbox cannot be set up or its instance name is taken, 126/127 when the command cannot be executed."
     )]
     Run {
         /// Profile name or path to a .toml file
         profile: String,
+        /// Instance name, for a second sandbox of one profile: names its record and its
+        /// journal field STOCKADE_INSTANCE (letters, digits, -_.@; at most 64) [default:
+        /// the profile's name]
+        #[arg(long, value_name = "NAME", value_parser = instance_name)]
+        name: Option<String>,
         /// Arguments appended to exec.command (after `--`)
         #[arg(last = true)]
         args: Vec<String>,
@@ -89,6 +94,14 @@ pub enum Command {
         #[arg(long, requires = "plan")]
         json: bool,
     },
+}
+
+/// `--name`'s check, so clap's error names the argument.
+fn instance_name(s: &str) -> Result<String, String> {
+    match crate::ops::records::invalid_name(s) {
+        Some(why) => Err(why),
+        None => Ok(s.to_owned()),
+    }
 }
 
 /// The profile search path of this invocation, and whose files root may trust.

@@ -5,10 +5,12 @@
 
 mod cgroup;
 mod facts;
+mod instances;
 pub(crate) mod walk;
 
 pub use cgroup::CgroupFacts;
 pub use facts::{Fact, FactError, HostFacts, Needs};
+pub use instances::ProcId;
 
 use std::fs;
 use std::io;

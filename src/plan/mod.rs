@@ -21,7 +21,7 @@ mod record;
 pub mod render;
 mod seccomp;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod view;
 
 use crate::host::{Fact, FactError, HostFacts, Needs};
@@ -54,6 +54,8 @@ pub const VOLUME_DIR: &str = "/var/lib/stockade/volumes";
 pub const IDS_DIR: &str = "/var/lib/stockade/ids";
 /// stockade's runtime state on the host (notify relays); never visible inside a sandbox.
 pub const RUN_DIR: &str = "/run/stockade";
+/// The records of running sandboxes, one `NAME.json` per instance (see `ops::records`).
+pub const INSTANCES_DIR: &str = "/run/stockade/instances";
 
 /// The host id ranges given to sandboxes: 4096 ranges of 65536 ids from 0x60000000, in the
 /// upper part of the range systemd documents for containers (524288-1879048191), far from
@@ -85,6 +87,9 @@ pub struct NamespaceRow {
     /// Its clone(2)/unshare(2) flag, and that flag's name for error messages.
     pub flag: libc::c_int,
     pub flag_name: &'static str,
+    /// Init's file in `/proc/PID/ns/` for this namespace, whose inode names it (the record of
+    /// a running sandbox lists them).
+    pub proc: &'static str,
 }
 
 impl Namespace {
@@ -97,12 +102,14 @@ impl Namespace {
             key: &'static str,
             flag: libc::c_int,
             flag_name: &'static str,
+            proc: &'static str,
         ) -> NamespaceRow {
             NamespaceRow {
                 ns,
                 key,
                 flag,
                 flag_name,
+                proc,
             }
         }
         [
@@ -111,23 +118,57 @@ impl Namespace {
                 "user",
                 libc::CLONE_NEWUSER,
                 "CLONE_NEWUSER",
+                "user",
             ),
-            row(Namespace::Pid, "pid", libc::CLONE_NEWPID, "CLONE_NEWPID"),
-            row(Namespace::Mount, "mount", libc::CLONE_NEWNS, "CLONE_NEWNS"),
-            row(Namespace::Net, "net", libc::CLONE_NEWNET, "CLONE_NEWNET"),
-            row(Namespace::Ipc, "ipc", libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
-            row(Namespace::Uts, "uts", libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
+            row(
+                Namespace::Pid,
+                "pid",
+                libc::CLONE_NEWPID,
+                "CLONE_NEWPID",
+                "pid",
+            ),
+            row(
+                Namespace::Mount,
+                "mount",
+                libc::CLONE_NEWNS,
+                "CLONE_NEWNS",
+                "mnt",
+            ),
+            row(
+                Namespace::Net,
+                "net",
+                libc::CLONE_NEWNET,
+                "CLONE_NEWNET",
+                "net",
+            ),
+            row(
+                Namespace::Ipc,
+                "ipc",
+                libc::CLONE_NEWIPC,
+                "CLONE_NEWIPC",
+                "ipc",
+            ),
+            row(
+                Namespace::Uts,
+                "uts",
+                libc::CLONE_NEWUTS,
+                "CLONE_NEWUTS",
+                "uts",
+            ),
             row(
                 Namespace::Cgroup,
                 "cgroup",
                 libc::CLONE_NEWCGROUP,
                 "CLONE_NEWCGROUP",
+                "cgroup",
             ),
             row(
                 Namespace::Time,
                 "time",
                 libc::CLONE_NEWTIME,
                 "CLONE_NEWTIME",
+                // unshare(CLONE_NEWTIME) moves init's children only, the service among them.
+                "time_for_children",
             ),
         ]
     };

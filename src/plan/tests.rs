@@ -7,6 +7,13 @@ use crate::profile::{load, SearchPath};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
+/// A small valid plan, for the tests of what carries plans (the instance record).
+pub(crate) fn sample() -> LaunchPlan {
+    Fixture::new(0)
+        .plan("[exec]\ncommand = [\"/bin/true\"]\n", &[])
+        .unwrap()
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     host: Host,

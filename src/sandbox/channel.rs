@@ -1,8 +1,10 @@
 //! The typed protocol between the supervisor and the sandbox's init and service processes,
 //! over a close-on-exec SOCK_SEQPACKET socketpair (one message per datagram).
 //!
-//! The supervisor tells the child when the id maps are written; the child reports a failure
-//! with its exit code and a message. A successful exec closes the last child copy of the
+//! The supervisor tells the child when the id maps are written (proceed) and when the
+//! sandbox is in its cgroup (placed); init says when every namespace is made (ready) and
+//! waits until the supervisor has recorded the sandbox (start) before it forks the service.
+//! The child reports a failure with its exit code and a message. A successful exec closes the last child copy of the
 //! socket, so the supervisor reading end-of-file means "the service is running".
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -16,6 +18,10 @@ enum Message {
     /// Supervisor → child: the sandbox is in its final cgroup; the service may start, with
     /// the seccomp filters the supervisor compiled meanwhile.
     Placed(Vec<u8>),
+    /// Child → supervisor: every namespace is made; init waits for [`Message::Start`].
+    Ready,
+    /// Supervisor → child: the sandbox is recorded; fork and exec the service.
+    Start,
     /// Child → supervisor: setup or exec failed.
     Failed { exit_code: u8, message: String },
 }
@@ -24,6 +30,8 @@ impl Message {
     fn encode(&self) -> Vec<u8> {
         match self {
             Message::Proceed => vec![b'P'],
+            Message::Ready => vec![b'R'],
+            Message::Start => vec![b'S'],
             Message::Placed(filters) => {
                 let mut v = vec![b'C'];
                 v.extend_from_slice(filters);
@@ -40,6 +48,8 @@ impl Message {
     fn decode(buf: &[u8]) -> Option<Message> {
         match buf {
             [b'P'] => Some(Message::Proceed),
+            [b'R'] => Some(Message::Ready),
+            [b'S'] => Some(Message::Start),
             [b'C', rest @ ..] => Some(Message::Placed(rest.to_vec())),
             [b'F', code, rest @ ..] => Some(Message::Failed {
                 exit_code: *code,
@@ -132,6 +142,32 @@ impl SupervisorEnd {
         send(&mut self.0, &Message::Placed(filters))
     }
 
+    /// Blocks until init has made every namespace (Ok(true)) or reported a failure (Err).
+    /// Ok(false): init ended without a word; the caller learns why from waitpid.
+    pub fn wait_for_ready(&mut self) -> Result<bool, ChildFailure> {
+        loop {
+            match recv(&mut self.0) {
+                Ok(Some(Message::Ready)) => return Ok(true),
+                Ok(Some(Message::Failed { exit_code, message })) => {
+                    return Err(ChildFailure { exit_code, message })
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(ChildFailure {
+                        exit_code: 125,
+                        message: format!("lost contact with the sandbox: {e}"),
+                    })
+                }
+            }
+        }
+    }
+
+    pub fn tell_start(&mut self) -> std::io::Result<()> {
+        send(&mut self.0, &Message::Start)
+    }
+
     /// Blocks until the service has exec'd (Ok) or a failure is reported (Err). End of file
     /// without a report means the child died silently; the caller learns why from waitpid.
     pub fn wait_for_exec(&mut self) -> Result<(), ChildFailure> {
@@ -140,7 +176,7 @@ impl SupervisorEnd {
                 Ok(Some(Message::Failed { exit_code, message })) => {
                     return Err(ChildFailure { exit_code, message })
                 }
-                Ok(Some(Message::Proceed | Message::Placed(_))) => continue,
+                Ok(Some(_)) => continue,
                 Ok(None) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -167,6 +203,13 @@ impl ChildEnd {
             Ok(Some(Message::Placed(filters))) => Some(filters),
             _ => None,
         }
+    }
+
+    /// Tells the supervisor every namespace is made and waits until it says the service
+    /// may start; false when it went away (then the child must exit).
+    pub fn report_ready_and_wait_for_start(&mut self) -> bool {
+        send(&mut self.0, &Message::Ready).is_ok()
+            && matches!(recv(&mut self.0), Ok(Some(Message::Start)))
     }
 
     pub fn report_failure(&mut self, exit_code: u8, message: &str) {

@@ -48,6 +48,10 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
             sys::exit_now(e.exit_code);
         }
     }
+    // The supervisor records the sandbox, namespaces and all, before any of the service runs.
+    if !chan.report_ready_and_wait_for_start() {
+        sys::exit_now(125);
+    }
     match sys::fork() {
         Err(errno) => {
             let e = SetupError::sys("start the service", "fork()", errno);

@@ -57,6 +57,15 @@ pub trait Manager {
     fn relay_notify(&mut self, message: &str);
 }
 
+/// Records the running sandbox; implemented outside this stage, which knows neither the
+/// instance name nor where records live.
+pub trait Recorder {
+    /// Called once, when init has made every namespace and sits in its final cgroup, and
+    /// before the service may exec: an error stops the start. `cgroup` is init's cgroup
+    /// directory on the host.
+    fn record(&mut self, init: u32, cgroup: Option<&std::path::Path>) -> Result<(), String>;
+}
+
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -132,7 +141,11 @@ pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
 }
 
 /// Runs the plan to the end and returns how the service ended.
-pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Error> {
+pub fn run(
+    plan: &LaunchPlan,
+    manager: &mut dyn Manager,
+    recorder: &mut dyn Recorder,
+) -> Result<Outcome, Error> {
     // stockade's runtime directory exists before any sandbox is built, so the plan can hide
     // it in every sandbox that would otherwise see the host's /run.
     std::fs::DirBuilder::new()
@@ -241,6 +254,25 @@ pub fn run(plan: &LaunchPlan, manager: &mut dyn Manager) -> Result<Outcome, Erro
     let filters = compiling.finish()?;
     // If init failed meanwhile, the send fails and its report is read below.
     let _ = sup.tell_placed(filters);
+    // Recorded once init has made its last namespace (their inodes are final) and before
+    // the service may exec: no service runs without its record.
+    match sup.wait_for_ready() {
+        Ok(true) => {
+            recorder
+                .record(init.as_raw() as u32, cgroup_dir.as_deref())
+                .map_err(|e| SetupError::other("record the sandbox", e))?;
+            // If init is gone meanwhile, the end of file is read below.
+            let _ = sup.tell_start();
+        }
+        // Init ended without a word: waitpid tells how, below.
+        Ok(false) => {}
+        Err(f) => {
+            return Err(Error::Child {
+                exit_code: f.exit_code,
+                message: f.message,
+            })
+        }
+    }
     if let Err(f) = sup.wait_for_exec() {
         return Err(Error::Child {
             exit_code: f.exit_code,

@@ -135,7 +135,13 @@ capabilities = []
         let profiles = Profiles::new();
         let p = profiles.write("escape", &format!("{}{extra}", self.profile(user)));
         let out = Run::shell(
-            &format!("exec 7</etc/hostname; exec {{bin}} run {}", p.display()),
+            // Named apart: the escape tests run side by side, each with its own sandbox;
+            // named after the run's marker, so the harness checks its record is removed.
+            &format!(
+                "exec 7</etc/hostname; exec {{bin}} run --name escape-probe-{} {}",
+                marker(),
+                p.display()
+            ),
             "escape-probe",
         )
         .current_dir(self.dir.path().join("cwd"))

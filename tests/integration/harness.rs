@@ -66,7 +66,17 @@ impl Snapshot {
         assert!(added.is_empty(), "cgroups left on the host: {added:#?}");
         // Tests run side by side: an entry named after a stockade that is still running
         // (notify-PID.sock) belongs to another test's sandbox, not to a leak of this one.
+        // So does the record of an instance not named after this marker (a killed one
+        // stays until its test runs the name again), or one whose name is still locked.
+        // The instances directory itself stays, as /run/stockade does.
         let owner_alive = |p: &PathBuf| {
+            if p == Path::new(INSTANCES) {
+                return true;
+            }
+            if p.parent() == Some(Path::new(INSTANCES)) {
+                return instance_of(p)
+                    .is_none_or(|name| !name.contains(marker) || instance_locked(&name));
+            }
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let digits: String = name.chars().filter(char::is_ascii_digit).collect();
             !digits.is_empty() && Path::new(&format!("/proc/{digits}")).exists()
@@ -83,6 +93,41 @@ impl Snapshot {
             "entries left in /run/stockade: {added:#?}"
         );
     }
+}
+
+/// Where stockade keeps the records of running sandboxes.
+pub const INSTANCES: &str = "/run/stockade/instances";
+
+/// The instance a file of the instances directory belongs to: `NAME.json`, `NAME.lock` or
+/// the record's temporary `.NAME.json.tmp`.
+fn instance_of(p: &Path) -> Option<String> {
+    let f = p.file_name()?.to_str()?;
+    let name = f
+        .strip_prefix('.')
+        .and_then(|f| f.strip_suffix(".json.tmp"))
+        .or_else(|| f.strip_suffix(".json"))
+        .or_else(|| f.strip_suffix(".lock"))?;
+    Some(name.to_owned())
+}
+
+/// Whether a process holds instance `name`'s lock, as /proc/locks says (read only: taking
+/// the lock to find out would refuse a start that raced with the test).
+pub fn instance_locked(name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = fs::metadata(format!("{INSTANCES}/{name}.lock")) else {
+        return false;
+    };
+    let dev = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(m.dev()),
+        nix::sys::stat::minor(m.dev()),
+        m.ino()
+    );
+    // `1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`; waiters' lines start with `->`.
+    fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().any(|f| f == dev))
 }
 
 /// Every directory of the cgroup v2 hierarchy (wherever it is mounted: /sys/fs/cgroup, or
@@ -185,9 +230,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// `stockade run --name STEM-MARKER PATH`: tests run side by side, many with profiles of
+    /// one name (probe), and a second sandbox of a running name is refused.
     pub fn profile(path: &Path, marker: &str) -> Run {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("p");
         let mut cmd = Command::new(stockade_bin());
-        cmd.arg("run").arg(path);
+        cmd.arg("run")
+            .arg("--name")
+            .arg(format!("{stem}-{marker}"))
+            .arg(path);
         Run {
             cmd,
             marker: marker.to_owned(),
@@ -256,6 +307,33 @@ impl Run {
             .spawn()
             .unwrap()
     }
+}
+
+/// The record of instance `name`, once it is there: the sandbox is set up.
+pub fn wait_for_record(name: &str) -> serde_json::Value {
+    let path = Path::new(INSTANCES).join(format!("{name}.json"));
+    assert!(
+        wait_until(Duration::from_secs(5), || path.exists()),
+        "no record at {}",
+        path.display()
+    );
+    serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Runs a short sandbox under instance name `name`, which removes the stale record a
+/// SIGKILL of its stockade left (checked: `run` says so at -v).
+pub fn reclaim(name: &str, marker: &str) {
+    let profiles = Profiles::new();
+    let p = profiles.write("reclaim", &sh_profile("true", marker, ""));
+    let out = Run::stockade(&["-v", "run", "--name", name], marker)
+        .arg(&p)
+        .output();
+    let e = text(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(
+        e.contains(&format!("removed the stale record of instance {name}")),
+        "{e}"
+    );
 }
 
 /// A profile running `script` with /bin/sh; `extra` is appended TOML. The marker goes on the

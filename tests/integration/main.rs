@@ -5,6 +5,7 @@
 mod common;
 mod escape;
 mod harness;
+mod instances;
 mod walls;
 
 use harness::*;
@@ -335,9 +336,14 @@ fn sigkill_of_stockade_kills_the_whole_sandbox() {
     let p = profiles.write("k", &sh_profile(script, &m, ""));
     let snap = Snapshot::take();
     let mut child = Run::profile(&p, &m).spawn();
+    // Set up: recorded, and the service runs.
+    wait_for_record(&format!("k-{m}"));
     assert!(wait_until(Duration::from_secs(5), || !processes_with(&m).is_empty()));
     child.kill().unwrap();
     child.wait().unwrap();
+    // Its record is all a SIGKILL leaves; the next run of the name removes it.
+    assert!(wait_until(Duration::from_secs(3), || processes_with(&m).is_empty()));
+    reclaim(&format!("k-{m}"), &m);
     snap.assert_unchanged(&m);
 }
 
@@ -352,6 +358,7 @@ fn sigkill_kills_the_service_without_a_pid_namespace_too() {
     );
     let snap = Snapshot::take();
     let mut child = Run::profile(&p, &m).spawn();
+    wait_for_record(&format!("k-{m}"));
     // With exec the marker leaves the command line; find the sleep by its parent instead.
     assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(
         format!("/proc/{}/task/{}/children", child.id(), child.id())
@@ -385,6 +392,7 @@ fn sigkill_kills_the_service_without_a_pid_namespace_too() {
                 .unwrap_or(true)),
         "service {service} survived"
     );
+    reclaim(&format!("k-{m}"), &m);
     snap.assert_unchanged(&m);
 }
 

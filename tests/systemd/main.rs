@@ -140,6 +140,19 @@ fn scope_holds_the_sandbox_and_is_gone_after() {
         checked += 1;
     }
     assert!(checked >= 2, "only {checked} of {pids:?} checked");
+    // Its record names the scope and the scope's cgroup, and init among its processes.
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string("/run/stockade/instances/scope-probe.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["unit"], unit.as_str());
+    assert_eq!(
+        record["cgroup"],
+        format!("/sys/fs/cgroup{cgroup}").as_str(),
+        "{record}"
+    );
+    assert_eq!(record["supervisor"]["pid"], child.id());
+    assert!(pids.contains(&record["init"]["pid"].to_string().as_str()));
     // The service sees its cgroup namespace rooted at the scope.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -239,7 +252,8 @@ fn a_default_sandbox_cannot_reach_the_hosts_systemd() {
 #[test]
 fn sigkill_of_stockade_leaves_no_scope() {
     bed();
-    let mut child = spawn(&["run", "scope-probe"]);
+    // Its own instance name: the scope test runs scope-probe beside it.
+    let mut child = spawn(&["run", "--name", "scope-probe-killed", "scope-probe"]);
     let unit = scope_of(child.id()).replace("{}", "scope-probe");
     assert!(wait_until(Duration::from_secs(10), || show(
         &unit,
@@ -302,12 +316,22 @@ fn unit_start_and_stop_leave_no_residue() {
         2,
         "init and the service in {payload}: {procs}"
     );
+    // Under a unit, the record names the unit stockade runs under.
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string("/run/stockade/instances/hello-unit.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["unit"], "stockade@hello-unit.service", "{record}");
     let o = sh("systemctl stop stockade@hello-unit");
     assert!(o.status.success());
     assert_eq!(show("stockade@hello-unit", "ActiveState"), "inactive");
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists(),
         "unit cgroup left behind"
+    );
+    assert!(
+        !std::path::Path::new("/run/stockade/instances/hello-unit.json").exists(),
+        "record left behind"
     );
     assert_eq!(out("systemctl list-units --all --plain --no-legend 'stockade-*.scope' | grep -c hello-unit || true"), "0");
     // The unit's stdout went to its journal; stockade's own records carry its fields.
@@ -317,7 +341,8 @@ fn unit_start_and_stop_leave_no_residue() {
     .contains("hello from a unit")));
     let fields = out("journalctl STOCKADE_PROFILE=hello-unit --no-pager -o verbose");
     assert!(
-        fields.contains("STOCKADE_UNIT=stockade@hello-unit.service"),
+        fields.contains("STOCKADE_UNIT=stockade@hello-unit.service")
+            && fields.contains("STOCKADE_INSTANCE=hello-unit"),
         "{fields}"
     );
 }
@@ -376,7 +401,7 @@ fn a_unit_name_already_taken_is_a_clear_error_and_the_other_unit_survives() {
     let o = sh(&format!(
         "systemd-run --quiet --scope --unit=stockade-scope-only-$$.scope sleep 30 >/dev/null 2>&1 & \
          for i in $(seq 100); do systemctl -q is-active stockade-scope-only-$$.scope && break; sleep 0.02; done; \
-         echo taken=stockade-scope-only-$$.scope; exec {BIN} run scope-only"
+         echo taken=stockade-scope-only-$$.scope; exec {BIN} run --name scope-only-taken scope-only"
     ));
     let taken = text(&o.stdout)
         .lines()

@@ -1,0 +1,435 @@
+//! The records of running sandboxes: `/run/stockade/instances/NAME.json`, one per instance,
+//! written by its supervisor before the service may exec and removed when the sandbox ends.
+//! This module owns that directory: taking an instance name, writing and removing a record,
+//! and [`list`], the one reader every command that looks at running sandboxes uses (it
+//! removes the records of sandboxes that are gone). It never starts or signals a process.
+//!
+//! Why a record read here may be trusted: the directory is root's, mode 0700, checked before
+//! it is used (a directory anyone else could write is refused), and `/run/stockade` is hidden
+//! in every sandbox that could otherwise see the host's /run, so no sandboxed process (nor
+//! any other user) can write, replace or link into it. Nothing is ever read back from a
+//! place a sandbox can write.
+//!
+//! Names are taken with a lock, not with the record's existence: the supervisor holds an
+//! exclusive flock(2) on `NAME.lock` for its whole life. The kernel releases it when the
+//! supervisor dies however it dies (SIGKILL included), so "the name is taken" is exactly
+//! "the lock is held", and two starts of one name cannot both win (flock is atomic). An
+//! O_EXCL record would instead stay taken after a SIGKILL and need a pid check that races
+//! with the next start. The lock file is removed, still locked, when the sandbox ends; a
+//! start that locked a file removed meanwhile sees its inode gone from the path and tries
+//! again. Init is cloned, not exec'd, and keeps a copy of the descriptor: the name stays
+//! taken until it is gone too (it dies with the supervisor, by PR_SET_PDEATHSIG).
+
+use crate::host::{Host, ProcId};
+use crate::plan::LaunchPlan;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The record's layout; a reader refuses a record of another format instead of misreading it.
+pub const FORMAT: u32 = 1;
+
+/// What a running sandbox is: its plan and the facts only known once it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub format: u32,
+    /// The stockade that started it (`CARGO_PKG_VERSION`).
+    pub stockade_version: String,
+    /// The instance name: the profile's name unless `run --name` gave another.
+    pub instance: String,
+    pub profile: String,
+    /// The process that holds the name and waits for the sandbox, in the host's namespaces.
+    pub supervisor: ProcId,
+    /// The sandbox's init (pid 1 inside when there is a pid namespace), as the host sees it.
+    pub init: ProcId,
+    /// Init's namespaces by `[namespaces]` key: the inode of `/proc/PID/ns/...`.
+    pub namespaces: BTreeMap<String, u64>,
+    /// The sandbox's cgroup v2 directory on the host, when it has one of its own.
+    pub cgroup: Option<PathBuf>,
+    /// The scope stockade registered, or the service unit stockade runs under.
+    pub unit: Option<String>,
+    /// When the service was let start, in milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    pub plan: LaunchPlan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("instance `{name}` is already running (supervisor pid {pid}, unit {unit}); start another with --name")]
+    Running {
+        name: String,
+        pid: u32,
+        unit: String,
+    },
+    #[error("instance `{name}` is being started by another stockade; start another with --name")]
+    Starting { name: String },
+    #[error("{}: {detail}", path.display())]
+    Io { path: PathBuf, detail: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| Error::Io {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Why `name` cannot name an instance, if it cannot: it becomes a file name here and part of
+/// journal fields, so letters, digits and `-_.@` only, not starting with `.`, at most 64.
+pub fn invalid_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("an instance name cannot be empty".into())
+    } else if name.len() > 64 {
+        Some(format!(
+            "an instance name has at most 64 characters, not {}",
+            name.len()
+        ))
+    } else if name.starts_with('.') {
+        Some("an instance name cannot start with `.`".into())
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_.@".contains(*c)))
+            .map(|c| {
+                format!(
+                    "`{}` cannot be in an instance name (letters, digits and -_.@ only)",
+                    c.escape_default()
+                )
+            })
+    }
+}
+
+/// The files of instance `name` in `dir`.
+struct Files {
+    record: PathBuf,
+    lock: PathBuf,
+    temp: PathBuf,
+}
+
+impl Files {
+    fn of(dir: &Path, name: &str) -> Files {
+        Files {
+            record: dir.join(format!("{name}.json")),
+            lock: dir.join(format!("{name}.lock")),
+            // A dot file: never a name (names cannot start with `.`), never listed.
+            temp: dir.join(format!(".{name}.json.tmp")),
+        }
+    }
+}
+
+/// An instance name held by this process: the lock, and the record once written. Dropping it
+/// removes both, in the process that took it only.
+pub struct Claim {
+    name: String,
+    files: Files,
+    lock: Option<Flock<fs::File>>,
+    owner: u32,
+}
+
+/// Creates `dir` (and `/run/stockade` above it) root-only, and refuses one that someone
+/// other than root could write: what is read back from it is trusted.
+fn ensure_dir(dir: &Path) -> Result<(), Error> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    b.create(dir).map_err(io_error(dir))?;
+    let m = fs::symlink_metadata(dir).map_err(io_error(dir))?;
+    if !m.is_dir() || m.uid() != 0 || m.mode() & 0o077 != 0 {
+        return Err(Error::Io {
+            path: dir.to_owned(),
+            detail: format!(
+                "not a directory only root can reach (owner uid {}, mode {:04o}); remove it",
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Tries to lock `NAME.lock` without waiting. Some(lock) when this process now holds the
+/// file the path names; None when another process holds it.
+fn try_lock(files: &Files) -> Result<Option<Flock<fs::File>>, Error> {
+    loop {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&files.lock)
+            .map_err(io_error(&files.lock))?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => {
+                return Err(Error::Io {
+                    path: files.lock.clone(),
+                    detail: format!("flock(LOCK_EX|LOCK_NB): {e}"),
+                })
+            }
+        };
+        // The holder before us removes the file, still locked, as it ends: a lock on the
+        // inode it unlinked takes no name. Locked and still at the path is ours.
+        let ours = lock.metadata().map_err(io_error(&files.lock))?.ino();
+        match fs::symlink_metadata(&files.lock) {
+            Ok(m) if m.ino() == ours => return Ok(Some(lock)),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&files.lock)(e)),
+        }
+    }
+}
+
+/// The record at `path`, if it is one of this format.
+fn read(path: &Path) -> Option<Record> {
+    let text = fs::read_to_string(path).ok()?;
+    serde_json::from_str::<Record>(&text)
+        .ok()
+        .filter(|r| r.format == FORMAT)
+}
+
+/// Removes the files of a sandbox that is gone (the caller holds its name's lock, so no
+/// supervisor of that name runs or starts meanwhile). Says so at -v: its supervisor was
+/// killed before it could clean up.
+fn remove_stale(name: &str, files: &Files) {
+    if !files.record.exists() && !files.temp.exists() {
+        return;
+    }
+    match read(&files.record) {
+        Some(r) => tracing::info!(
+            "removed the stale record of instance {name}: its supervisor (pid {}) is gone",
+            r.supervisor.pid
+        ),
+        None => tracing::info!("removed the stale record of instance {name}"),
+    }
+    let _ = fs::remove_file(&files.record);
+    let _ = fs::remove_file(&files.temp);
+}
+
+/// Takes instance name `name` in `dir` for this process, or says who holds it. A record
+/// left by a sandbox that is gone is removed (the lock proves its supervisor is).
+pub fn take(dir: &Path, name: &str) -> Result<Claim, Error> {
+    ensure_dir(dir)?;
+    let files = Files::of(dir, name);
+    let Some(lock) = try_lock(&files)? else {
+        return Err(match read(&files.record) {
+            Some(r) => Error::Running {
+                name: name.to_owned(),
+                pid: r.supervisor.pid,
+                unit: r.unit.unwrap_or_else(|| "none".into()),
+            },
+            // Held, with no record yet: another start is setting its sandbox up.
+            None => Error::Starting {
+                name: name.to_owned(),
+            },
+        });
+    };
+    remove_stale(name, &files);
+    Ok(Claim {
+        name: name.to_owned(),
+        files,
+        lock: Some(lock),
+        owner: std::process::id(),
+    })
+}
+
+impl Claim {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes the record atomically: to a temporary file in the same directory, then renamed
+    /// over `NAME.json`, so a reader sees the whole record or none. No fsync: /run is a
+    /// tmpfs, gone at reboot with the sandboxes it describes.
+    pub fn write(&self, record: &Record) -> Result<(), Error> {
+        use std::io::Write;
+        let text = serde_json::to_string_pretty(record).map_err(|e| Error::Io {
+            path: self.files.record.clone(),
+            detail: e.to_string(),
+        })?;
+        let temp = &self.files.temp;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(temp)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(io_error(temp))?;
+        fs::rename(temp, &self.files.record).map_err(io_error(&self.files.record))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // A forked copy of this value is never this process's to clean up.
+        if std::process::id() != self.owner {
+            return;
+        }
+        let _ = fs::remove_file(&self.files.record);
+        let _ = fs::remove_file(&self.files.temp);
+        // Removed while still locked, then unlocked by closing (see the module header).
+        let _ = fs::remove_file(&self.files.lock);
+        drop(self.lock.take());
+    }
+}
+
+/// A running sandbox, as its record describes it.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "read by ps, exec and stop (issue 10)")
+)]
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: String,
+    pub record: Record,
+}
+
+/// Every running sandbox recorded in `dir`, by name: its name's lock is held and its
+/// supervisor runs (its pid, with the start time recorded: a reused pid is another
+/// process). A record whose lock is free is stale: no supervisor of it lives. It is removed
+/// under that lock, so a new start of the name is never mistaken for it; a name locked by
+/// a start that has not replaced the old record yet is left to that start.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "ps, exec and stop list instances (issue 10)")
+)]
+pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            let name = n.strip_suffix(".json")?;
+            (invalid_name(name).is_none()).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    let mut live = Vec::new();
+    for name in names {
+        let files = Files::of(dir, &name);
+        match try_lock(&files) {
+            Ok(Some(lock)) => {
+                remove_stale(&name, &files);
+                let _ = fs::remove_file(&files.lock);
+                drop(lock);
+            }
+            Ok(None) => match read(&files.record) {
+                Some(record) if host.is_running(record.supervisor) => {
+                    live.push(Instance { name, record })
+                }
+                _ => {}
+            },
+            Err(e) => tracing::warn!("instance {name}: {e}"),
+        }
+    }
+    live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_plain_file_names() {
+        for ok in ["redis", "redis-2", "a.b_c@d", "0", &"x".repeat(64)] {
+            assert_eq!(invalid_name(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "..",
+            "sp ace",
+            "ünï",
+            "new\nline",
+            &"x".repeat(65),
+        ] {
+            assert!(invalid_name(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(
+            invalid_name("a/b").unwrap(),
+            "`/` cannot be in an instance name (letters, digits and -_.@ only)"
+        );
+    }
+
+    fn record(name: &str, supervisor: ProcId) -> Record {
+        let plan = crate::plan::tests::sample();
+        Record {
+            format: FORMAT,
+            stockade_version: "0".into(),
+            instance: name.into(),
+            profile: "p".into(),
+            supervisor,
+            init: supervisor,
+            namespaces: BTreeMap::new(),
+            cgroup: None,
+            unit: Some("u.scope".into()),
+            started_unix_ms: 0,
+            plan,
+        }
+    }
+
+    /// Root only: the directory's owner is checked.
+    #[test]
+    fn a_name_is_taken_once_and_a_stale_record_is_removed() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let host = Host::current();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("instances");
+        let me = host.proc_id(std::process::id()).unwrap();
+        let claim = take(&dir, "a").unwrap();
+        // Flock is per open file: a second take in this process is refused too.
+        let e = take(&dir, "a").err().unwrap().to_string();
+        assert!(e.contains("being started"), "{e}");
+        claim.write(&record("a", me)).unwrap();
+        let e = take(&dir, "a").err().unwrap().to_string();
+        assert!(
+            e.contains(&format!(
+                "already running (supervisor pid {}, unit u.scope)",
+                me.pid
+            )),
+            "{e}"
+        );
+        let running = list(&dir, &host);
+        assert_eq!(running.len(), 1);
+        assert_eq!(
+            (running[0].name.as_str(), running[0].record.supervisor),
+            ("a", me)
+        );
+        drop(claim);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "all files removed");
+        // A record whose supervisor is gone (no lock held, a start time that never was).
+        let gone = ProcId {
+            pid: me.pid,
+            start_time: me.start_time + 1,
+        };
+        fs::write(
+            dir.join("b.json"),
+            serde_json::to_string(&record("b", gone)).unwrap(),
+        )
+        .unwrap();
+        assert!(list(&dir, &host).is_empty());
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "stale record removed"
+        );
+        fs::write(
+            dir.join("c.json"),
+            serde_json::to_string(&record("c", gone)).unwrap(),
+        )
+        .unwrap();
+        let c = take(&dir, "c").unwrap();
+        assert!(!dir.join("c.json").exists(), "take removes a stale record");
+        drop(c);
+    }
+}
