@@ -24,6 +24,15 @@ pub enum Error {
     /// The profile's name cannot name an instance; `--name` gives one.
     #[error("stockade: the profile name `{profile}` cannot name an instance: {why}; give one with --name")]
     InstanceName { profile: String, why: String },
+    /// A command that reads or changes stockade's root-only state, run without root.
+    #[error(
+        "stockade: {what} needs root (stockade's records and volumes are root's); run it with sudo"
+    )]
+    NeedsRoot { what: String },
+    #[error("stockade: no running sandbox `{name}` (running: {running})")]
+    UnknownInstance { name: String, running: String },
+    #[error("stockade: {0}")]
+    Volume(#[from] crate::ops::volumes::Error),
     /// The sandbox could not start the service.
     #[error("stockade: {name}: {source}")]
     Sandbox {
@@ -43,7 +52,11 @@ impl Error {
             Error::Sandbox { source, .. } => source.exit_code(),
             // As a setup failure: the sandbox cannot be set up under this name.
             Error::Instance(_) | Error::InstanceName { .. } => 125,
-            Error::CheckFailed { .. } | Error::NoProfiles { .. } => 1,
+            Error::CheckFailed { .. }
+            | Error::NoProfiles { .. }
+            | Error::NeedsRoot { .. }
+            | Error::UnknownInstance { .. }
+            | Error::Volume(_) => 1,
         }
     }
 }

@@ -12,7 +12,7 @@ mod sys;
 mod systemd;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, VolumeCommand};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -33,6 +33,19 @@ fn main() -> ExitCode {
         } => cli::show::show_plan(&profile, json, &search),
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
+        Command::Ps { json } => cli::ps::ps(json),
+        Command::Stop { time, names } => cli::stop::stop(&names, time),
+        Command::Stats {
+            names,
+            no_stream,
+            json,
+        } => cli::stats::stats(&names, no_stream, json),
+        Command::Volume(v) => match v {
+            VolumeCommand::Ls { json } => cli::volume::ls(json),
+            VolumeCommand::Inspect { name } => cli::volume::inspect(&name),
+            VolumeCommand::Create { name, owner } => cli::volume::create(&name, owner),
+            VolumeCommand::Rm { names } => cli::volume::rm(&names),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,8 +6,12 @@
 pub mod check;
 pub mod completions;
 pub mod logging;
+pub mod ps;
 pub mod run;
 pub mod show;
+pub mod stats;
+pub mod stop;
+pub mod volume;
 
 use crate::error::Error;
 use crate::profile::{self, SearchPath};
@@ -94,6 +98,120 @@ pub enum Command {
         #[arg(long, requires = "plan")]
         json: bool,
     },
+    /// List the running sandboxes
+    #[command(
+        after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nStale records (of a stockade that was killed) are removed first. Needs root."
+    )]
+    Ps {
+        /// The records with their live figures, as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop running sandboxes: SIGTERM to the service, SIGKILL after --time
+    #[command(
+        after_help = "Examples:\n  stockade stop redis\n  stockade stop --time 30 redis nginx\n\nWaits until each sandbox is gone; exits 0 when all stopped. Needs root."
+    )]
+    Stop {
+        /// Seconds to wait after SIGTERM before SIGKILL
+        #[arg(short, long, default_value_t = 10, value_name = "SECONDS")]
+        time: u64,
+        /// Instance names (see `stockade ps`)
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show what running sandboxes use against their limits, refreshed every second
+    #[command(
+        after_help = "Examples:\n  stockade stats\n  stockade stats --no-stream redis\n  stockade stats --no-stream --json\n\nFigures come from each sandbox's cgroup v2 files; a controller the cgroup lacks is named. Needs root."
+    )]
+    Stats {
+        /// Instance names; all running sandboxes when none are given
+        names: Vec<String>,
+        /// Print once instead of refreshing
+        #[arg(long)]
+        no_stream: bool,
+        /// Print JSON (once per refresh)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage named volumes (/var/lib/stockade/volumes)
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List volumes with their size, host owner and the running sandboxes using them
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a volume's path, owner, size and users
+    Inspect { name: String },
+    /// Make a volume ahead of its first use (mode 0700)
+    #[command(
+        after_help = "Examples:\n  stockade volume create redis-data --owner 1610612736:1610612736"
+    )]
+    Create {
+        name: String,
+        /// Host uid:gid to own it (default root:root)
+        #[arg(long, value_name = "UID:GID", value_parser = owner)]
+        owner: Option<(u32, u32)>,
+    },
+    /// Remove volumes and their contents; refused while a running sandbox uses one
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `--owner UID:GID`.
+fn owner(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected UID:GID, not `{s}`"))?;
+    let id = |t: &str| {
+        t.parse::<u32>()
+            .map_err(|_| format!("`{t}` is not a numeric id"))
+    };
+    Ok((id(u)?, id(g)?))
+}
+
+/// Commands that read stockade's root-only state refuse to give a partial answer.
+pub fn require_root(what: &str) -> Result<(), Error> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::NeedsRoot {
+            what: what.to_owned(),
+        })
+    }
+}
+
+/// The running sandboxes (stale records removed on the way).
+pub fn instances() -> Result<Vec<crate::ops::records::Instance>, Error> {
+    require_root("reading the records of running sandboxes")?;
+    Ok(crate::ops::records::list(
+        std::path::Path::new(plan::INSTANCES_DIR),
+        &host::Host::current(),
+    ))
+}
+
+/// The running instance `name`, or an error listing the running ones.
+pub fn instance_by_name<'a>(
+    running: &'a [crate::ops::records::Instance],
+    name: &str,
+) -> Result<&'a crate::ops::records::Instance, Error> {
+    running.iter().find(|i| i.name == name).ok_or_else(|| {
+        let names: Vec<&str> = running.iter().map(|i| i.name.as_str()).collect();
+        Error::UnknownInstance {
+            name: name.to_owned(),
+            running: if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            },
+        }
+    })
 }
 
 /// `--name`'s check, so clap's error names the argument.

@@ -6,6 +6,7 @@
 mod cgroup;
 mod facts;
 mod instances;
+pub mod stats;
 pub(crate) mod walk;
 
 pub use cgroup::CgroupFacts;

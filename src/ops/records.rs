@@ -279,10 +279,6 @@ impl Drop for Claim {
 }
 
 /// A running sandbox, as its record describes it.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "read by ps, exec and stop (issue 10)")
-)]
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub name: String,
@@ -294,10 +290,6 @@ pub struct Instance {
 /// process). A record whose lock is free is stale: no supervisor of it lives. It is removed
 /// under that lock, so a new start of the name is never mistaken for it; a name locked by
 /// a start that has not replaced the old record yet is left to that start.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "ps, exec and stop list instances (issue 10)")
-)]
 pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();

@@ -6,6 +6,7 @@ mod common;
 mod escape;
 mod harness;
 mod instances;
+mod ops;
 mod walls;
 
 use harness::*;
