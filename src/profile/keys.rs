@@ -55,33 +55,47 @@ fn walk(file: FileId, prefix: &str, keys: &[Key], table: &DeTable, problems: &mu
     }
 }
 
-/// The dotted key whose value contains `span`, for messages about values serde refused.
-pub fn key_at(table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
-    fn find(prefix: &str, table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
-        let inside = |s: std::ops::Range<usize>| s.start <= span.start && span.end <= s.end;
-        for (k, v) in table {
-            let path = format!("{prefix}{}", k.get_ref().as_ref());
-            // A table's own span may cover only its header, so always look inside first.
-            let deeper = match v.get_ref() {
-                DeValue::Table(t) => find(&format!("{path}."), t, span),
+/// What [`find_in`] asks of each entry: its table's dotted prefix, its key and its value.
+type Visit<'v, 'a> = dyn FnMut(
+        &str,
+        &'a toml::Spanned<std::borrow::Cow<'a, str>>,
+        &'a toml::Spanned<DeValue<'a>>,
+    ) -> Option<String>
+    + 'v;
+
+/// Walks the tables below `table` depth first, deepest answer first: `visit(prefix, key,
+/// value)` is asked about each entry after the entries inside its value, so a table whose
+/// own span covers only its header is looked inside before it answers for itself.
+fn find_in<'a>(prefix: &str, table: &'a DeTable, visit: &mut Visit<'_, 'a>) -> Option<String> {
+    for (k, v) in table {
+        let path = format!("{prefix}{}", k.get_ref().as_ref());
+        let deeper =
+            match v.get_ref() {
+                DeValue::Table(t) => find_in(&format!("{path}."), t, visit),
                 DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| match item
                     .get_ref()
                 {
-                    DeValue::Table(t) => find(&format!("{path}[{}].", i + 1), t, span),
+                    DeValue::Table(t) => find_in(&format!("{path}[{}].", i + 1), t, visit),
                     _ => None,
                 }),
                 _ => None,
             };
-            if deeper.is_some() {
-                return deeper;
-            }
-            if inside(v.span()) || inside(k.span()) {
-                return Some(path);
-            }
+        if deeper.is_some() {
+            return deeper;
         }
-        None
+        if let Some(found) = visit(prefix, k, v) {
+            return Some(found);
+        }
     }
-    find("", table, span)
+    None
+}
+
+/// The dotted key whose value contains `span`, for messages about values serde refused.
+pub fn key_at(table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
+    let inside = |s: std::ops::Range<usize>| s.start <= span.start && span.end <= s.end;
+    find_in("", table, &mut |prefix, k, v| {
+        (inside(v.span()) || inside(k.span())).then(|| format!("{prefix}{}", k.get_ref().as_ref()))
+    })
 }
 
 /// The message for toml's bare "duplicate key" at `span` (the key's last segment), naming
@@ -129,27 +143,7 @@ pub fn duplicate_message(text: &str, span: &std::ops::Range<usize>) -> String {
 
 /// The dotted name of the table holding the key written at `span`.
 fn parent_of(table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
-    fn find(prefix: &str, table: &DeTable, span: &std::ops::Range<usize>) -> Option<String> {
-        for (k, v) in table {
-            if k.span() == *span {
-                return Some(prefix.trim_end_matches('.').to_owned());
-            }
-            let path = format!("{prefix}{}", k.get_ref().as_ref());
-            let deeper = match v.get_ref() {
-                DeValue::Table(t) => find(&format!("{path}."), t, span),
-                DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| match item
-                    .get_ref()
-                {
-                    DeValue::Table(t) => find(&format!("{path}[{}].", i + 1), t, span),
-                    _ => None,
-                }),
-                _ => None,
-            };
-            if deeper.is_some() {
-                return deeper;
-            }
-        }
-        None
-    }
-    find("", table, span)
+    find_in("", table, &mut |prefix, k, _| {
+        (k.span() == *span).then(|| prefix.trim_end_matches('.').to_owned())
+    })
 }
