@@ -141,9 +141,10 @@ fn the_record_is_gone_after_an_exit_and_after_a_failure_once_it_was_written() {
     .unwrap();
     let p = profiles.write(
         "fails",
+        // Bound at /srv/x: a checkout under /tmp would be hidden by the private /tmp.
         &format!(
-            "[exec]\ncommand = [{:?}, \"marker-{m}\"]\n",
-            prog.display().to_string()
+            "[exec]\ncommand = [\"/srv/x/prog\", \"marker-{m}\"]\n[[mount]]\ntype = \"tmpfs\"\ntarget = \"/srv\"\n[[mount]]\ntype = \"bind\"\nsource = {:?}\ntarget = \"/srv/x\"\nread_only = true\n",
+            dir.path().display().to_string()
         ),
     );
     let out = Run::profile(&p, &m).arg("-v").output();
