@@ -794,3 +794,28 @@ fn a_failure_is_a_warning_in_the_journal() {
     let end = wait_for_records("journal-probe-warn", "exited with status 3", 1);
     assert_eq!(end[0].0, "4", "{}", end[0].1);
 }
+
+/// A stop that had to end in SIGKILL is a warning: the service did not stop when asked.
+#[test]
+fn a_stop_that_needed_sigkill_is_a_warning() {
+    bed();
+    let mut child = spawn(&["run", "stubborn"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || ps_row("stubborn").is_some()),
+        "stubborn never listed"
+    );
+    let o = stockade(&["stop", "--time", "1", "stubborn"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("killed"), "{}", text(&o.stdout));
+    child.wait().unwrap();
+    let end = wait_for_records("stubborn", "was killed by", 1);
+    assert_eq!(
+        end[0],
+        (
+            "4".to_owned(),
+            "stubborn was killed by SIGKILL: it did not stop after SIGTERM".to_owned()
+        )
+    );
+}
