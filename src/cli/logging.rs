@@ -18,9 +18,19 @@ pub fn init(cli: &Cli) {
         .then(|| tracing_journald::layer().ok())
         .flatten()
         .map(|l| {
-            l.with_field_prefix(None).with_filter(
-                tracing_subscriber::filter::LevelFilter::from_level(journal_level),
-            )
+            // syslog's meaning of the levels: info is 6 (`journalctl -p info`), not the
+            // crate's default of notice (5), and debug is debug (7).
+            use tracing_journald::{Priority, PriorityMappings};
+            let priorities = PriorityMappings {
+                info: Priority::Informational,
+                debug: Priority::Debug,
+                ..PriorityMappings::new()
+            };
+            l.with_field_prefix(None)
+                .with_priority_mappings(priorities)
+                .with_filter(tracing_subscriber::filter::LevelFilter::from_level(
+                    journal_level,
+                ))
         });
     // JOURNAL_STREAM names the journal stream systemd connected; stderr is that stream only
     // when its device and inode match (a child of a unit may have redirected it).

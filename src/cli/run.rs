@@ -1,7 +1,8 @@
 //! `stockade run [--name NAME] PROFILE [-- ARGS]`: plans the profile, takes the instance
 //! name, runs the sandbox in the foreground under a log span naming the profile, instance
-//! and unit, records it while it runs, logs how the service ended (with the OOM killer as
-//! the cause when it was), and ends the way the service did.
+//! and unit, records it while it runs, logs its start (where to find it) and how the service
+//! ended (a stop someone asked for at info; the OOM killer named as the cause when it was,
+//! and every other end but status 0 as a warning), and ends the way the service did.
 
 use crate::error::Error;
 use crate::ops::records;
@@ -61,6 +62,8 @@ pub fn run(
         claim: claim.as_ref(),
         plan: &plan,
         unit: (!unit.is_empty()).then_some(unit),
+        instance: &instance,
+        cgroup: None,
     };
     let mut manager = systemd::Systemd::new(std::env::var("NOTIFY_SOCKET").ok());
     let outcome =
@@ -70,7 +73,11 @@ pub fn run(
         })?;
     // The sandbox is gone: so is its record, and the name is free again.
     drop(claim);
-    log_outcome(&plan, outcome);
+    let (level, message) = outcome_message(&plan, outcome);
+    match level {
+        tracing::Level::INFO => tracing::info!("{message}"),
+        _ => tracing::warn!("{message}"),
+    }
     // Releases the scope reference before this process ends.
     drop(manager);
     if let sandbox::ServiceEnd::Killed(sig) = outcome.service {
@@ -87,10 +94,14 @@ struct Recording<'a> {
     claim: Option<&'a records::Claim>,
     plan: &'a plan::LaunchPlan,
     unit: Option<String>,
+    instance: &'a str,
+    /// The sandbox's cgroup, once [`Recording::record`] has been told it.
+    cgroup: Option<std::path::PathBuf>,
 }
 
 impl sandbox::Recorder for Recording<'_> {
     fn record(&mut self, init: u32, cgroup: Option<&Path>) -> Result<(), String> {
+        self.cgroup = cgroup.map(Path::to_owned);
         let Some(claim) = self.claim else {
             return Ok(());
         };
@@ -123,26 +134,198 @@ impl sandbox::Recorder for Recording<'_> {
         );
         Ok(())
     }
+
+    /// The start, in the journal at info: what `stockade ps` would show, and where the
+    /// record is, for an admin who reads the journal first.
+    fn started(&mut self, init: u32) {
+        let service_pid = crate::ops::status::service_pid(init);
+        let record = self.claim.map(|c| c.path().display().to_string());
+        let cgroup = self.cgroup.as_ref().map(|c| c.display().to_string());
+        tracing::info!(
+            STOCKADE_SERVICE_PID = service_pid,
+            STOCKADE_RECORD = record.as_deref(),
+            "{}",
+            start_message(
+                self.instance,
+                &self.plan.name,
+                service_pid,
+                self.unit.as_deref(),
+                cgroup.as_deref(),
+                record.as_deref(),
+            )
+        );
+    }
 }
 
-/// The end of the service, in words, with the cause when the kernel's OOM killer was it.
-fn log_outcome(plan: &plan::LaunchPlan, o: sandbox::Outcome) {
+/// "redis started (profile redis): supervisor pid 10, service pid 12, unit u, cgroup c,
+/// record r", with `-` for what is not known (no record without root).
+fn start_message(
+    instance: &str,
+    profile: &str,
+    service_pid: Option<u32>,
+    unit: Option<&str>,
+    cgroup: Option<&str>,
+    record: Option<&str>,
+) -> String {
+    format!(
+        "{instance} started (profile {profile}): supervisor pid {}, service pid {}, unit {}, cgroup {}, record {}",
+        std::process::id(),
+        service_pid.map_or("-".into(), |p| p.to_string()),
+        unit.unwrap_or("-"),
+        cgroup.unwrap_or("-"),
+        record.unwrap_or("-"),
+    )
+}
+
+/// The end of the service, in words, and how loud: info for status 0 and for an end after a
+/// SIGTERM or SIGINT the supervisor forwarded (a stop someone asked for), unless the OOM
+/// killer was the cause or the service had to be killed; a warning for every other end.
+fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Level, String) {
+    use tracing::Level;
     let name = &plan.name;
-    match o.service {
-        sandbox::ServiceEnd::Exited(0) => tracing::info!("{name} exited with status 0"),
-        sandbox::ServiceEnd::Exited(c) => tracing::warn!("{name} exited with status {c}"),
-        sandbox::ServiceEnd::Killed(sig) => {
-            let signame = nix::sys::signal::Signal::try_from(sig)
-                .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_owned());
-            match (o.oom_kills, &plan.memory_max) {
-                (Some(n), Some(limit)) if n > 0 => tracing::warn!(
-                    "{name} was killed by {signame}: memory limit {limit} reached (oom_kill {n})"
+    let signame = |sig: i32| {
+        nix::sys::signal::Signal::try_from(sig)
+            .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_owned())
+    };
+    let oom = o.oom_kills.filter(|&n| n > 0);
+    let stop = o.stop_requested.map(|s| s.as_str());
+    match (o.service, oom, stop) {
+        (sandbox::ServiceEnd::Killed(sig), Some(n), _) => {
+            let why = match &plan.memory_max {
+                Some(limit) => format!("memory limit {limit} reached"),
+                None => "out of memory".into(),
+            };
+            (
+                Level::WARN,
+                format!(
+                    "{name} was killed by {}: {why} (oom_kill {n})",
+                    signame(sig)
                 ),
-                (Some(n), None) if n > 0 => {
-                    tracing::warn!("{name} was killed by {signame}: out of memory (oom_kill {n})")
-                }
-                _ => tracing::warn!("{name} was killed by {signame}"),
-            }
+            )
         }
+        (sandbox::ServiceEnd::Killed(libc::SIGKILL), None, Some(stop)) => (
+            Level::WARN,
+            format!("{name} was killed by SIGKILL: it did not stop after {stop}"),
+        ),
+        (sandbox::ServiceEnd::Killed(sig), None, Some(stop)) => (
+            Level::INFO,
+            format!(
+                "{name} stopped on request ({stop}): killed by {}",
+                signame(sig)
+            ),
+        ),
+        (sandbox::ServiceEnd::Exited(c), None, Some(stop)) => (
+            Level::INFO,
+            format!("{name} stopped on request ({stop}): exited with status {c}"),
+        ),
+        (sandbox::ServiceEnd::Exited(0), _, None) => {
+            (Level::INFO, format!("{name} exited with status 0"))
+        }
+        (sandbox::ServiceEnd::Exited(c), _, _) => {
+            (Level::WARN, format!("{name} exited with status {c}"))
+        }
+        (sandbox::ServiceEnd::Killed(sig), None, None) => (
+            Level::WARN,
+            format!("{name} was killed by {}", signame(sig)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+    use sandbox::{Outcome, ServiceEnd};
+    use tracing::Level;
+
+    fn end(service: ServiceEnd, oom_kills: Option<u64>, stop: Option<Signal>) -> (Level, String) {
+        let mut plan = plan::tests::sample();
+        plan.name = "p".into();
+        outcome_message(
+            &plan,
+            Outcome {
+                service,
+                oom_kills,
+                stop_requested: stop,
+            },
+        )
+    }
+
+    #[test]
+    fn a_stop_someone_asked_for_is_info_and_failures_are_warnings() {
+        let term = Some(Signal::SIGTERM);
+        let cases = [
+            (
+                end(ServiceEnd::Exited(0), Some(0), None),
+                Level::INFO,
+                "p exited with status 0",
+            ),
+            (
+                end(ServiceEnd::Exited(0), None, term),
+                Level::INFO,
+                "p stopped on request (SIGTERM): exited with status 0",
+            ),
+            (
+                end(ServiceEnd::Exited(143), None, Some(Signal::SIGINT)),
+                Level::INFO,
+                "p stopped on request (SIGINT): exited with status 143",
+            ),
+            (
+                end(ServiceEnd::Killed(libc::SIGTERM), Some(0), term),
+                Level::INFO,
+                "p stopped on request (SIGTERM): killed by SIGTERM",
+            ),
+            (
+                end(ServiceEnd::Killed(libc::SIGKILL), None, term),
+                Level::WARN,
+                "p was killed by SIGKILL: it did not stop after SIGTERM",
+            ),
+            // The OOM killer is the cause even when a stop was asked for meanwhile.
+            (
+                end(ServiceEnd::Killed(libc::SIGKILL), Some(2), term),
+                Level::WARN,
+                "p was killed by SIGKILL: out of memory (oom_kill 2)",
+            ),
+            (
+                end(ServiceEnd::Killed(libc::SIGKILL), Some(1), None),
+                Level::WARN,
+                "p was killed by SIGKILL: out of memory (oom_kill 1)",
+            ),
+            (
+                end(ServiceEnd::Exited(3), None, None),
+                Level::WARN,
+                "p exited with status 3",
+            ),
+            (
+                end(ServiceEnd::Killed(libc::SIGSEGV), Some(0), None),
+                Level::WARN,
+                "p was killed by SIGSEGV",
+            ),
+        ];
+        for ((level, message), want_level, want) in cases {
+            assert_eq!((level, message.as_str()), (want_level, want));
+        }
+    }
+
+    #[test]
+    fn the_start_names_what_is_known_and_dashes_the_rest() {
+        let m = start_message(
+            "r2",
+            "redis",
+            Some(12),
+            Some("stockade@r2.service"),
+            Some("/sys/fs/cgroup/x"),
+            Some("/run/stockade/instances/r2.json"),
+        );
+        assert!(
+            m.starts_with("r2 started (profile redis): supervisor pid ")
+                && m.ends_with(", service pid 12, unit stockade@r2.service, cgroup /sys/fs/cgroup/x, record /run/stockade/instances/r2.json"),
+            "{m}"
+        );
+        let m = start_message("r", "r", None, None, None, None);
+        assert!(
+            m.ends_with("service pid -, unit -, cgroup -, record -"),
+            "{m}"
+        );
     }
 }

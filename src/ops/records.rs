@@ -241,6 +241,11 @@ impl Claim {
         &self.name
     }
 
+    /// Where the record is (once written): `DIR/NAME.json`.
+    pub fn path(&self) -> &Path {
+        &self.files.record
+    }
+
     /// Writes the record atomically: to a temporary file in the same directory, then renamed
     /// over `NAME.json`, so a reader sees the whole record or none. No fsync: /run is a
     /// tmpfs, gone at reboot with the sandboxes it describes.

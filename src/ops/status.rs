@@ -56,7 +56,7 @@ impl From<Usage> for UsageJson {
 }
 
 /// Init's first child: the service (init forks nothing else).
-fn service_pid(init: u32) -> Option<u32> {
+pub fn service_pid(init: u32) -> Option<u32> {
     let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
 }

@@ -64,6 +64,8 @@ pub trait Recorder {
     /// before the service may exec: an error stops the start. `cgroup` is init's cgroup
     /// directory on the host.
     fn record(&mut self, init: u32, cgroup: Option<&std::path::Path>) -> Result<(), String>;
+    /// Called once, when the service has exec'd: the sandbox runs. `init` is init's host pid.
+    fn started(&mut self, init: u32);
 }
 
 /// How the run ended.
@@ -72,6 +74,9 @@ pub struct Outcome {
     pub service: ServiceEnd,
     /// OOM kills recorded in the sandbox's cgroup, when it has a memory controller.
     pub oom_kills: Option<u64>,
+    /// The first SIGTERM or SIGINT the supervisor forwarded to the service, if any: a stop
+    /// someone asked for (`stockade stop`, `systemctl stop`, Ctrl-C), not a failure.
+    pub stop_requested: Option<Signal>,
 }
 
 impl Outcome {
@@ -280,6 +285,7 @@ pub fn run(
         });
     }
     tracing::debug!(pid = init.as_raw(), "service started");
+    recorder.started(init.as_raw() as u32);
     if plan.ready_after_exec {
         manager.relay_notify("READY=1");
     }
@@ -297,7 +303,11 @@ pub fn run(
         .oom_kills
         .or_else(|| cgroup_dir.as_deref().and_then(cgroup::oom_kills));
     drop(leaf);
-    Ok(Outcome { service, oom_kills })
+    Ok(Outcome {
+        service,
+        oom_kills,
+        stop_requested: ended.stop_requested,
+    })
 }
 
 /// Kills and reaps init when the supervisor gives up on a failure of its own.
@@ -398,10 +408,13 @@ struct Ended {
     service: Option<ServiceEnd>,
     /// OOM kills read while init still held the cgroup (a scope is removed once empty).
     oom_kills: Option<u64>,
+    /// The first SIGTERM or SIGINT forwarded to init.
+    stop_requested: Option<Signal>,
 }
 
 /// Waits for init, forwarding signals to it and relaying notify messages. When init reports
-/// the service's end, the cgroup's OOM count is read before init is let go.
+/// the service's end, the cgroup's OOM count is read before init is let go. The first
+/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for.
 fn supervise(
     init: Pid,
     set: &SigSet,
@@ -417,6 +430,7 @@ fn supervise(
     )?;
     let mut service = None;
     let mut oom_kills = None;
+    let mut stop_requested = None;
     loop {
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
@@ -455,6 +469,10 @@ fn supervise(
                 continue;
             };
             if sig != Signal::SIGCHLD {
+                // A signal that arrives after the service ended asks nothing of it.
+                if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && service.is_none() {
+                    stop_requested.get_or_insert(sig);
+                }
                 let _ = kill(init, sig);
                 continue;
             }
@@ -470,6 +488,7 @@ fn supervise(
                 init: init_end,
                 service,
                 oom_kills,
+                stop_requested,
             });
         }
     }

@@ -612,3 +612,210 @@ fn postgresql_keeps_a_table_across_restarts() {
     assert_eq!(text(&o.stdout).trim(), "persisted", "{}", text(&o.stderr));
     stop(p);
 }
+
+// Running sandboxes, operated on: `ps` names the unit that owns each, `stop` says when a
+// unit owns one, and the journal has a record of each start and of each end, a stop someone
+// asked for at info (6), not as a warning (4).
+
+/// stockade's own journal records of instance `name`: (PRIORITY, MESSAGE), oldest first.
+fn records_of(name: &str) -> Vec<(String, String)> {
+    out(&format!(
+        "journalctl STOCKADE_INSTANCE={name} --no-pager -o json"
+    ))
+    .lines()
+    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    .map(|v| {
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        (field("PRIORITY"), field("MESSAGE"))
+    })
+    .collect()
+}
+
+/// Waits until instance `name` has `n` records whose message contains `part`, and returns
+/// them.
+fn wait_for_records(name: &str, part: &str, n: usize) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(5), || {
+        found = records_of(name)
+            .into_iter()
+            .filter(|(_, m)| m.contains(part))
+            .collect();
+        found.len() >= n
+    });
+    assert_eq!(found.len(), n, "{part:?} in {:#?}", records_of(name));
+    found
+}
+
+fn ps_row(name: &str) -> Option<serde_json::Value> {
+    let o = stockade(&["ps", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout)
+        .unwrap()
+        .into_iter()
+        .find(|s| s["name"] == name)
+}
+
+#[test]
+fn a_unit_is_listed_by_ps_stopped_by_stop_with_a_word_and_journaled_at_info() {
+    bed();
+    let unit = "stockade@stop-unit.service";
+    let o = sh("systemctl start stockade@stop-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // ps names the unit that owns the sandbox, in its table and in --json.
+    let row = ps_row("stop-unit").expect("stop-unit not listed by ps");
+    assert_eq!(row["unit"], unit, "{row}");
+    let service_pid = row["service_pid"].as_u64().unwrap();
+    let table = text(&stockade(&["ps"]).output().unwrap().stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("stop-unit "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.split_whitespace().any(|c| c == unit),
+        "UNIT column: {table}"
+    );
+    // The start is in the journal at info, with where to find the sandbox.
+    let start = wait_for_records("stop-unit", "stop-unit started", 1);
+    let (priority, message) = &start[0];
+    assert_eq!(priority, "6", "{message}");
+    for part in [
+        "stop-unit started (profile stop-unit): supervisor pid ".to_owned(),
+        format!("service pid {service_pid}, unit {unit}, cgroup /sys/fs/cgroup/"),
+        ", record /run/stockade/instances/stop-unit.json".to_owned(),
+    ] {
+        assert!(message.contains(&part), "{part:?} not in {message}");
+    }
+    // stop is allowed, and says the unit owns the sandbox and how to stop the unit.
+    let o = stockade(&["stop", "stop-unit"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "stop-unit: stopped");
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!(
+            "stop-unit belonged to {unit}, which may start it again"
+        )) && e.contains(&format!("use `systemctl stop {unit}`")),
+        "{e}"
+    );
+    // It stopped cleanly (status 0): Restart=on-failure leaves the unit stopped.
+    assert!(
+        wait_until(Duration::from_secs(5), || show(unit, "ActiveState")
+            == "inactive"),
+        "{unit}: {}",
+        show(unit, "ActiveState")
+    );
+    assert!(ps_row("stop-unit").is_none(), "still listed after stop");
+    let end = wait_for_records("stop-unit", "stopped on request", 1);
+    assert_eq!(
+        end[0],
+        (
+            "6".to_owned(),
+            "stop-unit stopped on request (SIGTERM): exited with status 0".to_owned()
+        )
+    );
+    // systemctl stop is a stop asked for too: SIGTERM to stockade, forwarded.
+    let o = sh("systemctl start stockade@stop-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for_records("stop-unit", "stop-unit started", 2);
+    assert!(sh("systemctl stop stockade@stop-unit").status.success());
+    let ends = wait_for_records("stop-unit", "stopped on request (SIGTERM)", 2);
+    assert!(ends.iter().all(|(p, _)| p == "6"), "{ends:?}");
+    let warnings: Vec<_> = records_of("stop-unit")
+        .into_iter()
+        .filter(|(p, _)| p.as_str() <= "4")
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "warnings for a stop asked for: {warnings:?}"
+    );
+}
+
+#[test]
+fn ps_names_the_scope_of_a_sandbox_run_from_a_shell_and_its_stop_is_info() {
+    bed();
+    // Its own instance name: other tests run scope-probe.
+    let name = "scope-probe-ps";
+    let mut child = spawn(&["run", "--name", name, "scope-probe"]);
+    let unit = scope_of(child.id()).replace("{}", "scope-probe");
+    assert!(
+        wait_until(Duration::from_secs(10), || ps_row(name).is_some()),
+        "{name} never listed"
+    );
+    let row = ps_row(name).unwrap();
+    assert_eq!(row["unit"], unit.as_str(), "{row}");
+    let table = text(&stockade(&["ps"]).output().unwrap().stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.split_whitespace().any(|c| c == unit),
+        "UNIT column: {table}"
+    );
+    let cgroup = show(&unit, "ControlGroup");
+    let start = wait_for_records(name, &format!("{name} started"), 1);
+    assert_eq!(start[0].0, "6", "{}", start[0].1);
+    assert!(
+        start[0].1.contains(&format!(
+            "supervisor pid {}, service pid {}, unit {unit}, cgroup /sys/fs/cgroup{cgroup}, record /run/stockade/instances/{name}.json",
+            child.id(),
+            row["service_pid"]
+        )),
+        "{}",
+        start[0].1
+    );
+    // Not a unit's: stop says nothing about restarts.
+    let o = stockade(&["stop", name]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("systemctl stop"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let end = wait_for_records(name, "stopped on request", 1);
+    assert_eq!(
+        end[0],
+        (
+            "6".to_owned(),
+            "scope-probe stopped on request (SIGTERM): exited with status 0".to_owned()
+        )
+    );
+    assert!(wait_until(Duration::from_secs(5), || unit_gone(&unit)));
+}
+
+/// A failure stays a warning: the service's own non-zero status, with no stop asked for.
+#[test]
+fn a_failure_is_a_warning_in_the_journal() {
+    bed();
+    let o = stockade(&["run", "--name", "journal-probe-warn", "journal-probe"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let end = wait_for_records("journal-probe-warn", "exited with status 3", 1);
+    assert_eq!(end[0].0, "4", "{}", end[0].1);
+}
+
+/// A stop that had to end in SIGKILL is a warning: the service did not stop when asked.
+#[test]
+fn a_stop_that_needed_sigkill_is_a_warning() {
+    bed();
+    let mut child = spawn(&["run", "stubborn"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || ps_row("stubborn").is_some()),
+        "stubborn never listed"
+    );
+    let o = stockade(&["stop", "--time", "1", "stubborn"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("killed"), "{}", text(&o.stdout));
+    child.wait().unwrap();
+    let end = wait_for_records("stubborn", "was killed by", 1);
+    assert_eq!(
+        end[0],
+        (
+            "4".to_owned(),
+            "stubborn was killed by SIGKILL: it did not stop after SIGTERM".to_owned()
+        )
+    );
+}
