@@ -31,6 +31,9 @@ pub enum Error {
     NeedsRoot { what: String },
     #[error("stockade: no running sandbox `{name}` (running: {running})")]
     UnknownInstance { name: String, running: String },
+    /// `metrics --listen` cannot bind its address (in use, not this host's, a low port).
+    #[error("stockade: cannot listen on {addr}: {detail}")]
+    Listen { addr: String, detail: String },
     #[error("stockade: {0}")]
     Volume(#[from] crate::ops::volumes::Error),
     /// The sandbox could not start the service.
@@ -56,6 +59,7 @@ impl Error {
             | Error::NoProfiles { .. }
             | Error::NeedsRoot { .. }
             | Error::UnknownInstance { .. }
+            | Error::Listen { .. }
             | Error::Volume(_) => 1,
         }
     }

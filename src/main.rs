@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             no_stream,
             json,
         } => cli::stats::stats(&names, no_stream, json),
+        Command::Metrics { listen } => cli::metrics::metrics(listen),
         Command::Volume(v) => match v {
             VolumeCommand::Ls { json } => cli::volume::ls(json),
             VolumeCommand::Inspect { name } => cli::volume::inspect(&name),

@@ -17,6 +17,7 @@ packages=(
   nginx memcached postgresql   # the shipped daemon profiles are tested with the real daemons
   curl jq bc                   # clients in tests, figures in the benchmark
   libcap2-bin                  # setcap: the escape suite execs a file-capability binary
+  prometheus                   # promtool: the metrics test checks stockade's exposition with it
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -29,4 +30,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Only its promtool is wanted: the server is not enabled for a systemd that boots here.
+  systemctl disable --quiet prometheus.service 2>/dev/null || true
 fi

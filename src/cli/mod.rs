@@ -6,6 +6,7 @@
 pub mod check;
 pub mod completions;
 pub mod logging;
+pub mod metrics;
 pub mod ps;
 pub mod run;
 pub mod show;
@@ -132,6 +133,14 @@ pub enum Command {
         /// Print JSON (once per refresh)
         #[arg(long)]
         json: bool,
+    },
+    /// Print the running sandboxes' figures in the Prometheus text format, or serve them
+    #[command(after_help = crate::ops::metrics::help_text())]
+    Metrics {
+        /// Serve GET /metrics over HTTP at ADDR (IP:PORT, or PORT on 127.0.0.1) instead of
+        /// printing once
+        #[arg(long, value_name = "ADDR", value_parser = metrics::listen_addr)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Manage named volumes (/var/lib/stockade/volumes)
     #[command(subcommand)]

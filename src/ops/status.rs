@@ -1,5 +1,5 @@
 //! What a running sandbox is doing now: its record joined with its cgroup's figures and the
-//! service's host pid. `ps` and `stats` print it; nothing here changes anything.
+//! service's host pid. `ps` and `stats` print it, `metrics` exports it; nothing here changes anything.
 
 use super::records::Instance;
 use crate::host::stats::{self, Usage};
@@ -9,6 +9,8 @@ use serde::Serialize;
 pub struct Status {
     pub name: String,
     pub profile: String,
+    /// The stockade that started it (the record's `stockade_version`).
+    pub version: String,
     /// The service's pid as the host sees it (init's first child); None while it starts.
     pub service_pid: Option<u32>,
     pub supervisor_pid: u32,
@@ -66,6 +68,7 @@ pub fn of(i: &Instance) -> Status {
     Status {
         name: i.name.clone(),
         profile: r.profile.clone(),
+        version: r.stockade_version.clone(),
         service_pid: service_pid(r.init.pid),
         supervisor_pid: r.supervisor.pid,
         unit: r.unit.clone(),

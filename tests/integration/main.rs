@@ -6,6 +6,7 @@ mod common;
 mod escape;
 mod harness;
 mod instances;
+mod metrics;
 mod ops;
 mod walls;
 
