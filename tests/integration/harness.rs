@@ -318,6 +318,24 @@ impl Run {
     }
 }
 
+/// A service that runs until SIGTERM and then exits 0, as a daemon does.
+pub const DAEMON: &str = "trap 'exit 0' TERM; while :; do sleep 0.05; done";
+
+/// Starts profile `stem` (DAEMON with `extra` TOML) as instance `STEM-MARKER` and waits for
+/// its record: the sandbox is up. Returns the running stockade and the instance name.
+pub fn start_daemon(
+    profiles: &Profiles,
+    stem: &str,
+    marker: &str,
+    extra: &str,
+) -> (std::process::Child, String) {
+    let p = profiles.write(stem, &sh_profile(DAEMON, marker, extra));
+    let name = format!("{stem}-{marker}");
+    let child = Run::profile(&p, marker).spawn();
+    wait_for_record(&name);
+    (child, name)
+}
+
 /// The record of instance `name`, once it is there: the sandbox is set up.
 pub fn wait_for_record(name: &str) -> serde_json::Value {
     let path = Path::new(INSTANCES).join(format!("{name}.json"));

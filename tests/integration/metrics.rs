@@ -91,14 +91,8 @@ fn metrics_exports_a_running_sandbox_and_serves_only_get_metrics() {
     // count the sandbox as left behind.
     let c = marker();
     let profiles = Profiles::new();
-    let p = profiles.write(
-        "exported",
-        &sh_profile("trap 'exit 0' TERM; while :; do sleep 0.05; done", &m, ""),
-    );
-    let name = format!("exported-{m}");
     let snap = Snapshot::take();
-    let mut child = Run::profile(&p, &m).spawn();
-    wait_for_record(&name);
+    let (mut child, name) = start_daemon(&profiles, "exported", &m, "");
 
     // Printed once.
     let out = Run::stockade(&["metrics"], &c).output();

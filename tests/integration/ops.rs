@@ -21,15 +21,8 @@ fn ps_lists_a_running_sandbox_and_stop_ends_it() {
     // count the sandbox as left behind.
     let c = marker();
     let profiles = Profiles::new();
-    // The service stops cleanly on SIGTERM, as a daemon does.
-    let p = profiles.write(
-        "svc",
-        &sh_profile("trap 'exit 0' TERM; while :; do sleep 0.05; done", &m, ""),
-    );
-    let name = format!("svc-{m}");
     let snap = Snapshot::take();
-    let mut child = Run::profile(&p, &m).spawn();
-    wait_for_record(&name);
+    let (mut child, name) = start_daemon(&profiles, "svc", &m, "");
     let list = ps_json(&c);
     let me = list
         .iter()
@@ -177,17 +170,12 @@ fn volumes_are_created_listed_and_removed_but_not_while_in_use() {
 
     // In use by a running sandbox: rm names it and removes nothing.
     let profiles = Profiles::new();
-    let p = profiles.write(
+    let (mut child, name) = start_daemon(
+        &profiles,
         "user",
-        &sh_profile(
-            "trap 'exit 0' TERM; while :; do sleep 0.05; done",
-            &m,
-            &format!("[[mount]]\ntype = \"tmpfs\"\ntarget = \"/srv\"\n[[mount]]\ntype = \"volume\"\nname = \"{vol}\"\ntarget = \"/srv/v\"\n"),
-        ),
+        &m,
+        &format!("[[mount]]\ntype = \"tmpfs\"\ntarget = \"/srv\"\n[[mount]]\ntype = \"volume\"\nname = \"{vol}\"\ntarget = \"/srv/v\"\n"),
     );
-    let name = format!("user-{m}");
-    let mut child = Run::profile(&p, &m).spawn();
-    wait_for_record(&name);
     let ls = Run::stockade(&["volume", "ls"], &c).output();
     let line = text(&ls.stdout)
         .lines()
