@@ -17,6 +17,7 @@ packages=(
   nginx memcached postgresql   # the shipped daemon profiles are tested with the real daemons
   curl jq bc                   # clients in tests, figures in the benchmark
   libcap2-bin                  # setcap: the escape suite execs a file-capability binary
+  bsdutils                     # script(1): a pseudo-terminal for the log-colour test
   prometheus                   # promtool: the metrics test checks stockade's exposition with it
 )
 missing=()

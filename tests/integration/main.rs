@@ -557,3 +557,34 @@ fn empty_root_holds_only_what_the_profile_mounts() {
     );
     assert!(o.contains("Read-only file system"), "{o}");
 }
+
+/// stockade's own log lines are coloured for a person at a terminal only: into a pipe (a
+/// file, the journal) they carry no escape codes.
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write("colour", &sh_profile("true", &m, ""));
+    let piped = Run::stockade(&["-v", "run"], &m).arg(&p).output();
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    let e = text(&piped.stderr);
+    assert!(e.contains("DEBUG"), "no log line to judge: {e}");
+    assert!(!e.contains('\u{1b}'), "escape codes into a pipe: {e:?}");
+    // The same run on a pseudo-terminal (script(1) from util-linux) is coloured: the check
+    // above can see escape codes when there are any.
+    let tty = Run::shell(
+        &format!(
+            "exec script -qec '{{bin}} -v run {}' /dev/null",
+            p.display()
+        ),
+        &m,
+    )
+    .output();
+    assert!(tty.status.success(), "{}", text(&tty.stderr));
+    assert!(
+        text(&tty.stdout).contains("\u{1b}["),
+        "{:?}",
+        text(&tty.stdout)
+    );
+}
