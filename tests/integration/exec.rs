@@ -436,3 +436,32 @@ fn exec_tty_gives_a_terminal_of_the_sandbox_and_restores_the_callers() {
     );
     stop(&name, child);
 }
+
+/// The profile's landlock rules hold for an exec'd command as for the service (landlock
+/// has no /proc view to compare from the host: what it denies is tried).
+#[test]
+fn exec_is_held_by_the_services_landlock_rules() {
+    require_root();
+    let m = marker();
+    let e = marker();
+    let profiles = Profiles::new();
+    let (child, name) = start_daemon(
+        &profiles,
+        "ex-ll",
+        &m,
+        "[security]\nlandlock = { read = [\"/usr\", \"/lib\", \"/lib64\", \"/proc\"], write = [\"/tmp\", \"/dev/null\"], exec = [\"/bin\", \"/usr/bin\", \"/usr/lib\"] }\n",
+    );
+    let script = format!("cat /etc/hostname >/dev/null 2>&1 && echo etc=allowed || echo etc=denied; ls /usr/bin >/dev/null && echo usr=allowed; echo x > /tmp/f && echo tmp=allowed; echo x > /var/tmp/f 2>/dev/null && echo vartmp=allowed || echo vartmp=denied; : marker-{e}");
+    let out = exec(&name, &["/bin/sh", "-c", &script], &e);
+    let v = probe_values(&out);
+    assert_eq!(
+        v.get("etc").map(String::as_str),
+        Some("denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(v["usr"], "allowed");
+    assert_eq!(v["tmp"], "allowed");
+    assert_eq!(v["vartmp"], "denied");
+    stop(&name, child);
+}
