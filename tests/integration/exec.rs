@@ -345,6 +345,14 @@ fn exec_refuses_bad_names_and_users_clearly() {
     )
     .output();
     assert_eq!(text(&out.stdout).trim(), "65534", "{}", text(&out.stderr));
+    // --tty without a terminal to relay (stdin is /dev/null here).
+    let out = Run::stockade(&["exec", "-t", &name, "--", "true", &tag], &e).output();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("--tty needs a terminal on stdin"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = Run::wrapped(
         &[
             "setpriv",
