@@ -141,6 +141,27 @@ fn exec_runs_with_exactly_the_services_namespaces_cgroup_and_privileges() {
     let pids = wait_for_shell(&format!("marker-{e}"));
     let pid = pids[0];
     assert_eq!(ns_links(pid), ns_links(service), "namespaces");
+    // What runs inside is the command itself, never stockade's binary, and it is a child
+    // of the `stockade exec` outside (CLONE_PARENT), not of anything in the sandbox.
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        fs::canonicalize("/bin/sh").unwrap()
+    );
+    let ppid = |p: u32| {
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let after = stat.rsplit_once(')').unwrap().1.to_owned();
+        after
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    assert_eq!(
+        ppid(pid),
+        running.id(),
+        "the waiting stockade is its parent"
+    );
     assert_eq!(privileges(pid), privileges(service), "privileges");
     assert!(
         privileges(pid).iter().any(|l| l.starts_with("Uid:\t65534")),
@@ -170,11 +191,7 @@ fn exec_runs_with_exactly_the_services_namespaces_cgroup_and_privileges() {
         .lines()
         .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
         .unwrap();
-    let root = cgroup_dirs()
-        .into_iter()
-        .min_by_key(|p| p.as_os_str().len());
-    let procs = root
-        .unwrap()
+    let procs = v2_root
         .join(v2.trim_start_matches('/'))
         .join("cgroup.procs");
     let members = fs::read_to_string(&procs).unwrap();
@@ -413,11 +430,9 @@ fn exec_tty_gives_a_terminal_of_the_sandbox_and_restores_the_callers() {
     let lines = text(&out.stdout).replace('\r', "");
     let v: std::collections::BTreeMap<String, String> = lines
         .lines()
-        .filter_map(|l| {
-            l.trim_start_matches('\0')
-                .trim_start_matches("^@")
-                .split_once('=')
-        })
+        // script(1) passes its stdin's end of file on as a NUL, which the command's
+        // terminal echoes as `^@` before the first line.
+        .filter_map(|l| l.trim_start_matches("^@").split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     assert!(
