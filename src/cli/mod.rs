@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod exec;
 pub mod logging;
 pub mod metrics;
 pub mod ps;
@@ -107,6 +108,28 @@ pub enum Command {
         /// The records with their live figures, as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Run a command inside a running sandbox, with no more privilege than its service
+    #[command(
+        after_help = "Examples:\n  stockade exec redis -- redis-cli ping\n  stockade exec -t redis -- /bin/sh\n  stockade exec --user nobody redis -- id\n\nThe command joins every namespace and the cgroup of the sandbox and takes the service's \
+credentials, capabilities, rlimits, landlock rules, seccomp filters, environment and working directory, \
+in a new session. A bare command name is looked up in the sandbox's PATH.\n\nExits with the command's status, or 128+N when it dies of signal N; \
+125 when it cannot join the sandbox, 126/127 when the command cannot be executed. Needs root."
+    )]
+    Exec {
+        /// Run as this user of the sandbox's /etc/passwd (name or uid) instead of the
+        /// service's; it must be mapped in the sandbox's user namespace
+        #[arg(short, long, value_name = "USER")]
+        user: Option<String>,
+        /// Give the command a new terminal from the sandbox's devpts, relayed to this one
+        /// (raw mode, window size); without it stdin, stdout and stderr pass through
+        #[arg(short, long)]
+        tty: bool,
+        /// Instance name (see `stockade ps`)
+        name: String,
+        /// The command and its arguments (after `--`)
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Stop running sandboxes: SIGTERM to the service, SIGKILL after --time
     #[command(

@@ -13,9 +13,11 @@ mod error;
 mod exec;
 mod ids;
 mod init;
+pub mod join;
 mod journal;
 mod mounts;
 mod notify;
+mod pty;
 mod seccomp;
 
 pub use channel::ServiceEnd;

@@ -157,11 +157,12 @@ pub fn run_entries() -> BTreeSet<PathBuf> {
 
 fn walk_dirs(dir: &Path, out: &mut BTreeSet<PathBuf>) {
     // A systemd test bed (tests/systemd/bed.sh) booted beside this run keeps its own tree
-    // and removes it itself; it is not a sandbox of this run.
+    // and removes it itself, as does a test that makes a cgroup for its own callers
+    // (`stockade-test-*`); neither is a sandbox of this run.
     if dir
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("stockade-bed-"))
+        .is_some_and(|n| n.starts_with("stockade-bed-") || n.starts_with("stockade-test-"))
     {
         return;
     }

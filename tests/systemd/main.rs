@@ -819,3 +819,65 @@ fn a_stop_that_needed_sigkill_is_a_warning() {
         )
     );
 }
+
+/// `stockade exec` into a sandbox that `stockade@.service` started: redis-cli runs inside
+/// (the service's user, its network) and answers through a pipe, and the command is a
+/// member of the sandbox's cgroup leaf of the unit while it runs.
+#[test]
+fn exec_enters_a_sandbox_started_by_its_unit() {
+    bed();
+    let o = sh("systemctl start stockade@exec-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stockade(&[
+        "exec",
+        "exec-unit",
+        "--",
+        "redis-cli",
+        "-p",
+        "16381",
+        "ping",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "PONG");
+    let o = stockade(&["exec", "exec-unit", "--", "id", "-un"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "redis", "{}", text(&o.stderr));
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string("/run/stockade/instances/exec-unit.json").unwrap(),
+    )
+    .unwrap();
+    let cgroup = record["cgroup"]
+        .as_str()
+        .expect("a sandbox of a unit has a cgroup")
+        .to_owned();
+    let mut c = stockade(&[
+        "exec",
+        "exec-unit",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 2; : exec-in-unit",
+    ])
+    .spawn()
+    .unwrap();
+    let shell = || {
+        out("pgrep -f '^/bin/sh -c sleep 2; : exec-in-unit'")
+            .lines()
+            .next()
+            .map(str::to_owned)
+    };
+    assert!(wait_until(Duration::from_secs(5), || shell().is_some()));
+    let pid = shell().unwrap();
+    let procs = fs::read_to_string(format!("{cgroup}/cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "{pid} not in {cgroup}: {procs}"
+    );
+    assert!(c.wait().unwrap().success());
+    let o = sh("systemctl stop stockade@exec-unit");
+    assert!(o.status.success());
+    assert_eq!(show("stockade@exec-unit", "ActiveState"), "inactive");
+}
