@@ -31,8 +31,8 @@ pub enum Error {
     NeedsRoot { what: String },
     #[error("stockade: no running sandbox `{name}` (running: {running})")]
     UnknownInstance { name: String, running: String },
-    /// The sandbox's service has ended: it is stopping (or still starting).
-    #[error("stockade: sandbox `{name}` is stopping: its service has ended (running: {running})")]
+    /// The sandbox is marked stopping (a stop was asked for, or its service ended).
+    #[error("stockade: sandbox `{name}` is stopping and cannot be entered (running: {running})")]
     Stopping { name: String, running: String },
     /// `metrics --listen` cannot bind its address (in use, not this host's, a low port).
     #[error("stockade: cannot listen on {addr}: {detail}")]

@@ -4,18 +4,18 @@
 
 use super::{instance_by_name, instances};
 use crate::error::Error;
-use crate::ops::status;
 use crate::sandbox::join;
 
 pub fn exec(name: &str, command: &[String], user: Option<&str>, tty: bool) -> Result<u8, Error> {
     let running = instances()?;
     let i = instance_by_name(&running, name)?;
     let r = &i.record;
-    // A sandbox whose service has ended is on its way out: nothing to join.
-    if status::service_pid(r.init.pid).is_none() {
+    // Marked by its supervisor when a stop was asked for or the service ended: what is
+    // entered now dies with it, mid-command.
+    if i.stopping {
         let others: Vec<&str> = running
             .iter()
-            .filter(|o| o.name != name && status::service_pid(o.record.init.pid).is_some())
+            .filter(|o| !o.stopping)
             .map(|o| o.name.as_str())
             .collect();
         return Err(Error::Stopping {

@@ -135,6 +135,17 @@ impl sandbox::Recorder for Recording<'_> {
         Ok(())
     }
 
+    /// Marks the record stopping for `ps` and `exec`. A failure stops nothing: the stop
+    /// goes on, and readers see the sandbox running until it is gone.
+    fn stopping(&mut self) {
+        if let Some(claim) = self.claim {
+            match claim.mark_stopping() {
+                Ok(()) => tracing::debug!("instance {} is stopping", claim.name()),
+                Err(e) => tracing::warn!("cannot mark instance {} stopping: {e}", claim.name()),
+            }
+        }
+    }
+
     /// The start, in the journal at info: what `stockade ps` would show, and where the
     /// record is, for an admin who reads the journal first.
     fn started(&mut self, init: u32) {

@@ -98,15 +98,16 @@ impl Snapshot {
 /// Where stockade keeps the records of running sandboxes.
 pub const INSTANCES: &str = "/run/stockade/instances";
 
-/// The instance a file of the instances directory belongs to: `NAME.json`, `NAME.lock` or
-/// the record's temporary `.NAME.json.tmp`.
+/// The instance a file of the instances directory belongs to: `NAME.json`, `NAME.lock`,
+/// the mark `NAME.stopping` or the record's temporary `.NAME.json.tmp`.
 fn instance_of(p: &Path) -> Option<String> {
     let f = p.file_name()?.to_str()?;
     let name = f
         .strip_prefix('.')
         .and_then(|f| f.strip_suffix(".json.tmp"))
         .or_else(|| f.strip_suffix(".json"))
-        .or_else(|| f.strip_suffix(".lock"))?;
+        .or_else(|| f.strip_suffix(".lock"))
+        .or_else(|| f.strip_suffix(".stopping"))?;
     Some(name.to_owned())
 }
 
