@@ -116,13 +116,25 @@ fn exec_runs_with_exactly_the_services_namespaces_cgroup_and_privileges() {
     let name = format!("ex-twin-{m}");
     let record = wait_for_record(&name);
     let init = record["init"]["pid"].as_u64().unwrap() as u32;
-    let service = fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse::<u32>()
-        .unwrap();
+    // The record is written before init forks the service: wait for the service to be
+    // there and to have exec'd its command.
+    let service_pid = || {
+        fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse::<u32>()
+            .ok()
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.contains(&format!("marker-{m}")))
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || service_pid().is_some()),
+        "the service of {name} never started"
+    );
+    let service = service_pid().unwrap();
     // `stockade exec` starts from a cgroup of its own, so joining the sandbox's is seen.
     let v2_root = cgroup_dirs()
         .into_iter()
