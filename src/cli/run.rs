@@ -64,6 +64,7 @@ pub fn run(
         unit: (!unit.is_empty()).then_some(unit),
         instance: &instance,
         cgroup: None,
+        prepared: None,
     };
     let mut manager = systemd::Systemd::new(std::env::var("NOTIFY_SOCKET").ok());
     let outcome =
@@ -97,36 +98,67 @@ struct Recording<'a> {
     instance: &'a str,
     /// The sandbox's cgroup, once [`Recording::record`] has been told it.
     cgroup: Option<std::path::PathBuf>,
+    /// What [`Recording::prepare`] gathered while init built the filesystem.
+    prepared: Option<Prepared>,
+}
+
+/// The part of a record known as soon as init exists: its processes and the rendered plan.
+struct Prepared {
+    supervisor: Result<host::ProcId, String>,
+    init: Result<host::ProcId, String>,
+    plan: Result<Box<serde_json::value::RawValue>, String>,
+}
+
+fn proc_id(host: &host::Host, pid: u32) -> Result<host::ProcId, String> {
+    host.proc_id(pid)
+        .ok_or_else(|| format!("/proc/{pid}/stat: no such process"))
 }
 
 impl sandbox::Recorder for Recording<'_> {
+    fn prepare(&mut self, init: u32) {
+        if self.claim.is_none() {
+            return;
+        }
+        let host = host::Host::current();
+        self.prepared = Some(Prepared {
+            supervisor: proc_id(&host, std::process::id()),
+            init: proc_id(&host, init),
+            plan: records::render_plan(self.plan),
+        });
+    }
+
     fn record(&mut self, init: u32, cgroup: Option<&Path>) -> Result<(), String> {
         self.cgroup = cgroup.map(Path::to_owned);
         let Some(claim) = self.claim else {
             return Ok(());
         };
-        let host = host::Host::current();
-        let proc_id = |pid: u32| {
-            host.proc_id(pid)
-                .ok_or_else(|| format!("/proc/{pid}/stat: no such process"))
+        if self.prepared.is_none() {
+            self.prepare(init);
+        }
+        let Some(prepared) = self.prepared.take() else {
+            return Ok(());
         };
+        // Only these wait until now: init's last namespace is made just before Ready.
+        let host = host::Host::current();
+        let namespaces = host.namespace_inodes(init);
         let started_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let record = records::Record {
+        let plan = prepared.plan?;
+        let record = records::Written {
             format: records::FORMAT,
-            stockade_version: env!("CARGO_PKG_VERSION").to_owned(),
-            instance: claim.name().to_owned(),
-            profile: self.plan.name.clone(),
-            supervisor: proc_id(std::process::id())?,
-            init: proc_id(init)?,
-            namespaces: host.namespace_inodes(init),
-            cgroup: cgroup.map(Path::to_owned),
-            unit: self.unit.clone(),
+            stockade_version: env!("CARGO_PKG_VERSION"),
+            instance: claim.name(),
+            profile: &self.plan.name,
+            supervisor: prepared.supervisor?,
+            init: prepared.init?,
+            namespaces: &namespaces,
+            cgroup,
+            unit: self.unit.as_deref(),
             started_unix_ms,
-            plan: self.plan.clone(),
+            plan: &plan,
         };
-        claim.write(&record).map_err(|e| e.to_string())?;
+        claim.write_rendered(&record).map_err(|e| e.to_string())?;
         tracing::debug!(
             "recorded instance {} in {}",
             claim.name(),

@@ -64,6 +64,31 @@ pub struct Record {
     pub plan: LaunchPlan,
 }
 
+/// A record as it is written: [`Record`]'s fields, in its order, borrowed, with the plan
+/// rendered to JSON beforehand ([`render_plan`]). The plan is nearly all of a record's
+/// bytes and of the time to write one, and it is known before the sandbox starts: the
+/// supervisor renders it while init builds the filesystem, so the service does not wait
+/// for it. A test reads what this writes back as a [`Record`].
+#[derive(Debug, Serialize)]
+pub struct Written<'a> {
+    pub format: u32,
+    pub stockade_version: &'a str,
+    pub instance: &'a str,
+    pub profile: &'a str,
+    pub supervisor: ProcId,
+    pub init: ProcId,
+    pub namespaces: &'a BTreeMap<String, u64>,
+    pub cgroup: Option<&'a Path>,
+    pub unit: Option<&'a str>,
+    pub started_unix_ms: u64,
+    pub plan: &'a serde_json::value::RawValue,
+}
+
+/// The plan as it goes into a record (compact JSON).
+pub fn render_plan(plan: &LaunchPlan) -> Result<Box<serde_json::value::RawValue>, String> {
+    serde_json::value::to_raw_value(plan).map_err(|e| format!("render the plan: {e}"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("instance `{name}` is already running (supervisor pid {pid}, unit {unit}); start another with --name")]
@@ -257,12 +282,34 @@ impl Claim {
         &self.files.record
     }
 
+    /// Writes the record atomically (see [`Claim::write_rendered`]).
+    #[cfg(test)]
+    pub fn write(&self, record: &Record) -> Result<(), Error> {
+        let plan = render_plan(&record.plan).map_err(|detail| Error::Io {
+            path: self.files.record.clone(),
+            detail,
+        })?;
+        self.write_rendered(&Written {
+            format: record.format,
+            stockade_version: &record.stockade_version,
+            instance: &record.instance,
+            profile: &record.profile,
+            supervisor: record.supervisor,
+            init: record.init,
+            namespaces: &record.namespaces,
+            cgroup: record.cgroup.as_deref(),
+            unit: record.unit.as_deref(),
+            started_unix_ms: record.started_unix_ms,
+            plan: &plan,
+        })
+    }
+
     /// Writes the record atomically: to a temporary file in the same directory, then renamed
     /// over `NAME.json`, so a reader sees the whole record or none. No fsync: /run is a
     /// tmpfs, gone at reboot with the sandboxes it describes.
-    pub fn write(&self, record: &Record) -> Result<(), Error> {
+    pub fn write_rendered(&self, record: &Written) -> Result<(), Error> {
         use std::io::Write;
-        let text = serde_json::to_string_pretty(record).map_err(|e| Error::Io {
+        let text = serde_json::to_string(record).map_err(|e| Error::Io {
             path: self.files.record.clone(),
             detail: e.to_string(),
         })?;
@@ -422,7 +469,12 @@ mod tests {
         // Flock is per open file: a second take in this process is refused too.
         let e = take(&dir, "a").err().unwrap().to_string();
         assert!(e.contains("being started"), "{e}");
-        claim.write(&record("a", me)).unwrap();
+        let written = record("a", me);
+        claim.write(&written).unwrap();
+        // What is written (the plan rendered ahead) reads back as the record it was.
+        let back: Record =
+            serde_json::from_str(&fs::read_to_string(dir.join("a.json")).unwrap()).unwrap();
+        assert_eq!(back, written);
         let e = take(&dir, "a").err().unwrap().to_string();
         assert!(
             e.contains(&format!(

@@ -62,6 +62,10 @@ pub trait Manager {
 /// Records the running sandbox; implemented outside this stage, which knows neither the
 /// instance name nor where records live.
 pub trait Recorder {
+    /// Called once, right after init is let go and while it builds the filesystem: what
+    /// the record needs that is known already is gathered here, off the path the service
+    /// waits on. `init` is init's host pid.
+    fn prepare(&mut self, init: u32);
     /// Called once, when init has made every namespace and sits in its final cgroup, and
     /// before the service may exec: an error stops the start. `cgroup` is init's cgroup
     /// directory on the host.
@@ -238,6 +242,8 @@ pub fn run(
     let compiling = seccomp::start(&plan.finals.syscalls);
     sup.tell_proceed()
         .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
+    // While init builds the filesystem: before, the service waited for it after Ready.
+    recorder.prepare(init.as_raw() as u32);
     // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;
     let cgroup_dir: Option<PathBuf> = match &plan.cgroup {

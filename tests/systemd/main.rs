@@ -935,3 +935,78 @@ fn a_unit_being_stopped_is_stopping_to_ps_exec_and_stop() {
     assert_eq!(end[0].0, "6", "{end:?}");
     assert!(!std::path::Path::new("/run/stockade/instances/linger-unit.stopping").exists());
 }
+
+/// Many sandboxes started at once (issue 15's load, in small: tests/bench/run.sh starts 200
+/// and times them): every one starts, each in a scope of its own holding its init, and once
+/// they are stopped no scope, cgroup, record, mount or process of theirs is left.
+#[test]
+fn twenty_sandboxes_started_at_once_each_get_a_scope_and_leave_nothing() {
+    bed();
+    const N: usize = 20;
+    let mounts = || out("wc -l < /proc/self/mountinfo");
+    let slice_cgroups = || {
+        out("find /sys/fs/cgroup/stockade.slice -type d -name 'stockade-many-*' 2>/dev/null | wc -l")
+    };
+    let (mounts_before, cgroups_before) = (mounts(), slice_cgroups());
+    let children: Vec<Child> = (0..N)
+        .map(|i| spawn(&["run", "--name", &format!("many-{i}"), "many"]))
+        .collect();
+    let units: Vec<String> = children
+        .iter()
+        .map(|c| scope_of(c.id()).replace("{}", "many"))
+        .collect();
+    let record = |i: usize| format!("/run/stockade/instances/many-{i}.json");
+    assert!(
+        wait_until(Duration::from_secs(60), || (0..N)
+            .all(|i| std::path::Path::new(&record(i)).exists())),
+        "not all {N} started: {}",
+        out("ls /run/stockade/instances")
+    );
+    let mut cgroups = std::collections::BTreeSet::new();
+    for (i, unit) in units.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(10), || show(unit, "ActiveState")
+                == "active"),
+            "scope {unit} never became active"
+        );
+        let cgroup = show(unit, "ControlGroup");
+        let r: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(record(i)).unwrap()).unwrap();
+        let procs = out(&format!("cat /sys/fs/cgroup{cgroup}/cgroup.procs"));
+        let init = r["init"]["pid"].to_string();
+        assert!(
+            procs.split_whitespace().any(|p| p == init),
+            "{unit} does not hold init {init}: {procs}"
+        );
+        cgroups.insert(cgroup);
+    }
+    assert_eq!(cgroups.len(), N, "scopes share a cgroup: {cgroups:?}");
+    for c in &children {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    }
+    for unit in &units {
+        assert!(
+            wait_until(Duration::from_secs(5), || unit_gone(unit)),
+            "scope {unit} left behind"
+        );
+    }
+    assert!(
+        (0..N).all(|i| !std::path::Path::new(&record(i)).exists()),
+        "records left behind"
+    );
+    assert_eq!(slice_cgroups(), cgroups_before, "cgroups left behind");
+    assert_eq!(mounts(), mounts_before, "mounts left behind");
+    assert_eq!(
+        out("pgrep -fx 'sleep 1000' | wc -l"),
+        "0",
+        "processes left behind"
+    );
+}
