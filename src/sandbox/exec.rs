@@ -83,6 +83,9 @@ pub fn exec_with(f: &FinalSteps, cmd: Command, filters: &[seccomp::Program]) -> 
 }
 
 fn prepare(f: &FinalSteps, cmd: &Command, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+    // The process whose death must end this one: compared again once the parent-death
+    // signal is re-armed below.
+    let parent = nix::unistd::getppid();
     // Keys of the caller's session (the admin's login) must not be reachable; done before
     // the filter, which denies keyctl.
     check(
@@ -131,6 +134,14 @@ fn prepare(f: &FinalSteps, cmd: &Command, filters: &[seccomp::Program]) -> Resul
         "set the parent-death signal",
         || "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
     )?;
+    // A parent that died between the credential change and the line above sent no signal:
+    // this process was reparented, and must not outlive the sandbox.
+    if nix::unistd::getppid() != parent {
+        return Err(SetupError::other(
+            "follow the sandbox's init",
+            format!("its parent {parent} ended before the command started"),
+        ));
+    }
     check(
         sys::cloexec_from_3(),
         "close stockade's descriptors",
