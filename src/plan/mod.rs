@@ -39,11 +39,11 @@ pub use crate::profile::families::AF_MAX;
 // here and never sees profile types.
 pub use crate::profile::values::{CgroupMode, IdRange, Limit};
 pub use cgroup::{CgroupPlan, Leaves, Prop, ResourceLimit, ScopeSpec};
-pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
+pub use mounts::{FsPlan, MountOp, NodeKind, RootSource, DEV_NODES};
 pub use record::{Decided, Provenance};
 #[cfg(test)]
 pub use seccomp::default_baseline;
-pub use seccomp::{Filter, SysAction, SyscallPolicy};
+pub use seccomp::{baseline, Filter, SysAction, SyscallPolicy, SyscallRule};
 
 /// stockade's persistent state on the host: volumes and id-range claims. Never visible
 /// inside a sandbox.

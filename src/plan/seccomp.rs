@@ -102,6 +102,12 @@ const BASELINE: &[(&str, Option<C>)] = &[
     ("io_uring_register", None),
 ];
 
+/// The baseline's entries, each with the capability whose keeping takes it off the list
+/// (None: always denied), for the inspectors to name what decides a call.
+pub fn baseline() -> &'static [(&'static str, Option<C>)] {
+    BASELINE
+}
+
 /// Calls stockade itself makes after the filter is installed, each with why: exec, reporting
 /// a failed exec, and (only without no_new_privileges, where installing the filter needed
 /// CAP_SYS_ADMIN) dropping that capability. A deny-list naming one is refused, not trimmed.

@@ -1,0 +1,30 @@
+//! `stockade why TARGET --path P [--access A] | --syscall NAME | --capability CAP`: one
+//! question about a profile or a running instance, answered by `inspect::why` and printed
+//! with the settings that decide it. Exits 0 allowed, 1 denied.
+
+use super::WhyQuestion;
+use crate::error::Error;
+use crate::inspect::why;
+use crate::profile::SearchPath;
+
+pub fn why(
+    target: &str,
+    q: &WhyQuestion,
+    access: why::PathAccess,
+    search: &SearchPath,
+) -> Result<u8, Error> {
+    let (plan, what) = super::plan_of(target, search)?;
+    let answer = if let Some(p) = &q.path {
+        why::path(&plan, p, access)
+    } else if let Some(s) = &q.syscall {
+        why::syscall(&plan, s)
+    } else if let Some(c) = &q.capability {
+        why::capability(&plan, c)
+    } else {
+        unreachable!("clap requires one question")
+    }
+    .map_err(Error::Usage)?;
+    println!("# {what}");
+    print!("{}", why::text(&answer));
+    Ok(if answer.allowed { 0 } else { 1 })
+}
