@@ -49,6 +49,10 @@ pub struct Answer {
     pub allowed: bool,
     /// What the service sees when denied: `EROFS`, `EACCES`, `ENOENT`, `kill`.
     pub error: Option<String>,
+    /// What it sees instead when a check the plan does not hold comes first: writing an
+    /// existing file on a read-only mount fails with EACCES when the file's mode refuses
+    /// the service already (the kernel checks the mode before the mount).
+    pub or_error: Option<String>,
     pub steps: Vec<Step>,
     /// How to change the answer, one line each.
     pub change: Vec<String>,
@@ -62,7 +66,10 @@ pub fn text(a: &Answer) -> String {
     let (yes, no) = a.words;
     let verdict = match (&a.allowed, &a.error) {
         (true, _) => yes.to_owned(),
-        (false, Some(e)) => format!("{no} ({e})"),
+        (false, Some(e)) => match &a.or_error {
+            Some(or) => format!("{no} ({e}, or {or} where the file's mode refuses it first)"),
+            None => format!("{no} ({e})"),
+        },
         (false, None) => no.to_owned(),
     };
     let _ = writeln!(out, "{}: {verdict}", a.question);
@@ -412,9 +419,14 @@ pub fn path(plan: &LaunchPlan, path: &str, access: PathAccess) -> Result<Answer,
     if mount_denies && landlock_denies && change.len() > 1 {
         change.push("both are needed".into());
     }
+    // Opening an existing file for writing checks its mode before the mount's read-only
+    // flag; creating checks the mount first.
+    let or_error =
+        (error == Some("EROFS") && access == PathAccess::Write).then(|| "EACCES".to_owned());
     Ok(Answer {
         question: format!("{} {asked}", access.name()),
         allowed,
+        or_error,
         error: (!allowed).then(|| error.unwrap_or("EACCES").to_owned()),
         steps,
         change,
@@ -456,6 +468,7 @@ pub fn syscall(plan: &LaunchPlan, name: &str) -> Result<Answer, String> {
         question: format!("syscall {name}"),
         allowed: a.allowed,
         error: (!a.allowed).then(|| a.action.clone()),
+        or_error: None,
         steps,
         change: a.change.into_iter().collect(),
         words: ("allowed", "denied"),
@@ -494,6 +507,7 @@ pub fn capability(plan: &LaunchPlan, name: &str) -> Result<Answer, String> {
         question: format!("capability {cap}"),
         allowed: has,
         error: None,
+        or_error: None,
         steps,
         change: vec![change],
         words: ("kept", "dropped"),

@@ -5,6 +5,7 @@
 mod common;
 mod escape;
 mod harness;
+mod inspect;
 mod instances;
 mod metrics;
 mod ops;

@@ -1,0 +1,282 @@
+//! `why` and `analyze` against a real running sandbox: the service tries paths, system calls
+//! and capabilities itself and reports what the kernel answered; `why`, reading the
+//! instance's record, must give the same verdict (and the same errno) for each. `analyze`
+//! of the instance is the analysis of its profile, and `--threshold` and usage errors exit
+//! with the documented statuses.
+
+use crate::harness::*;
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+/// What the sandbox allows and refuses, written to disagree with the defaults in places:
+/// a hidden /root, landlock rules without /var/log or /run, a distinctive errno for denied
+/// calls (so a seccomp denial is told from the kernel's own EPERM), one call denied by the
+/// profile, one capability kept.
+const EXTRA: &str = r#"
+[filesystem]
+hide = ["/root"]
+[security]
+capabilities = ["net_bind_service"]
+syscall_errno = "EUCLEAN"
+syscall_deny = ["getpriority"]
+landlock = { read = ["/usr", "/lib", "/lib64", "/etc", "/proc", "/dev"], write = ["/tmp", "/dev/null"], exec = ["/bin", "/usr/bin", "/usr/lib", "/lib", "/lib64"] }
+"#;
+
+/// The service: each attempt prints `NAME=ok` or `NAME=fail MESSAGE`, then `done`, and it
+/// waits for SIGTERM. `$0` is the marker.
+const PROBE: &str = r#"trap 'exit 0' TERM
+t() { n=$1; shift; if out=$("$@" 2>&1); then echo "$n=ok"; else echo "$n=fail $out"; fi; }
+t read_etc cat /etc/hostname
+t write_etc sh -c ': >> /etc/hostname'
+t create_etc touch /etc/stockade-why-$0
+t create_tmp touch /tmp/new
+t read_root ls /root
+t read_varlog ls /var/log
+t create_run touch /run/new
+t create_shm touch /dev/shm/new
+t exec_sbin /usr/sbin/ldconfig --version
+t write_devnull sh -c 'echo x > /dev/null'
+cp /bin/true /tmp/true && chmod 755 /tmp/true
+t exec_tmp /tmp/true
+t exec_bin /bin/true
+s() { n=$1; shift; echo "$n=$(perl -e '@a = map { $_ + 0 } @ARGV; $r = syscall(shift(@a), @a); print $r < 0 ? "errno " . ($! + 0) : "ok"' "$@")"; }
+s sys_getpid 39
+s sys_ptrace 101 0 0 0 0
+s sys_keyctl 250 0 -3 0
+s sys_unshare 272 67108864
+s sys_getpriority 140 0 0
+echo "caps=$(grep CapEff /proc/self/status | tr -d '\t' | cut -d: -f2)"
+echo done
+while :; do sleep 0.05; done"#;
+
+/// The errno numbers of the names `why` prints (x86_64, as the syscall numbers above).
+fn errno_of(name: &str) -> i32 {
+    match name {
+        "EPERM" => 1,
+        "ENOENT" => 2,
+        "EACCES" => 13,
+        "ENOSYS" => 38,
+        "EROFS" => 30,
+        "EUCLEAN" => 117,
+        other => panic!("no number for {other}"),
+    }
+}
+
+/// The kernel's message for an errno, as a shell tool prints it.
+fn message_of(name: &str) -> &'static str {
+    match name {
+        "EROFS" => "Read-only file system",
+        "EACCES" => "Permission denied",
+        "ENOENT" => "No such file or directory",
+        other => panic!("no message for {other}"),
+    }
+}
+
+/// `why`'s exit status and its `denied (ERRNO)` verdict.
+fn why(target: &str, args: &[&str], marker: &str) -> (i32, Option<String>, String) {
+    let out = Run::stockade(&[&["why", target][..], args].concat(), marker).output();
+    let o = text(&out.stdout);
+    let code = out.status.code().unwrap();
+    assert!(
+        code == 0 || code == 1,
+        "why {args:?}: {code}: {o}{}",
+        text(&out.stderr)
+    );
+    // `denied (EROFS)` or `denied (EROFS, or EACCES where ...)`: each errno it names.
+    let errno = o
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_once("denied ("))
+        .map(|(_, e)| e.trim_end_matches(')').to_owned());
+    (code, errno, o)
+}
+
+/// The errno names in a verdict: `EROFS, or EACCES where the file's mode ...`.
+fn errnos(verdict: &str) -> Vec<&str> {
+    verdict
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() > 2 && w.starts_with('E') && w.chars().all(|c| c.is_ascii_uppercase()))
+        .collect()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn why_agrees_with_what_the_running_sandbox_does() {
+    require_root();
+    let m = marker();
+    let c = marker();
+    let profiles = Profiles::new();
+    let snap = Snapshot::take();
+    let p = profiles.write("why", &sh_profile(PROBE, &m, EXTRA));
+    let name = format!("why-{m}");
+    let mut child = Run::profile(&p, &m).spawn();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = std::collections::BTreeMap::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        if line == "done" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            seen.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    assert!(
+        seen.contains_key("caps"),
+        "the probe did not finish: {seen:#?}"
+    );
+    wait_for_record(&name);
+
+    let paths = [
+        ("read_etc", "/etc/hostname", "read"),
+        ("write_etc", "/etc/hostname", "write"),
+        (
+            "create_etc",
+            &format!("/etc/stockade-why-marker-{m}"),
+            "create",
+        ),
+        ("create_tmp", "/tmp/new", "create"),
+        ("read_root", "/root", "read"),
+        ("read_varlog", "/var/log", "read"),
+        ("create_run", "/run/new", "create"),
+        ("create_shm", "/dev/shm/new", "create"),
+        ("exec_sbin", "/usr/sbin/ldconfig", "exec"),
+        ("write_devnull", "/dev/null", "write"),
+        ("exec_tmp", "/tmp/true", "exec"),
+        ("exec_bin", "/bin/true", "exec"),
+    ];
+    let mut denials = 0;
+    for (case, path, access) in paths {
+        let real = &seen[case];
+        let (code, errno, o) = why(&name, &["--path", path, "--access", access], &c);
+        if real == "ok" {
+            assert_eq!(code, 0, "{case}: the sandbox allowed it, why says:\n{o}");
+            continue;
+        }
+        denials += 1;
+        assert_eq!(
+            code, 1,
+            "{case}: the sandbox refused it ({real}), why says:\n{o}"
+        );
+        let errno = errno.unwrap_or_else(|| panic!("{case}: no errno in\n{o}"));
+        assert!(
+            errnos(&errno).iter().any(|e| real.contains(message_of(e))),
+            "{case}: why says {errno}, the sandbox said `{real}`:\n{o}"
+        );
+    }
+    assert!(
+        denials >= 5,
+        "the sandbox refused only {denials} of the paths"
+    );
+
+    let calls = [
+        ("sys_getpid", "getpid"),
+        ("sys_ptrace", "ptrace"),
+        ("sys_keyctl", "keyctl"),
+        ("sys_unshare", "unshare"),
+        ("sys_getpriority", "getpriority"),
+    ];
+    for (case, call) in calls {
+        let real = &seen[case];
+        let (code, errno, o) = why(&name, &["--syscall", call], &c);
+        match errno {
+            Some(e) => {
+                assert_eq!(code, 1, "{o}");
+                assert_eq!(errnos(&e).len(), 1, "{o}");
+                assert_eq!(
+                    real,
+                    &format!("errno {}", errno_of(&e)),
+                    "{case}: why says {e}:\n{o}"
+                );
+            }
+            None => {
+                assert_eq!(code, 0, "{o}");
+                assert_ne!(
+                    real, "errno 117",
+                    "{case}: the filter denied it, why says:\n{o}"
+                );
+            }
+        }
+    }
+    // The profile's own deny-list entry is cited at its line.
+    let written = std::fs::read_to_string(&p).unwrap();
+    let line = 1 + written
+        .lines()
+        .position(|l| l.starts_with("syscall_deny"))
+        .unwrap();
+    let (_, _, o) = why(&name, &["--syscall", "getpriority"], &c);
+    assert!(o.contains(&format!("why.toml:{line}")), "{o}");
+
+    // CAP_NET_BIND_SERVICE is bit 10 of CapEff; CAP_SYS_ADMIN bit 21.
+    let eff = u64::from_str_radix(seen["caps"].trim(), 16).unwrap();
+    for (cap, bit) in [("net_bind_service", 10), ("sys_admin", 21)] {
+        let (code, _, o) = why(&name, &["--capability", cap], &c);
+        assert_eq!(
+            code == 0,
+            eff & (1 << bit) != 0,
+            "{cap}: CapEff {eff:x}, why says:\n{o}"
+        );
+    }
+
+    // analyze of the running instance (its record) is the analysis of its profile.
+    let json = |target: &str| {
+        let out = Run::stockade(&["analyze", "--json", target], &c).output();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let live = json(&name);
+    let planned = json(p.to_str().unwrap());
+    assert_eq!(live["exposure_tenths"], planned["exposure_tenths"]);
+    assert_eq!(
+        live["checks"].as_array().unwrap().len(),
+        planned["checks"].as_array().unwrap().len()
+    );
+    let threshold = |n: &str| {
+        Run::stockade(&["analyze", &name, "--threshold", n], &c)
+            .output()
+            .status
+            .code()
+    };
+    assert_eq!(threshold("0"), Some(1));
+    assert_eq!(threshold("10"), Some(0));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_file(format!("/etc/stockade-why-marker-{m}"));
+    snap.assert_unchanged(&m);
+}
+
+/// A question `why` cannot answer exits 2, never 1 (which means denied), and leaves nothing.
+#[test]
+fn why_and_analyze_exit_2_when_they_cannot_answer() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let p = profiles.write("q", &sh_profile("true", &m, ""));
+    let p = p.to_str().unwrap();
+    for args in [
+        vec!["why", p, "--syscall", "no_such_call"],
+        vec!["why", p, "--capability", "no_such_cap"],
+        vec!["why", p, "--path", "relative/path"],
+        vec!["why", p],
+        vec!["why", p, "--syscall", "read", "--capability", "kill"],
+        vec!["analyze", p, "--threshold", "eleven"],
+    ] {
+        let out = Run::stockade(&args, &m).output();
+        let e = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(!e.contains("panicked") && !e.is_empty(), "{args:?}: {e}");
+    }
+    let out = Run::stockade(&["why", "/nonexistent/q.toml", "--syscall", "read"], &m).output();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+}
