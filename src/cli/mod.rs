@@ -169,8 +169,9 @@ pub enum Command {
         #[command(flatten)]
         question: WhyQuestion,
         /// With --path: the access asked about
-        #[arg(long, value_enum, default_value_t = inspect::why::PathAccess::Read, requires = "path")]
-        access: inspect::why::PathAccess,
+        /// [default: read]
+        #[arg(long, value_enum, requires = "path")]
+        access: Option<inspect::why::PathAccess>,
     },
     /// Manage named volumes (/var/lib/stockade/volumes)
     #[command(subcommand)]
@@ -287,9 +288,11 @@ pub fn plan_of(arg: &str, search: &SearchPath) -> Result<(plan::LaunchPlan, Stri
     if !file_like && nix::unistd::geteuid().is_root() {
         let running = instances()?;
         if let Ok(i) = instance_by_name(&running, arg) {
+            let pid = crate::ops::status::service_pid(i.record.init.pid)
+                .map_or(String::new(), |p| format!(", service pid {p}"));
             let what = format!(
-                "running instance {} (profile {}, service pid {})",
-                i.name, i.record.profile, i.record.init.pid
+                "running instance {} (profile {}{pid})",
+                i.name, i.record.profile
             );
             return Ok((i.record.plan.clone(), what));
         }

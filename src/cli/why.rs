@@ -10,12 +10,17 @@ use crate::profile::SearchPath;
 pub fn why(
     target: &str,
     q: &WhyQuestion,
-    access: why::PathAccess,
+    access: Option<why::PathAccess>,
     search: &SearchPath,
 ) -> Result<u8, Error> {
+    if access.is_some() && q.path.is_none() {
+        return Err(Error::Usage(
+            "--access asks about a --path; give one".into(),
+        ));
+    }
     let (plan, what) = super::plan_of(target, search)?;
     let answer = if let Some(p) = &q.path {
-        why::path(&plan, p, access)
+        why::path(&plan, p, access.unwrap_or(why::PathAccess::Read))
     } else if let Some(s) = &q.syscall {
         why::syscall(&plan, s)
     } else if let Some(c) = &q.capability {

@@ -98,6 +98,9 @@ fn step(
     }
 }
 
+/// A path below a tmpfs: the plan cannot know whether the service makes it.
+const MADE_AT_RUN_TIME: &str = " (exists only if made at run time)";
+
 /// What supplies a path inside the sandbox, as the mounts leave it.
 struct Supply {
     says: String,
@@ -190,11 +193,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     says: format!(
                         "tmpfs at {t}, {}{}",
                         flags(*read_only, *noexec),
-                        if exact {
-                            ""
-                        } else {
-                            " (exists only if made at run time)"
-                        }
+                        if exact { "" } else { MADE_AT_RUN_TIME }
                     ),
                     from: op.from.clone(),
                     read_only: *read_only,
@@ -321,7 +320,11 @@ pub fn path(plan: &LaunchPlan, path: &str, access: PathAccess) -> Result<Answer,
     };
     steps.push(step(
         "mount",
-        s.says.clone(),
+        if access == PathAccess::Create {
+            s.says.replace(MADE_AT_RUN_TIME, "")
+        } else {
+            s.says.clone()
+        },
         Some(s.from.clone()),
         mount_denies,
     ));

@@ -270,6 +270,7 @@ fn why_and_analyze_exit_2_when_they_cannot_answer() {
         vec!["why", p, "--path", "relative/path"],
         vec!["why", p],
         vec!["why", p, "--syscall", "read", "--capability", "kill"],
+        vec!["why", p, "--syscall", "read", "--access", "write"],
         vec!["analyze", p, "--threshold", "eleven"],
     ] {
         let out = Run::stockade(&args, &m).output();
