@@ -379,7 +379,7 @@ pub fn path(plan: &LaunchPlan, path: &str, access: PathAccess) -> Result<Answer,
                         .unwrap_or_else(|| Provenance::default("security.landlock"));
                     steps.push(step(
                         "landlock",
-                        format!("no {kind}rule covers it"),
+                        format!("no {kind}rule covers it (rules match as written: host symlinks are not followed)"),
                         Some(from),
                         true,
                     ));
