@@ -26,8 +26,9 @@ fn main() -> ExitCode {
         Command::Run {
             profile,
             name,
+            explain,
             args,
-        } => cli::run::run(&profile, name, args, &search),
+        } => cli::run::run(&profile, name, explain, args, &search),
         Command::Check { profiles } => cli::check::check(profiles, &search),
         Command::Show {
             profile,

@@ -66,6 +66,13 @@ pub enum Command {
         /// the profile's name]
         #[arg(long, value_name = "NAME", value_parser = instance_name)]
         name: Option<String>,
+        /// Report each system call the seccomp filter denies, once per (call, executable),
+        /// with the rule and profile line that deny it, on stockade's log (journald fields
+        /// STOCKADE_DENIED_SYSCALL, STOCKADE_RULE, STOCKADE_ERRNO, STOCKADE_EXE; stderr from
+        /// a shell). The service still gets the profile's errno; the supervisor only ever
+        /// denies
+        #[arg(long)]
+        explain: bool,
         /// Arguments appended to exec.command (after `--`)
         #[arg(last = true)]
         args: Vec<String>,

@@ -43,7 +43,7 @@ pub use mounts::{FsPlan, MountOp, NodeKind, RootSource, DEV_NODES};
 pub use record::{Decided, Provenance};
 #[cfg(test)]
 pub use seccomp::default_baseline;
-pub use seccomp::{baseline, Filter, SysAction, SyscallPolicy, SyscallRule};
+pub use seccomp::{baseline, explain, Filter, SysAction, SyscallPolicy, SyscallRule};
 
 /// stockade's persistent state on the host: volumes and id-range claims. Never visible
 /// inside a sandbox.

@@ -36,6 +36,10 @@ pub struct SyscallPolicy {
     pub action: Decided<SysAction>,
     /// The socket address families allowed, by name.
     pub families: Decided<Vec<String>>,
+    /// `run --explain`: denied calls are reported to the supervisor, which logs each once
+    /// per (call, executable) and answers with the same errno (see [`explain`]).
+    #[serde(default)]
+    pub explain: Option<Provenance>,
 }
 
 /// One entry of the policy: a `@group` or a call's name, and what calls in it do.
@@ -64,6 +68,10 @@ pub struct Filter {
     /// memfd_create must seal its file non-executable (MFD_NOEXEC_SEAL), else EPERM: with
     /// landlock's exec rules, where the pid namespace's vm.memfd_noexec cannot be set.
     pub memfd_noexec_seal: bool,
+    /// The deny action goes to a user-notification listener instead of failing the call
+    /// at once: the supervisor answers with the errno of [`SyscallPolicy::action`].
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// The baseline: what a profile that says nothing about syscalls cannot call, unless it
@@ -243,7 +251,39 @@ pub(super) fn plan(
         rules,
         action: Decided::new(deny, action_from),
         families,
+        explain: None,
     }
+}
+
+/// The one call stockade makes after installing a notifying filter beyond those it always
+/// needs: it waits with read(2) until the supervisor holds the listener.
+const EXPLAIN_NEEDS: &str = "read";
+
+/// Turns on live explanations (`run --explain`): denied calls are sent to the supervisor,
+/// which only ever answers them with the policy's errno. Err when the policy cannot be
+/// explained that way: a kill action (the notifier never kills), or a deny-list naming
+/// what stockade calls while handing the listener over.
+pub fn explain(policy: &mut SyscallPolicy, from: Provenance) -> Result<(), String> {
+    let f = &mut policy.filter;
+    match policy.action.value {
+        SysAction::Errno(_) => {}
+        SysAction::KillProcess => {
+            return Err(format!("security.syscall_errno: --explain answers denied calls with an errno, and `kill` ({}) cannot be answered", policy.action.from))
+        }
+        // Nothing is denied: nothing to explain.
+        SysAction::Allow | SysAction::Log => return Ok(()),
+    }
+    if f.default == SysAction::Allow {
+        if f.listed.contains(EXPLAIN_NEEDS) {
+            return Err(format!("security.syscall_deny: --explain needs {EXPLAIN_NEEDS}(2) after the filter is installed, and the profile denies it"));
+        }
+    } else {
+        f.listed.insert(EXPLAIN_NEEDS.to_owned());
+    }
+    f.notify = true;
+    policy.prebuilt = false;
+    policy.explain = Some(from);
+    Ok(())
 }
 
 fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
@@ -285,6 +325,7 @@ fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
                 restrict_namespaces,
                 families,
                 memfd_noexec_seal,
+                notify: false,
             }
         }
         None => {
@@ -306,6 +347,7 @@ fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
                 restrict_namespaces,
                 families,
                 memfd_noexec_seal,
+                notify: false,
             }
         }
     }

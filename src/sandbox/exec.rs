@@ -13,7 +13,11 @@ use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
 
 /// Runs every final step and execs the service; returns only on failure.
-pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
+pub fn exec_service(
+    plan: &LaunchPlan,
+    runtime: super::Runtime,
+    chan: &mut super::channel::ChildEnd,
+) -> SetupError {
     if let Some((out, err)) = runtime.journal {
         for (fd, target) in [(out, 1), (err, 2)] {
             if let Err(e) = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target) {
@@ -25,13 +29,17 @@ pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
             }
         }
     }
-    match prepare(plan, &runtime.filters) {
+    match prepare(plan, &runtime.filters, chan) {
         Ok(()) => exec(plan),
         Err(e) => e,
     }
 }
 
-fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+fn prepare(
+    plan: &LaunchPlan,
+    filters: &[seccomp::Program],
+    chan: &mut super::channel::ChildEnd,
+) -> Result<(), SetupError> {
     let f = &plan.finals;
     // Keys of the caller's session (the admin's login) must not be reachable; done before
     // the filter, which denies keyctl.
@@ -82,13 +90,17 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
         "close stockade's descriptors",
         || "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)".into(),
     )?;
-    install_filters(f, filters)
+    install_filters(f, filters, chan)
 }
 
 /// The seccomp filters, last before exec so none of the steps above is filtered. Without
 /// no_new_privs the kernel wants CAP_SYS_ADMIN for this: raise_kept left it effective when
 /// the process had it, and it is dropped right after (the policy allows that capset).
-fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+fn install_filters(
+    f: &FinalSteps,
+    filters: &[seccomp::Program],
+    chan: &mut super::channel::ChildEnd,
+) -> Result<(), SetupError> {
     let admin = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false);
     if !admin && !*f.no_new_privs {
         // Nothing to drop and no other way in: the same rule systemd applies to
@@ -99,7 +111,29 @@ fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), S
             || "prctl(PR_SET_NO_NEW_PRIVS, 1)".into(),
         )?;
     }
+    let explain = f.syscalls.filter.notify;
     for (i, prog) in filters.iter().enumerate() {
+        // Under --explain the policy (the last filter) notifies the supervisor, which must
+        // hold its listener before anything denied can be called: the exec itself waits.
+        if explain && i + 1 == filters.len() {
+            let listener = check(
+                sys::install_seccomp_listener(&prog.0),
+                "install the seccomp filter",
+                || {
+                    format!("seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, filter {i} of {} instructions)", prog.0.len())
+                },
+            )?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&listener) as u32;
+            if !chan.hand_over_listener(fd) {
+                return Err(SetupError::other(
+                    "hand the seccomp listener to the supervisor",
+                    "the supervisor did not take it",
+                ));
+            }
+            // Closed by the exec (close-on-exec): close(2) may be a denied call by now.
+            std::mem::forget(listener);
+            continue;
+        }
         check(
             sys::install_seccomp(&prog.0),
             "install the seccomp filter",

@@ -281,3 +281,87 @@ fn why_and_analyze_exit_2_when_they_cannot_answer() {
     let out = Run::stockade(&["why", "/nonexistent/q.toml", "--syscall", "read"], &m).output();
     assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
 }
+
+/// The calls of the explain test, each made twice: (x86_64 number, arguments, name).
+const CALLS: [(&str, &str); 4] = [
+    ("ptrace", "101 0 0 0 0"),
+    ("keyctl", "250 0 -3 0"),
+    ("mount", "165 0 0 0 0 0"),
+    ("getpriority", "140 0 0"),
+];
+
+/// `run --explain`: each denied call is reported once per (call, executable) with the rule
+/// and the profile line that deny it, the service sees the same errnos as without it, and
+/// the seccomp listener never reaches the service.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn explain_reports_each_denied_call_once_and_changes_no_answer() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let mut script = String::new();
+    for _ in 0..2 {
+        for (name, args) in CALLS {
+            script.push_str(&format!("echo \"{name}=$(perl -e '@a = map {{ $_ + 0 }} @ARGV; $r = syscall(shift(@a), @a); print $r < 0 ? \"errno \" . ($! + 0) : \"ok\"' {args})\"; "));
+        }
+    }
+    script.push_str("echo \"fds=$(ls -l /proc/$$/fd | grep -c -e seccomp -e anon_inode)\"");
+    let extra = "[security]\nsyscall_errno = \"EUCLEAN\"\nsyscall_deny = [\"getpriority\"]\n";
+    let p = profiles.write("explain", &sh_profile(&script, &m, extra));
+    let written = std::fs::read_to_string(&p).unwrap();
+    let deny_line = 1 + written
+        .lines()
+        .position(|l| l.starts_with("syscall_deny"))
+        .unwrap();
+    let plain = Run::profile(&p, &m).output();
+    let explained = Run::stockade(&["run", "--explain", "--name", &format!("explain-{m}")], &m)
+        .arg(&p)
+        .output();
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    assert!(explained.status.success(), "{}", text(&explained.stderr));
+    let (a, b) = (probe_values(&plain), probe_values(&explained));
+    assert_eq!(a, b, "the service's answers changed under --explain");
+    for (name, _) in CALLS {
+        assert_eq!(a[name], "errno 117", "{name}: {a:#?}");
+    }
+    assert_eq!(b["fds"], "0", "the listener reached the service");
+    let e = text(&explained.stderr);
+    let plain_e = text(&plain.stderr);
+    assert!(
+        !plain_e.contains("denied"),
+        "reports without --explain: {plain_e}"
+    );
+    for (name, rule) in [
+        (
+            "ptrace",
+            "default (security.syscall_deny: baseline)".to_owned(),
+        ),
+        (
+            "keyctl",
+            "default (security.syscall_deny: baseline)".to_owned(),
+        ),
+        (
+            "mount",
+            "default (security.syscall_deny: baseline)".to_owned(),
+        ),
+        ("getpriority", format!("explain.toml:{deny_line}")),
+    ] {
+        let lines: Vec<&str> = e
+            .lines()
+            .filter(|l| l.contains(&format!("stockade_denied_syscall={name} ")))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{name} reported {} times:\n{e}",
+            lines.len()
+        );
+        assert!(
+            lines[0].contains(&format!("stockade_rule={rule}"))
+                && lines[0].contains("stockade_errno=EUCLEAN")
+                && lines[0].contains("stockade_exe=/usr/bin/perl"),
+            "{}",
+            lines[0]
+        );
+    }
+}
