@@ -18,11 +18,13 @@ pub fn run(
     search: &SearchPath,
 ) -> Result<u8, Error> {
     let (mut plan, notes) = super::load_and_plan(arg, args, search)?;
-    if explain {
+    if explain && plan.finals.syscalls.explain.is_none() {
         let from = plan::Provenance::invocation("--explain");
         plan::explain(&mut plan.finals.syscalls, from).map_err(|why| Error::Invalid {
-            lines: vec![format!("{arg}: {why}")],
+            lines: vec![format!("{arg}: --explain: {why}")],
         })?;
+    }
+    if plan.finals.syscalls.explain.is_some() {
         tracing::debug!("--explain reports denied system calls; landlock denials are not reported (stockade does not read the kernel's landlock audit records)");
     }
     tracing::debug!(?plan, "launch plan");

@@ -1098,8 +1098,14 @@ impl Builder<'_> {
             .filter_map(|c| capability(c))
             .collect();
         seccomp::check(self, p);
+        let mut syscalls = seccomp::plan(&self.at, p, &capabilities, memfd_seccomp);
+        if let Some(e) = s.explain.as_ref().filter(|e| e.value) {
+            if let Err(why) = seccomp::explain(&mut syscalls, self.at.at(e, "security.explain")) {
+                self.err(e, "security.explain", why);
+            }
+        }
         FinalSteps {
-            syscalls: seccomp::plan(&self.at, p, &capabilities, memfd_seccomp),
+            syscalls,
             scope_abstract_sockets: false,
             landlock_best_effort: or(&s.landlock_best_effort, false),
             rlimits: self.rlimits(p),

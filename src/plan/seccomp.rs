@@ -268,14 +268,14 @@ pub fn explain(policy: &mut SyscallPolicy, from: Provenance) -> Result<(), Strin
     match policy.action.value {
         SysAction::Errno(_) => {}
         SysAction::KillProcess => {
-            return Err(format!("security.syscall_errno: --explain answers denied calls with an errno, and `kill` ({}) cannot be answered", policy.action.from))
+            return Err(format!("explaining answers denied calls with an errno, and `kill` (security.syscall_errno at {}) cannot be answered", policy.action.from))
         }
         // Nothing is denied: nothing to explain.
         SysAction::Allow | SysAction::Log => return Ok(()),
     }
     if f.default == SysAction::Allow {
         if f.listed.contains(EXPLAIN_NEEDS) {
-            return Err(format!("security.syscall_deny: --explain needs {EXPLAIN_NEEDS}(2) after the filter is installed, and the profile denies it"));
+            return Err(format!("explaining needs {EXPLAIN_NEEDS}(2) after the filter is installed, and security.syscall_deny denies it"));
         }
     } else {
         f.listed.insert(EXPLAIN_NEEDS.to_owned());

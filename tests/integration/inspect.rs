@@ -364,4 +364,34 @@ fn explain_reports_each_denied_call_once_and_changes_no_answer() {
             lines[0]
         );
     }
+    // The profile key does the same under a unit (or anywhere), without the flag.
+    let keyed = profiles.write(
+        "explainkey",
+        &sh_profile(&script, &m, &format!("{extra}explain = true\n")),
+    );
+    let out = Run::profile(&keyed, &m).output();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(probe_values(&out), a);
+    let e = text(&out.stderr);
+    assert_eq!(
+        e.matches("stockade_denied_syscall=").count(),
+        CALLS.len(),
+        "{e}"
+    );
+    // A kill action cannot be answered by the supervisor: refused at its line, before
+    // anything starts.
+    let kill = profiles.write(
+        "explainkill",
+        "[exec]\ncommand = [\"/bin/true\"]\n[security]\nsyscall_errno = \"kill\"\nexplain = true\n",
+    );
+    let out = Run::stockade(&["check"], &m).arg(&kill).output();
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{}:5:11: security.explain: explaining answers denied calls with an errno",
+            kill.display()
+        )),
+        "{e}"
+    );
 }
