@@ -36,15 +36,14 @@ impl<'a> Explainer<'a> {
         self.listener.as_fd()
     }
 
-    /// Answers one notification; false when the listener is gone (every filtered process
-    /// ended), so the caller stops watching it.
-    pub fn answer(&mut self) -> bool {
+    /// Answers one notification. A failed receive (the caller died meanwhile, a signal)
+    /// leaves the listener watched: dropping it would make every later denied call fail
+    /// with ENOSYS instead of the profile's errno. The caller lets it go at POLLHUP, when
+    /// every filtered process has ended.
+    pub fn answer(&mut self) {
         let fd = self.listener.as_raw_fd();
-        let req = match ScmpNotifReq::receive(fd) {
-            Ok(r) => r,
-            // The caller died between the notification and the receive: nothing to answer.
-            Err(e) if e.errno() == Some(libseccomp::error::SeccompErrno::ENOENT) => return true,
-            Err(_) => return false,
+        let Ok(req) = ScmpNotifReq::receive(fd) else {
+            return;
         };
         // Read while the caller waits in its call: its executable cannot change meanwhile.
         let exe = std::fs::read_link(format!("/proc/{}/exe", req.pid))
@@ -69,6 +68,5 @@ impl<'a> Explainer<'a> {
                 a.from,
             );
         }
-        true
     }
 }

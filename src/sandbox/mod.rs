@@ -481,19 +481,24 @@ fn supervise(
             })
         };
         let (status_ready, notify_ready) = (ready(1), notify.is_some() && ready(2));
-        let listener_ready = explainer.is_some() && ready(3);
+        // A notification waits (POLLIN); a hang-up alone means no process is filtered any
+        // more (answering it would spin: the receive fails at once).
+        let listener_ready = explainer.is_some()
+            && fds[3]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
         let listener_gone = explainer.is_some()
             && fds[3].revents().is_some_and(|r| {
                 r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
             });
         drop(fds);
-        if listener_ready || listener_gone {
-            // Every notification pending is answered; a listener whose processes are all
-            // gone is let go.
-            let alive = explainer.as_mut().is_some_and(|e| e.answer());
-            if !alive || (listener_gone && !listener_ready) {
-                explainer = None;
+        if listener_ready {
+            if let Some(e) = explainer.as_mut() {
+                e.answer();
             }
+        } else if listener_gone {
+            // Every filtered process has ended: nothing is left to answer.
+            explainer = None;
         }
         if notify_ready {
             while let Some(msg) = notify.and_then(|n| n.receive()) {

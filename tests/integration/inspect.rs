@@ -49,6 +49,26 @@ echo "caps=$(grep CapEff /proc/self/status | tr -d '\t' | cut -d: -f2)"
 echo done
 while :; do sleep 0.05; done"#;
 
+/// A running stockade, stopped with SIGTERM when the test ends, passed or failed: a failed
+/// assertion must not leave its sandbox running.
+struct Stopped(std::process::Child);
+
+impl Stopped {
+    fn stop(&mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.0.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
 /// The errno numbers of the names `why` prints (x86_64, as the syscall numbers above).
 fn errno_of(name: &str) -> i32 {
     match name {
@@ -109,8 +129,8 @@ fn why_agrees_with_what_the_running_sandbox_does() {
     let snap = Snapshot::take();
     let p = profiles.write("why", &sh_profile(PROBE, &m, EXTRA));
     let name = format!("why-{m}");
-    let mut child = Run::profile(&p, &m).spawn();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = Stopped(Run::profile(&p, &m).spawn());
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -246,12 +266,7 @@ fn why_agrees_with_what_the_running_sandbox_does() {
     assert_eq!(threshold("0"), Some(1));
     assert_eq!(threshold("10"), Some(0));
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(child.stop(), Some(0));
     let _ = std::fs::remove_file(format!("/etc/stockade-why-marker-{m}"));
     snap.assert_unchanged(&m);
 }
