@@ -145,6 +145,17 @@ impl sandbox::Recorder for Recording<'_> {
         Ok(())
     }
 
+    /// Marks the record stopping for `ps` and `exec`. A failure stops nothing: the stop
+    /// goes on, and readers see the sandbox running until it is gone.
+    fn stopping(&mut self) {
+        if let Some(claim) = self.claim {
+            match claim.mark_stopping() {
+                Ok(()) => tracing::debug!("instance {} is stopping", claim.name()),
+                Err(e) => tracing::warn!("cannot mark instance {} stopping: {e}", claim.name()),
+            }
+        }
+    }
+
     /// The start, in the journal at info: what `stockade ps` would show, and where the
     /// record is, for an admin who reads the journal first.
     fn started(&mut self, init: u32) {
@@ -200,7 +211,9 @@ fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Le
     let oom = o.oom_kills.filter(|&n| n > 0);
     let stop = o.stop_requested.map(|s| s.as_str());
     match (o.service, oom, stop) {
-        (sandbox::ServiceEnd::Killed(sig), Some(n), _) => {
+        // The OOM killer sends SIGKILL; an end by another signal was not its doing, even
+        // when the cgroup counts a kill (of a command `stockade exec` ran inside, say).
+        (sandbox::ServiceEnd::Killed(sig @ libc::SIGKILL), Some(n), _) => {
             let why = match &plan.memory_max {
                 Some(limit) => format!("memory limit {limit} reached"),
                 None => "out of memory".into(),
@@ -217,7 +230,7 @@ fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Le
             Level::WARN,
             format!("{name} was killed by SIGKILL: it did not stop after {stop}"),
         ),
-        (sandbox::ServiceEnd::Killed(sig), None, Some(stop)) => (
+        (sandbox::ServiceEnd::Killed(sig), _, Some(stop)) => (
             Level::INFO,
             format!(
                 "{name} stopped on request ({stop}): killed by {}",
@@ -234,7 +247,7 @@ fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Le
         (sandbox::ServiceEnd::Exited(c), _, _) => {
             (Level::WARN, format!("{name} exited with status {c}"))
         }
-        (sandbox::ServiceEnd::Killed(sig), None, None) => (
+        (sandbox::ServiceEnd::Killed(sig), _, None) => (
             Level::WARN,
             format!("{name} was killed by {}", signame(sig)),
         ),
@@ -284,6 +297,18 @@ mod tests {
                 end(ServiceEnd::Killed(libc::SIGTERM), Some(0), term),
                 Level::INFO,
                 "p stopped on request (SIGTERM): killed by SIGTERM",
+            ),
+            // A kill the cgroup counted was not the service's end when it died of SIGTERM
+            // (the OOM killer sends SIGKILL): an exec'd command was its victim.
+            (
+                end(ServiceEnd::Killed(libc::SIGTERM), Some(1), term),
+                Level::INFO,
+                "p stopped on request (SIGTERM): killed by SIGTERM",
+            ),
+            (
+                end(ServiceEnd::Killed(libc::SIGHUP), Some(1), None),
+                Level::WARN,
+                "p was killed by SIGHUP",
             ),
             (
                 end(ServiceEnd::Killed(libc::SIGKILL), None, term),

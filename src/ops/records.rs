@@ -19,6 +19,13 @@
 //! start that locked a file removed meanwhile sees its inode gone from the path and tries
 //! again. Init is cloned, not exec'd, and keeps a copy of the descriptor: the name stays
 //! taken until it is gone too (it dies with the supervisor, by PR_SET_PDEATHSIG).
+//!
+//! A sandbox on its way out is marked by an empty sibling file, `NAME.stopping`, which its
+//! supervisor creates once (a stop was asked for, or the service ended) and removes, first
+//! of its files, when the sandbox ends. A file, not a field of the record: creating it is
+//! one atomic open(2) that readers see at once, and the supervisor never serialises the
+//! plan again while it stops. Only the lock holder creates or removes it, as with the
+//! record; a stale one goes with its stale record.
 
 use crate::host::{Host, ProcId};
 use crate::plan::LaunchPlan;
@@ -107,6 +114,8 @@ struct Files {
     record: PathBuf,
     lock: PathBuf,
     temp: PathBuf,
+    /// Present while the sandbox stops (see the module header).
+    stopping: PathBuf,
 }
 
 impl Files {
@@ -116,6 +125,7 @@ impl Files {
             lock: dir.join(format!("{name}.lock")),
             // A dot file: never a name (names cannot start with `.`), never listed.
             temp: dir.join(format!(".{name}.json.tmp")),
+            stopping: dir.join(format!("{name}.stopping")),
         }
     }
 }
@@ -195,6 +205,7 @@ fn read(path: &Path) -> Option<Record> {
 /// supervisor of that name runs or starts meanwhile). Says so at -v: its supervisor was
 /// killed before it could clean up.
 fn remove_stale(name: &str, files: &Files) {
+    let _ = fs::remove_file(&files.stopping);
     if !files.record.exists() && !files.temp.exists() {
         return;
     }
@@ -267,6 +278,20 @@ impl Claim {
             .map_err(io_error(temp))?;
         fs::rename(temp, &self.files.record).map_err(io_error(&self.files.record))
     }
+
+    /// Marks the sandbox stopping: creates `NAME.stopping` (once; again is a no-op).
+    pub fn mark_stopping(&self) -> Result<(), Error> {
+        let path = &self.files.stopping;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(drop)
+            .map_err(io_error(path))
+    }
 }
 
 impl Drop for Claim {
@@ -275,6 +300,8 @@ impl Drop for Claim {
         if std::process::id() != self.owner {
             return;
         }
+        // The mark first: it never outlives the record it qualifies.
+        let _ = fs::remove_file(&self.files.stopping);
         let _ = fs::remove_file(&self.files.record);
         let _ = fs::remove_file(&self.files.temp);
         // Removed while still locked, then unlocked by closing (see the module header).
@@ -288,6 +315,24 @@ impl Drop for Claim {
 pub struct Instance {
     pub name: String,
     pub record: Record,
+    /// Its supervisor has marked it stopping: a stop was asked for, or the service ended.
+    pub stopping: bool,
+}
+
+/// The running instance `name`, read only: its record, when the supervisor it names runs
+/// (its pid with the recorded start time). Unlike [`list`], a stale record is left for the
+/// next start of the name or `ps` to remove: a reader such as `why` changes nothing.
+pub fn running(dir: &Path, name: &str, host: &Host) -> Option<Instance> {
+    if invalid_name(name).is_some() {
+        return None;
+    }
+    let files = Files::of(dir, name);
+    let record = read(&files.record)?;
+    host.is_running(record.supervisor).then(|| Instance {
+        name: name.to_owned(),
+        record,
+        stopping: files.stopping.exists(),
+    })
 }
 
 /// Every running sandbox recorded in `dir`, by name: its name's lock is held and its
@@ -318,8 +363,14 @@ pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
                 drop(lock);
             }
             Ok(None) => match read(&files.record) {
+                // Read after the record: the mark is made after it and removed before it.
                 Some(record) if host.is_running(record.supervisor) => {
-                    live.push(Instance { name, record })
+                    let stopping = files.stopping.exists();
+                    live.push(Instance {
+                        name,
+                        record,
+                        stopping,
+                    })
                 }
                 _ => {}
             },
@@ -402,6 +453,10 @@ mod tests {
             (running[0].name.as_str(), running[0].record.supervisor),
             ("a", me)
         );
+        assert!(!running[0].stopping);
+        claim.mark_stopping().unwrap();
+        claim.mark_stopping().unwrap();
+        assert!(list(&dir, &host)[0].stopping, "marked stopping");
         drop(claim);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "all files removed");
         // A record whose supervisor is gone (no lock held, a start time that never was).
@@ -425,8 +480,10 @@ mod tests {
             serde_json::to_string(&record("c", gone)).unwrap(),
         )
         .unwrap();
+        fs::write(dir.join("c.stopping"), "").unwrap();
         let c = take(&dir, "c").unwrap();
         assert!(!dir.join("c.json").exists(), "take removes a stale record");
+        assert!(!dir.join("c.stopping").exists(), "and its stale mark");
         drop(c);
     }
 }

@@ -166,7 +166,7 @@ fn memfd_noexec() -> Result<(), SetupError> {
 
 /// The service starts with default dispositions and nothing blocked: SIGPIPE too (Rust's
 /// runtime ignores it in stockade) and whatever stockade's own parent ignored.
-fn reset_signals() -> Result<(), SetupError> {
+pub(super) fn reset_signals() -> Result<(), SetupError> {
     sys::reset_all_signal_dispositions();
     check(
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None),

@@ -14,9 +14,11 @@ mod exec;
 mod explain;
 mod ids;
 mod init;
+pub mod join;
 mod journal;
 mod mounts;
 mod notify;
+mod pty;
 mod seccomp;
 
 pub use channel::ServiceEnd;
@@ -67,6 +69,9 @@ pub trait Recorder {
     fn record(&mut self, init: u32, cgroup: Option<&std::path::Path>) -> Result<(), String>;
     /// Called once, when the service has exec'd: the sandbox runs. `init` is init's host pid.
     fn started(&mut self, init: u32);
+    /// Called once, the first time the sandbox is on its way out: a SIGTERM or SIGINT is
+    /// forwarded to the service, or the service's end is reported. Not on the launch's path.
+    fn stopping(&mut self);
 }
 
 /// How the run ended.
@@ -318,6 +323,7 @@ pub fn run(
         &mut status,
         cgroup_dir.as_deref(),
         manager,
+        recorder,
     )?;
     let service = ended.service.unwrap_or(ended.init);
     let oom_kills = ended
@@ -435,7 +441,11 @@ struct Ended {
 
 /// Waits for init, forwarding signals to it and relaying notify messages. When init reports
 /// the service's end, the cgroup's OOM count is read before init is let go. The first
-/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for.
+/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for. Either
+/// that or the service's end marks the sandbox stopping, once. SIGHUP does not: for many
+/// daemons it asks for a reload (`systemctl reload` sends it), and a sandbox that reloaded
+/// runs on.
+#[allow(clippy::too_many_arguments)]
 fn supervise(
     init: Pid,
     set: &SigSet,
@@ -444,6 +454,7 @@ fn supervise(
     status: &mut channel::StatusReader,
     cgroup_dir: Option<&std::path::Path>,
     manager: &mut dyn Manager,
+    recorder: &mut dyn Recorder,
 ) -> Result<Ended, SetupError> {
     let sfd = error::check(
         SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK),
@@ -453,6 +464,12 @@ fn supervise(
     let mut service = None;
     let mut oom_kills = None;
     let mut stop_requested = None;
+    let mut marked = false;
+    let mut mark = |recorder: &mut dyn Recorder| {
+        if !std::mem::replace(&mut marked, true) {
+            recorder.stopping();
+        }
+    };
     loop {
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
@@ -508,6 +525,7 @@ fn supervise(
         if status_ready && service.is_none() {
             if let Some(end) = status.receive() {
                 service = Some(end);
+                mark(recorder);
                 oom_kills = cgroup_dir.and_then(cgroup::oom_kills);
                 status.release();
             }
@@ -520,6 +538,9 @@ fn supervise(
                 // A signal that arrives after the service ended asks nothing of it.
                 if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && service.is_none() {
                     stop_requested.get_or_insert(sig);
+                    // Marked before it is passed on: whoever sees the service react to it
+                    // sees the sandbox stopping.
+                    mark(recorder);
                 }
                 let _ = kill(init, sig);
                 continue;

@@ -854,3 +854,119 @@ fn a_stop_that_needed_sigkill_is_a_warning() {
         )
     );
 }
+
+/// `stockade exec` into a sandbox that `stockade@.service` started: redis-cli runs inside
+/// (the service's user, its network) and answers through a pipe, and the command is a
+/// member of the sandbox's cgroup leaf of the unit while it runs.
+#[test]
+fn exec_enters_a_sandbox_started_by_its_unit() {
+    bed();
+    let o = sh("systemctl start stockade@exec-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stockade(&[
+        "exec",
+        "exec-unit",
+        "--",
+        "redis-cli",
+        "-p",
+        "16381",
+        "ping",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "PONG");
+    let o = stockade(&["exec", "exec-unit", "--", "id", "-un"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "redis", "{}", text(&o.stderr));
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string("/run/stockade/instances/exec-unit.json").unwrap(),
+    )
+    .unwrap();
+    let cgroup = record["cgroup"]
+        .as_str()
+        .expect("a sandbox of a unit has a cgroup")
+        .to_owned();
+    let mut c = stockade(&[
+        "exec",
+        "exec-unit",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 2; : exec-in-unit",
+    ])
+    .spawn()
+    .unwrap();
+    let shell = || {
+        out("pgrep -f '^/bin/sh -c sleep 2; : exec-in-unit'")
+            .lines()
+            .next()
+            .map(str::to_owned)
+    };
+    assert!(wait_until(Duration::from_secs(5), || shell().is_some()));
+    let pid = shell().unwrap();
+    let procs = fs::read_to_string(format!("{cgroup}/cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "{pid} not in {cgroup}: {procs}"
+    );
+    assert!(c.wait().unwrap().success());
+    let o = sh("systemctl stop stockade@exec-unit");
+    assert!(o.status.success());
+    assert_eq!(show("stockade@exec-unit", "ActiveState"), "inactive");
+}
+
+/// `systemctl stop` of a unit whose service takes a few seconds to stop: meanwhile `ps`
+/// says stopping, `exec` refuses it, `stockade stop` sends nothing more and returns once it
+/// is gone, and the unit ends cleanly with its end at info.
+#[test]
+fn a_unit_being_stopped_is_stopping_to_ps_exec_and_stop() {
+    bed();
+    let unit = "stockade@linger-unit.service";
+    let o = sh("systemctl start stockade@linger-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        ps_row("linger-unit").expect("not listed")["state"],
+        "running"
+    );
+    // --no-block: systemd sends the SIGTERM and returns; the service lingers.
+    assert!(sh("systemctl stop --no-block stockade@linger-unit")
+        .status
+        .success());
+    assert!(
+        wait_until(Duration::from_secs(5), || ps_row("linger-unit")
+            .is_some_and(|r| r["state"] == "stopping")),
+        "never stopping: {:?}",
+        ps_row("linger-unit")
+    );
+    let o = stockade(&["exec", "linger-unit", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with(
+            "stockade: sandbox `linger-unit` is stopping and cannot be entered (running: "
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = stockade(&["stop", "linger-unit"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "linger-unit: stopped");
+    assert!(
+        text(&o.stderr).contains("linger-unit is already stopping; waiting for it"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(ps_row("linger-unit").is_none(), "still listed after stop");
+    assert!(
+        wait_until(Duration::from_secs(5), || show(unit, "ActiveState")
+            == "inactive"),
+        "{unit}: {}",
+        show(unit, "ActiveState")
+    );
+    let end = wait_for_records("linger-unit", "stopped on request (SIGTERM)", 1);
+    assert_eq!(end[0].0, "6", "{end:?}");
+    assert!(!std::path::Path::new("/run/stockade/instances/linger-unit.stopping").exists());
+}
