@@ -410,3 +410,35 @@ fn explain_reports_each_denied_call_once_and_changes_no_answer() {
         "{e}"
     );
 }
+
+/// A command `stockade exec` runs in a sandbox under `security.explain` has no supervisor
+/// listening for its filter: its denied calls still fail at once with the profile's errno
+/// (not ENOSYS, what a notifying filter without a listener gives), and only the service's
+/// are reported.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn an_exec_into_an_explained_sandbox_gets_the_profiles_errno() {
+    require_root();
+    let m = marker();
+    let c = marker();
+    let profiles = Profiles::new();
+    let extra = "[security]\nsyscall_errno = \"EUCLEAN\"\nexplain = true\n";
+    let (child, name) = start_daemon(&profiles, "exex", &m, extra);
+    let mut child = Stopped(child);
+    let out = Run::stockade(
+        &[
+            "exec",
+            &name,
+            "--",
+            "perl",
+            "-e",
+            "print syscall(101, 0, 0, 0, 0) < 0 ? $! + 0 : \"ok\"",
+            &format!("marker-{c}"),
+        ],
+        &c,
+    )
+    .output();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "117", "{}", text(&out.stderr));
+    assert_eq!(child.stop(), Some(0));
+}
