@@ -39,6 +39,9 @@ pub enum Error {
     Listen { addr: String, detail: String },
     #[error("stockade: {0}")]
     Volume(#[from] crate::ops::volumes::Error),
+    /// A command-line argument that clap cannot check (a path, a system call's name).
+    #[error("stockade: {0}")]
+    Usage(String),
     /// The sandbox could not start the service.
     #[error("stockade: {name}: {source}")]
     Sandbox {
@@ -58,6 +61,8 @@ impl Error {
             Error::Sandbox { source, .. } => source.exit_code(),
             // As a setup failure: the sandbox cannot be set up under this name.
             Error::Instance(_) | Error::InstanceName { .. } => 125,
+            // clap's status for a usage error.
+            Error::Usage(_) => 2,
             Error::CheckFailed { .. }
             | Error::NoProfiles { .. }
             | Error::NeedsRoot { .. }
@@ -65,6 +70,16 @@ impl Error {
             | Error::Stopping { .. }
             | Error::Listen { .. }
             | Error::Volume(_) => 1,
+        }
+    }
+
+    /// The exit status for `analyze` and `why`, whose 1 means "denied" or "above the
+    /// threshold": a failure to answer that would exit 1 exits 2 (clap's status for a
+    /// usage error) instead; the other statuses stay.
+    pub fn query_exit_code(&self) -> u8 {
+        match self.exit_code() {
+            1 => 2,
+            code => code,
         }
     }
 }

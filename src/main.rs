@@ -4,6 +4,7 @@
 mod cli;
 mod error;
 mod host;
+mod inspect;
 mod ops;
 mod plan;
 mod profile;
@@ -19,12 +20,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::logging::init(&cli);
     let search = cli::search_path(&cli);
+    // The inspectors answer yes (0) or no (1): a question they cannot answer is 2 or more.
+    let query = matches!(cli.command, Command::Analyze { .. } | Command::Why { .. });
     let result = match cli.command {
         Command::Run {
             profile,
             name,
+            explain,
             args,
-        } => cli::run::run(&profile, name, args, &search),
+        } => cli::run::run(&profile, name, explain, args, &search),
         Command::Check { profiles } => cli::check::check(profiles, &search),
         Command::Show {
             profile,
@@ -32,6 +36,16 @@ fn main() -> ExitCode {
             json,
         } => cli::show::show_plan(&profile, json, &search),
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
+        Command::Analyze {
+            target,
+            json,
+            threshold,
+        } => cli::analyze::analyze(&target, json, threshold, &search),
+        Command::Why {
+            target,
+            question,
+            access,
+        } => cli::why::why(&target, &question, access, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
         Command::Ps { json } => cli::ps::ps(json),
         Command::Exec {
@@ -58,7 +72,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(e.exit_code())
+            ExitCode::from(if query {
+                e.query_exit_code()
+            } else {
+                e.exit_code()
+            })
         }
     }
 }

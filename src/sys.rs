@@ -199,6 +199,42 @@ pub fn install_seccomp(insns: &[libc::sock_filter]) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// Installs a seccomp filter whose user-notification listener is returned (close-on-exec,
+/// as the kernel makes it).
+pub fn install_seccomp_listener(insns: &[libc::sock_filter]) -> Result<OwnedFd, Errno> {
+    let len = u16::try_from(insns.len()).map_err(|_| Errno::E2BIG)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: insns.as_ptr().cast_mut(),
+    };
+    // SAFETY: as in install_seccomp; with SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel
+    // returns a new descriptor, which nothing else owns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    let fd = Errno::result(ret)?;
+    // SAFETY: the kernel just returned this descriptor; it is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A copy of descriptor `fd` of process `pid` (pidfd_open, then pidfd_getfd, Linux 5.6).
+pub fn take_fd(pid: Pid, fd: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: no memory is passed; a returned descriptor is new and ours alone.
+    let pidfd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+    // SAFETY: the pidfd was just returned by the kernel and nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: no memory is passed; the flags argument must be 0.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let got = Errno::result(ret)?;
+    // SAFETY: the kernel just returned this descriptor (close-on-exec); it is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(got as i32) })
+}
+
 /// Gives the process a new, empty session keyring, so the service cannot reach keys of the
 /// session stockade was started from.
 pub fn new_session_keyring() -> Result<(), Errno> {

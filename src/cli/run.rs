@@ -13,10 +13,20 @@ use std::path::Path;
 pub fn run(
     arg: &str,
     name: Option<String>,
+    explain: bool,
     args: Vec<String>,
     search: &SearchPath,
 ) -> Result<u8, Error> {
-    let (plan, notes) = super::load_and_plan(arg, args, search)?;
+    let (mut plan, notes) = super::load_and_plan(arg, args, search)?;
+    if explain && plan.finals.syscalls.explain.is_none() {
+        let from = plan::Provenance::invocation("--explain");
+        plan::explain(&mut plan.finals.syscalls, from).map_err(|why| Error::Invalid {
+            lines: vec![format!("{arg}: --explain: {why}")],
+        })?;
+    }
+    if plan.finals.syscalls.explain.is_some() {
+        tracing::debug!("--explain reports denied system calls; landlock denials are not reported (stockade does not read the kernel's landlock audit records)");
+    }
     tracing::debug!(?plan, "launch plan");
     for n in &notes {
         tracing::debug!("note: {n}");

@@ -366,6 +366,22 @@ pub struct Instance {
     pub stopping: bool,
 }
 
+/// The running instance `name`, read only: its record, when the supervisor it names runs
+/// (its pid with the recorded start time). Unlike [`list`], a stale record is left for the
+/// next start of the name or `ps` to remove: a reader such as `why` changes nothing.
+pub fn running(dir: &Path, name: &str, host: &Host) -> Option<Instance> {
+    if invalid_name(name).is_some() {
+        return None;
+    }
+    let files = Files::of(dir, name);
+    let record = read(&files.record)?;
+    host.is_running(record.supervisor).then(|| Instance {
+        name: name.to_owned(),
+        record,
+        stopping: files.stopping.exists(),
+    })
+}
+
 /// Every running sandbox recorded in `dir`, by name: its name's lock is held and its
 /// supervisor runs (its pid, with the start time recorded: a reused pid is another
 /// process). A record whose lock is free is stale: no supervisor of it lives. It is removed

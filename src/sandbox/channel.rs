@@ -24,6 +24,11 @@ enum Message {
     Start,
     /// Child → supervisor: setup or exec failed.
     Failed { exit_code: u8, message: String },
+    /// Service → supervisor (`--explain`): the seccomp listener is this descriptor of mine;
+    /// take a copy (pidfd_getfd) before I exec, which closes it.
+    Listener(u32),
+    /// Supervisor → service: the listener is taken.
+    Taken,
 }
 
 impl Message {
@@ -32,6 +37,12 @@ impl Message {
             Message::Proceed => vec![b'P'],
             Message::Ready => vec![b'R'],
             Message::Start => vec![b'S'],
+            Message::Taken => vec![b'T'],
+            Message::Listener(fd) => {
+                let mut v = vec![b'L'];
+                v.extend_from_slice(&fd.to_ne_bytes());
+                v
+            }
             Message::Placed(filters) => {
                 let mut v = vec![b'C'];
                 v.extend_from_slice(filters);
@@ -50,6 +61,8 @@ impl Message {
             [b'P'] => Some(Message::Proceed),
             [b'R'] => Some(Message::Ready),
             [b'S'] => Some(Message::Start),
+            [b'T'] => Some(Message::Taken),
+            [b'L', a, b, c, d] => Some(Message::Listener(u32::from_ne_bytes([*a, *b, *c, *d]))),
             [b'C', rest @ ..] => Some(Message::Placed(rest.to_vec())),
             [b'F', code, rest @ ..] => Some(Message::Failed {
                 exit_code: *code,
@@ -170,11 +183,27 @@ impl SupervisorEnd {
 
     /// Blocks until the service has exec'd (Ok) or a failure is reported (Err). End of file
     /// without a report means the child died silently; the caller learns why from waitpid.
-    pub fn wait_for_exec(&mut self) -> Result<(), ChildFailure> {
+    /// A service under `--explain` first names its seccomp listener: `take` copies it (or
+    /// says why it cannot, which fails the start: a denied call would wait forever).
+    pub fn wait_for_exec(
+        &mut self,
+        mut take: impl FnMut(u32) -> Result<(), String>,
+    ) -> Result<(), ChildFailure> {
         loop {
             match recv(&mut self.0) {
                 Ok(Some(Message::Failed { exit_code, message })) => {
                     return Err(ChildFailure { exit_code, message })
+                }
+                Ok(Some(Message::Listener(fd))) => {
+                    let taken = take(fd).and_then(|()| {
+                        send(&mut self.0, &Message::Taken).map_err(|e| e.to_string())
+                    });
+                    if let Err(message) = taken {
+                        return Err(ChildFailure {
+                            exit_code: 125,
+                            message: format!("cannot take the service's seccomp listener for --explain: {message}"),
+                        });
+                    }
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) => return Ok(()),
@@ -210,6 +239,23 @@ impl ChildEnd {
     pub fn report_ready_and_wait_for_start(&mut self) -> bool {
         send(&mut self.0, &Message::Ready).is_ok()
             && matches!(recv(&mut self.0), Ok(Some(Message::Start)))
+    }
+
+    /// Names the seccomp listener (descriptor `fd`) and waits until the supervisor holds a
+    /// copy; false when it went away. Only write(2) and read(2) are made: the filter is
+    /// installed already.
+    pub fn hand_over_listener(&mut self, fd: u32) -> bool {
+        if send(&mut self.0, &Message::Listener(fd)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 8];
+        loop {
+            match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&self.0), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(n) => return matches!(Message::decode(&buf[..n]), Some(Message::Taken)),
+                Err(_) => return false,
+            }
+        }
     }
 
     pub fn report_failure(&mut self, exit_code: u8, message: &str) {

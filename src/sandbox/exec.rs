@@ -51,7 +51,11 @@ pub struct Command<'a> {
 }
 
 /// Runs every final step and execs the service; returns only on failure.
-pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
+pub fn exec_service(
+    plan: &LaunchPlan,
+    runtime: super::Runtime,
+    chan: &mut super::channel::ChildEnd,
+) -> SetupError {
     if let Some((out, err)) = runtime.journal {
         for (fd, target) in [(out, 1), (err, 2)] {
             if let Err(e) = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target) {
@@ -71,18 +75,32 @@ pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
         terminal: None,
         search_path: false,
     };
-    exec_with(&plan.finals, service, &runtime.filters)
+    // Under --explain the service's filter notifies the supervisor, over this channel.
+    let listener_to = plan.finals.syscalls.filter.notify.then_some(chan);
+    exec_with(&plan.finals, service, &runtime.filters, listener_to)
 }
 
 /// Takes the plan's final steps `f` and execs `cmd`; returns only on failure.
-pub fn exec_with(f: &FinalSteps, cmd: Command, filters: &[seccomp::Program]) -> SetupError {
-    match prepare(f, &cmd, filters) {
+/// `listener_to`: the filters notify (`--explain`), and the supervisor takes the listener
+/// over this channel.
+pub fn exec_with(
+    f: &FinalSteps,
+    cmd: Command,
+    filters: &[seccomp::Program],
+    listener_to: Option<&mut super::channel::ChildEnd>,
+) -> SetupError {
+    match prepare(f, &cmd, filters, listener_to) {
         Ok(()) => exec(&cmd),
         Err(e) => e,
     }
 }
 
-fn prepare(f: &FinalSteps, cmd: &Command, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+fn prepare(
+    f: &FinalSteps,
+    cmd: &Command,
+    filters: &[seccomp::Program],
+    listener_to: Option<&mut super::channel::ChildEnd>,
+) -> Result<(), SetupError> {
     // The process whose death must end this one: compared again once the parent-death
     // signal is re-armed below.
     let parent = nix::unistd::getppid();
@@ -147,7 +165,7 @@ fn prepare(f: &FinalSteps, cmd: &Command, filters: &[seccomp::Program]) -> Resul
         "close stockade's descriptors",
         || "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)".into(),
     )?;
-    install_filters(f, filters)
+    install_filters(f, filters, listener_to)
 }
 
 /// The terminal becomes the session's controlling terminal and the command's stdin,
@@ -171,7 +189,11 @@ fn attach_terminal(t: &OwnedFd) -> Result<(), SetupError> {
 /// The seccomp filters, last before exec so none of the steps above is filtered. Without
 /// no_new_privs the kernel wants CAP_SYS_ADMIN for this: raise_kept left it effective when
 /// the process had it, and it is dropped right after (the policy allows that capset).
-fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+fn install_filters(
+    f: &FinalSteps,
+    filters: &[seccomp::Program],
+    mut listener_to: Option<&mut super::channel::ChildEnd>,
+) -> Result<(), SetupError> {
     let admin = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false);
     if !admin && !*f.no_new_privs {
         // Nothing to drop and no other way in: the same rule systemd applies to
@@ -183,6 +205,27 @@ fn install_filters(f: &FinalSteps, filters: &[seccomp::Program]) -> Result<(), S
         )?;
     }
     for (i, prog) in filters.iter().enumerate() {
+        // Under --explain the policy (the last filter) notifies the supervisor, which must
+        // hold its listener before anything denied can be called: the exec itself waits.
+        if let Some(chan) = listener_to.as_mut().filter(|_| i + 1 == filters.len()) {
+            let listener = check(
+                sys::install_seccomp_listener(&prog.0),
+                "install the seccomp filter",
+                || {
+                    format!("seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, filter {i} of {} instructions)", prog.0.len())
+                },
+            )?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&listener) as u32;
+            if !chan.hand_over_listener(fd) {
+                return Err(SetupError::other(
+                    "hand the seccomp listener to the supervisor",
+                    "the supervisor did not take it",
+                ));
+            }
+            // Closed by the exec (close-on-exec): close(2) may be a denied call by now.
+            std::mem::forget(listener);
+            continue;
+        }
         check(
             sys::install_seccomp(&prog.0),
             "install the seccomp filter",

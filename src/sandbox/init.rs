@@ -61,7 +61,7 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
         Ok(sys::Forked::Child) => {
             drop(status);
             let e = match reset_signals() {
-                Ok(()) => exec::exec_service(plan, runtime),
+                Ok(()) => exec::exec_service(plan, runtime, &mut chan),
                 Err(e) => e,
             };
             chan.report_failure(e.exit_code, &e.to_string());

@@ -11,6 +11,7 @@ mod cgroup;
 mod channel;
 mod error;
 mod exec;
+mod explain;
 mod ids;
 mod init;
 pub mod join;
@@ -131,6 +132,13 @@ pub struct Runtime {
     /// The seccomp filters, compiled by the supervisor; init receives them before it forks
     /// the service.
     pub filters: Vec<seccomp::Program>,
+}
+
+/// The service's host pid: init's one child.
+fn service_of(init: Pid) -> Option<Pid> {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", init)).ok()?;
+    let pid: i32 = children.split_whitespace().next()?.parse().ok()?;
+    Some(Pid::from_raw(pid))
 }
 
 /// The namespaces init is cloned into: only those that must exist from the start (the
@@ -289,7 +297,18 @@ pub fn run(
             })
         }
     }
-    if let Err(f) = sup.wait_for_exec() {
+    // Under --explain the service names its seccomp listener before it execs: a copy is
+    // taken here, where its notifications are answered.
+    let mut listener = None;
+    let take = |fd: u32| {
+        let service = service_of(init).ok_or("the service process is not found")?;
+        let fd = i32::try_from(fd).map_err(|e| e.to_string())?;
+        let got = sys::take_fd(service, fd)
+            .map_err(|e| format!("pidfd_getfd(service {service}, {fd}): {e}"))?;
+        listener = Some(got);
+        Ok(())
+    };
+    if let Err(f) = sup.wait_for_exec(take) {
         return Err(Error::Child {
             exit_code: f.exit_code,
             message: f.message,
@@ -301,10 +320,12 @@ pub fn run(
         manager.relay_notify("READY=1");
     }
     std::mem::forget(guard);
+    let explainer = listener.and_then(|l| explain::Explainer::new(plan, l));
     let ended = supervise(
         init,
         &set,
         notify.as_ref(),
+        explainer,
         &mut status,
         cgroup_dir.as_deref(),
         manager,
@@ -435,6 +456,7 @@ fn supervise(
     init: Pid,
     set: &SigSet,
     notify: Option<&notify::NotifySocket>,
+    mut explainer: Option<explain::Explainer>,
     status: &mut channel::StatusReader,
     cgroup_dir: Option<&std::path::Path>,
     manager: &mut dyn Manager,
@@ -459,9 +481,17 @@ fn supervise(
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(status.fd(), PollFlags::POLLIN),
         ];
-        if let Some(n) = notify {
-            fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
-        }
+        // Fixed places: 2 the notify socket, 3 the seccomp listener (a closed stand-in
+        // for what is absent keeps the indices).
+        let absent = status.fd();
+        fds.push(match notify {
+            Some(n) => PollFd::new(n.fd(), PollFlags::POLLIN),
+            None => PollFd::new(absent, PollFlags::empty()),
+        });
+        fds.push(match &explainer {
+            Some(e) => PollFd::new(e.fd(), PollFlags::POLLIN),
+            None => PollFd::new(absent, PollFlags::empty()),
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(SetupError::sys("wait for the service", "poll()", e)),
@@ -473,8 +503,26 @@ fn supervise(
                     .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
             })
         };
-        let (status_ready, notify_ready) = (ready(1), ready(2));
+        let (status_ready, notify_ready) = (ready(1), notify.is_some() && ready(2));
+        // A notification waits (POLLIN); a hang-up alone means no process is filtered any
+        // more (answering it would spin: the receive fails at once).
+        let listener_ready = explainer.is_some()
+            && fds[3]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let listener_gone = explainer.is_some()
+            && fds[3].revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            });
         drop(fds);
+        if listener_ready {
+            if let Some(e) = explainer.as_mut() {
+                e.answer();
+            }
+        } else if listener_gone {
+            // Every filtered process has ended: nothing is left to answer.
+            explainer = None;
+        }
         if notify_ready {
             while let Some(msg) = notify.and_then(|n| n.receive()) {
                 manager.relay_notify(&msg);

@@ -132,13 +132,18 @@ capabilities = []
     }
 
     fn run_with(&self, user: &str, extra: &str) -> BTreeMap<String, String> {
+        self.run_flags(user, extra, "")
+    }
+
+    /// As [`Stage::run_with`], with `flags` given to `stockade run`.
+    fn run_flags(&self, user: &str, extra: &str, flags: &str) -> BTreeMap<String, String> {
         let profiles = Profiles::new();
         let p = profiles.write("escape", &format!("{}{extra}", self.profile(user)));
         let out = Run::shell(
             // Named apart: the escape tests run side by side, each with its own sandbox;
             // named after the run's marker, so the harness checks its record is removed.
             &format!(
-                "exec 7</etc/hostname; exec {{bin}} run --name escape-probe-{} {}",
+                "exec 7</etc/hostname; exec {{bin}} run {flags} --name escape-probe-{} {}",
                 marker(),
                 p.display()
             ),
@@ -381,6 +386,16 @@ fn escape_attempts_through_exec_meet_the_service_walls() {
             println!("  {k}\t{v}");
         }
     }
+    stage.assert_unix_listeners_untouched();
+}
+
+/// `run --explain` changes no verdict: the supervisor answers every call it is notified of
+/// with the profile's errno, and the probe's attempts end as they do without it.
+#[test]
+fn escape_attempts_fail_the_same_under_explain() {
+    require_root();
+    let stage = Stage::new();
+    assert_all_denied(&stage.run_flags("root", "", "--explain"), true);
     stage.assert_unix_listeners_untouched();
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod escape;
 mod exec;
 mod harness;
+mod inspect;
 mod instances;
 mod metrics;
 mod ops;

@@ -393,6 +393,41 @@ fn journal_finds_the_service_output_and_stockade_records() {
     .contains("journal-probe exited with status 3")));
 }
 
+/// `run --explain` reports each denied call to journald with its fields: the call, the
+/// rule's file:line (or default), the errno the service got, the caller's executable.
+#[test]
+fn explain_reports_denied_calls_to_the_journal_with_their_fields() {
+    bed();
+    let o = stockade(&["run", "--explain", "explain-probe"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "errno 117\nerrno 117\n",
+        "{}",
+        text(&o.stderr)
+    );
+    for (call, rule) in [
+        ("keyctl", "default (security.syscall_deny: baseline)"),
+        ("getpriority", "explain-probe.toml:7"),
+    ] {
+        let query = format!("journalctl STOCKADE_DENIED_SYSCALL={call} STOCKADE_PROFILE=explain-probe --no-pager -o verbose");
+        assert!(
+            wait_until(Duration::from_secs(3), || out(&query)
+                .contains("STOCKADE_ERRNO=EUCLEAN")),
+            "{call}: {}",
+            out(&query)
+        );
+        let fields = out(&query);
+        assert!(
+            fields.contains(&format!("STOCKADE_RULE={rule}")),
+            "{fields}"
+        );
+        assert!(fields.contains("STOCKADE_EXE=/usr/bin/perl"), "{fields}");
+    }
+}
+
 #[test]
 fn a_unit_name_already_taken_is_a_clear_error_and_the_other_unit_survives() {
     bed();
