@@ -3,6 +3,7 @@
 
 mod cli;
 mod error;
+mod export;
 mod host;
 mod ops;
 mod plan;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         } => cli::show::show_plan(&profile, json, &search),
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
+        Command::Export { format, profile } => cli::export::export(format, &profile, &search),
         Command::Ps { json } => cli::ps::ps(json),
         Command::Stop { time, names } => cli::stop::stop(&names, time),
         Command::Stats {

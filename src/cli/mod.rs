@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod export;
 pub mod logging;
 pub mod metrics;
 pub mod ps;
@@ -99,6 +100,20 @@ pub enum Command {
         #[arg(long, requires = "plan")]
         json: bool,
     },
+    /// Translate a profile's plan for another engine: a systemd unit of systemd's own
+    /// directives
+    #[command(
+        after_help = "Examples:\n  stockade export --format systemd redis > /etc/systemd/system/redis.service\n  systemd-analyze security redis.service\n\nThe plan is made as for a systemd host with cgroup v2 (where the unit's limits apply), \
+from the profile with its includes and drop-ins. Each directive is preceded by a comment naming the profile line or default that decided it; \
+what systemd cannot express (landlock, id ranges, a PID namespace, ...) is listed in a comment block at the top and on stderr. Exits 78 for an invalid profile."
+    )]
+    Export {
+        /// What to make
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: ExportFormat,
+        /// Profile name or path to a .toml file
+        profile: String,
+    },
     /// List the running sandboxes
     #[command(
         after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nStale records (of a stockade that was killed) are removed first. Needs root."
@@ -145,6 +160,13 @@ pub enum Command {
     /// Manage named volumes (/var/lib/stockade/volumes)
     #[command(subcommand)]
     Volume(VolumeCommand),
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// A service unit on stdout
+    Systemd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,9 +280,6 @@ pub fn load_and_plan(
     extra_args: Vec<String>,
     search: &SearchPath,
 ) -> Result<(plan::LaunchPlan, Vec<String>), Error> {
-    let loaded = profile::load(arg, search).map_err(|inv| Error::Invalid { lines: inv.lines() })?;
-    let host = host::Host::current();
-    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let inv = plan::Invocation {
         extra_args,
         env: std::env::vars().collect(),
@@ -270,11 +289,28 @@ pub fn load_and_plan(
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
     };
+    load_and_plan_for(arg, search, &inv, None)
+}
+
+/// [`load_and_plan`] for an invocation the caller describes, and, when `cgroup` is given,
+/// for those cgroup facts instead of this host's (`export` plans for the machine that will
+/// run the unit or bundle, where systemd or the runtime places and limits the service).
+pub fn load_and_plan_for(
+    arg: &str,
+    search: &SearchPath,
+    inv: &plan::Invocation,
+    cgroup: Option<host::CgroupFacts>,
+) -> Result<(plan::LaunchPlan, Vec<String>), Error> {
+    let loaded = profile::load(arg, search).map_err(|inv| Error::Invalid { lines: inv.lines() })?;
+    let host = host::Host::current();
+    let cgroup = cgroup.unwrap_or_else(|| {
+        host.cgroup_facts(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
+    });
     // The host is read once, here, for what this profile needs; the planner reads only this.
     let facts = host::HostFacts::gather(
         &host,
-        &plan::needs(&loaded.name, &loaded.profile, &inv),
-        host.cgroup_facts(&own_cgroup),
+        &plan::needs(&loaded.name, &loaded.profile, inv),
+        cgroup,
         sys::landlock_abi(),
     );
     let input = plan::Input {
@@ -287,7 +323,7 @@ pub fn load_and_plan(
         let problems: profile::Problems = problems.into_iter().collect();
         problems.render(&loaded.sources)
     };
-    match plan::build(&input, &facts, &inv) {
+    match plan::build(&input, &facts, inv) {
         Ok(plan) => {
             let notes = plan.notes.clone();
             Ok((plan, notes))
