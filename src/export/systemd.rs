@@ -293,11 +293,9 @@ impl Unit {
                     }
                 }
                 MountOp::Proc { .. } => {}
-                MountOp::Sysfs { target } => {
-                    if plan.has(Namespace::Net) {
-                        self.missing(from, format!("a fresh sysfs on {target} for the service's network namespace: systemd binds the host's, whose /sys/class/net lists the host's interfaces"));
-                    }
-                }
+                // systemd's /sys shows the unit's own network namespace too (measured in the
+                // systemd bed: a PrivateNetwork= unit lists only lo in /sys/class/net).
+                MountOp::Sysfs { .. } => {}
                 MountOp::Hide { target, .. } => match hidden.last_mut() {
                     Some((f, list)) if *f == from => list.push(format!("-{}", spec(target))),
                     _ => hidden.push((from, vec![format!("-{}", spec(target))])),
