@@ -36,6 +36,9 @@ pub enum Error {
     Listen { addr: String, detail: String },
     #[error("stockade: {0}")]
     Volume(#[from] crate::ops::volumes::Error),
+    /// `export` cannot write its result (the bundle directory is not empty, a write failed).
+    #[error("stockade: export: {0}")]
+    Export(String),
     /// The sandbox could not start the service.
     #[error("stockade: {name}: {source}")]
     Sandbox {
@@ -60,7 +63,8 @@ impl Error {
             | Error::NeedsRoot { .. }
             | Error::UnknownInstance { .. }
             | Error::Listen { .. }
-            | Error::Volume(_) => 1,
+            | Error::Volume(_)
+            | Error::Export(_) => 1,
         }
     }
 }

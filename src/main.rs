@@ -34,7 +34,11 @@ fn main() -> ExitCode {
         } => cli::show::show_plan(&profile, json, &search),
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
-        Command::Export { format, profile } => cli::export::export(format, &profile, &search),
+        Command::Export {
+            format,
+            profile,
+            dir,
+        } => cli::export::export(format, &profile, dir.as_deref(), &search),
         Command::Ps { json } => cli::ps::ps(json),
         Command::Stop { time, names } => cli::stop::stop(&names, time),
         Command::Stats {

@@ -100,12 +100,15 @@ pub enum Command {
         #[arg(long, requires = "plan")]
         json: bool,
     },
-    /// Translate a profile's plan for another engine: a systemd unit of systemd's own
-    /// directives
+    /// Translate a profile's plan for another engine: an OCI runtime bundle, or a systemd
+    /// unit of systemd's own directives
     #[command(
-        after_help = "Examples:\n  stockade export --format systemd redis > /etc/systemd/system/redis.service\n  systemd-analyze security redis.service\n\nThe plan is made as for a systemd host with cgroup v2 (where the unit's limits apply), \
-from the profile with its includes and drop-ins. Each directive is preceded by a comment naming the profile line or default that decided it; \
-what systemd cannot express (landlock, id ranges, a PID namespace, ...) is listed in a comment block at the top and on stderr. Exits 78 for an invalid profile."
+        after_help = "Examples:\n  stockade export --format oci redis /var/lib/bundles/redis\n  crun run --bundle /var/lib/bundles/redis redis\n  stockade export --format systemd redis > /etc/systemd/system/redis.service\n  systemd-analyze security redis.service\n\n\
+The plan is made as for a systemd host with cgroup v2 (where the limits apply), from the profile with its includes and drop-ins.\n\n\
+oci: DIR (new or empty) gets config.json and rootfs/, a directory of empty mount points and the host root's symlinks; the host's top-level directories are bound into it \
+(read-only when the profile's root is). What OCI cannot express (landlock, the notify relay) is listed on stderr and kept as org.stockade.* annotations.\n\n\
+systemd: the unit is printed; each directive is preceded by a comment naming the profile line or default that decided it, and \
+what systemd cannot express (landlock, id ranges, a PID namespace, ...) is listed in a comment block at the top and on stderr.\n\nExits 78 for an invalid profile."
     )]
     Export {
         /// What to make
@@ -113,6 +116,9 @@ what systemd cannot express (landlock, id ranges, a PID namespace, ...) is liste
         format: ExportFormat,
         /// Profile name or path to a .toml file
         profile: String,
+        /// With --format oci: the bundle directory to make (new or empty)
+        #[arg(value_name = "DIR", required_if_eq("format", "oci"))]
+        dir: Option<PathBuf>,
     },
     /// List the running sandboxes
     #[command(
@@ -165,6 +171,8 @@ what systemd cannot express (landlock, id ranges, a PID namespace, ...) is liste
 /// `export --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
+    /// An OCI runtime bundle in DIR (config.json and rootfs/), for crun, runc, podman
+    Oci,
     /// A service unit on stdout
     Systemd,
 }

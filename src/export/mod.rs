@@ -4,6 +4,7 @@
 //! reads the plan only (the profile's defaults and drop-ins are already in it), does no I/O,
 //! and lists what the target cannot express instead of dropping it silently.
 
+pub mod oci;
 pub mod systemd;
 
 use crate::plan::Provenance;
