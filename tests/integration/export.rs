@@ -301,3 +301,39 @@ fn export_refuses_a_non_empty_bundle_directory_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("<DIR>"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn every_shipped_profile_exports_to_a_bundle_that_oci_spec_reads_back() {
+    require_root();
+    let m = marker();
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["hello", "redis", "nginx", "memcached", "postgresql"] {
+        let bundle = dir.path().join(name);
+        let e = export(&examples.join(format!("{name}.toml")), &bundle, &m);
+        // Every daemon has landlock rules: named on stderr, never dropped.
+        assert!(
+            text(&e.stderr).contains("not in the bundle: landlock: "),
+            "{name}: {}",
+            text(&e.stderr)
+        );
+        let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("rootfs"));
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert!(args[0].starts_with('/'), "{name}: {args:?}");
+        assert!(bundle.join("rootfs/usr").is_dir() && bundle.join("rootfs/proc").is_dir());
+        // The limits ride along for a runtime under systemd.
+        if name != "hello" {
+            let linux = spec.linux().as_ref().unwrap();
+            assert_eq!(
+                linux.cgroups_path().as_deref(),
+                Some(Path::new(&format!("stockade.slice:stockade:{name}")))
+            );
+            assert!(
+                linux.resources().as_ref().unwrap().memory().is_some(),
+                "{name}"
+            );
+        }
+    }
+}
