@@ -31,11 +31,17 @@ pub enum Error {
     NeedsRoot { what: String },
     #[error("stockade: no running sandbox `{name}` (running: {running})")]
     UnknownInstance { name: String, running: String },
+    /// The sandbox is marked stopping (a stop was asked for, or its service ended).
+    #[error("stockade: sandbox `{name}` is stopping and cannot be entered (running: {running})")]
+    Stopping { name: String, running: String },
     /// `metrics --listen` cannot bind its address (in use, not this host's, a low port).
     #[error("stockade: cannot listen on {addr}: {detail}")]
     Listen { addr: String, detail: String },
     #[error("stockade: {0}")]
     Volume(#[from] crate::ops::volumes::Error),
+    /// A command-line argument that clap cannot check (a path, a system call's name).
+    #[error("stockade: {0}")]
+    Usage(String),
     /// `export` cannot write its result (the bundle directory is not empty, a write failed).
     #[error("stockade: export: {0}")]
     Export(String),
@@ -58,13 +64,26 @@ impl Error {
             Error::Sandbox { source, .. } => source.exit_code(),
             // As a setup failure: the sandbox cannot be set up under this name.
             Error::Instance(_) | Error::InstanceName { .. } => 125,
+            // clap's status for a usage error.
+            Error::Usage(_) => 2,
             Error::CheckFailed { .. }
             | Error::NoProfiles { .. }
             | Error::NeedsRoot { .. }
             | Error::UnknownInstance { .. }
+            | Error::Stopping { .. }
             | Error::Listen { .. }
             | Error::Volume(_)
             | Error::Export(_) => 1,
+        }
+    }
+
+    /// The exit status for `analyze` and `why`, whose 1 means "denied" or "above the
+    /// threshold": a failure to answer that would exit 1 exits 2 (clap's status for a
+    /// usage error) instead; the other statuses stay.
+    pub fn query_exit_code(&self) -> u8 {
+        match self.exit_code() {
+            1 => 2,
+            code => code,
         }
     }
 }

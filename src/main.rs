@@ -5,6 +5,7 @@ mod cli;
 mod error;
 mod export;
 mod host;
+mod inspect;
 mod ops;
 mod plan;
 mod profile;
@@ -20,12 +21,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::logging::init(&cli);
     let search = cli::search_path(&cli);
+    // The inspectors answer yes (0) or no (1): a question they cannot answer is 2 or more.
+    let query = matches!(cli.command, Command::Analyze { .. } | Command::Why { .. });
     let result = match cli.command {
         Command::Run {
             profile,
             name,
+            explain,
             args,
-        } => cli::run::run(&profile, name, args, &search),
+        } => cli::run::run(&profile, name, explain, args, &search),
         Command::Check { profiles } => cli::check::check(profiles, &search),
         Command::Show {
             profile,
@@ -33,6 +37,16 @@ fn main() -> ExitCode {
             json,
         } => cli::show::show_plan(&profile, json, &search),
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
+        Command::Analyze {
+            target,
+            json,
+            threshold,
+        } => cli::analyze::analyze(&target, json, threshold, &search),
+        Command::Why {
+            target,
+            question,
+            access,
+        } => cli::why::why(&target, &question, access, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
         Command::Export {
             format,
@@ -40,6 +54,12 @@ fn main() -> ExitCode {
             dir,
         } => cli::export::export(format, &profile, dir.as_deref(), &search),
         Command::Ps { json } => cli::ps::ps(json),
+        Command::Exec {
+            user,
+            tty,
+            name,
+            command,
+        } => cli::exec::exec(&name, &command, user.as_deref(), tty),
         Command::Stop { time, names } => cli::stop::stop(&names, time),
         Command::Stats {
             names,
@@ -58,7 +78,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(e.exit_code())
+            ExitCode::from(if query {
+                e.query_exit_code()
+            } else {
+                e.exit_code()
+            })
         }
     }
 }

@@ -3,8 +3,10 @@
 //! profile with this host's facts). Glue only: every decision belongs to a stage; `main.rs`
 //! dispatches and maps errors to exit codes.
 
+pub mod analyze;
 pub mod check;
 pub mod completions;
+pub mod exec;
 pub mod export;
 pub mod logging;
 pub mod metrics;
@@ -14,10 +16,11 @@ pub mod show;
 pub mod stats;
 pub mod stop;
 pub mod volume;
+pub mod why;
 
 use crate::error::Error;
 use crate::profile::{self, SearchPath};
-use crate::{host, plan, sys};
+use crate::{host, inspect, plan, sys};
 use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -65,6 +68,13 @@ pub enum Command {
         /// the profile's name]
         #[arg(long, value_name = "NAME", value_parser = instance_name)]
         name: Option<String>,
+        /// Report each system call the seccomp filter denies, once per (call, executable),
+        /// with the rule and profile line that deny it, on stockade's log (journald fields
+        /// STOCKADE_DENIED_SYSCALL, STOCKADE_RULE, STOCKADE_ERRNO, STOCKADE_EXE; stderr from
+        /// a shell). The service still gets the profile's errno; the supervisor only ever
+        /// denies
+        #[arg(long)]
+        explain: bool,
         /// Arguments appended to exec.command (after `--`)
         #[arg(last = true)]
         args: Vec<String>,
@@ -122,16 +132,40 @@ what systemd cannot express (landlock, id ranges, a PID namespace, ...) is liste
     },
     /// List the running sandboxes
     #[command(
-        after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nStale records (of a stockade that was killed) are removed first. Needs root."
+        after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nSTATE is running, or stopping from the moment its supervisor passes on a SIGTERM or SIGINT (or the service ends) until it is gone. \
+Stale records (of a stockade that was killed) are removed first. Needs root."
     )]
     Ps {
         /// The records with their live figures, as JSON
         #[arg(long)]
         json: bool,
     },
+    /// Run a command inside a running sandbox, with no more privilege than its service
+    #[command(
+        after_help = "Examples:\n  stockade exec redis -- redis-cli ping\n  stockade exec -t redis -- /bin/sh\n  stockade exec --user nobody redis -- id\n\nThe command joins every namespace and the cgroup of the sandbox and takes the service's \
+credentials, capabilities, rlimits, landlock rules, seccomp filters, environment and working directory, \
+in a new session. A bare command name is looked up in the sandbox's PATH. A sandbox that is stopping is refused.\n\nExits with the command's status, or 128+N when it dies of signal N; \
+125 when it cannot join the sandbox, 126/127 when the command cannot be executed. Needs root."
+    )]
+    Exec {
+        /// Run as this user of the sandbox's /etc/passwd (name or uid) instead of the
+        /// service's; it must be mapped in the sandbox's user namespace
+        #[arg(short, long, value_name = "USER")]
+        user: Option<String>,
+        /// Give the command a new terminal from the sandbox's devpts, relayed to this one
+        /// (raw mode, window size); without it stdin, stdout and stderr pass through
+        #[arg(short, long)]
+        tty: bool,
+        /// Instance name (see `stockade ps`)
+        name: String,
+        /// The command and its arguments (after `--`)
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Stop running sandboxes: SIGTERM to the service, SIGKILL after --time
     #[command(
-        after_help = "Examples:\n  stockade stop redis\n  stockade stop --time 30 redis nginx\n\nWaits until each sandbox is gone; exits 0 when all stopped. Needs root."
+        after_help = "Examples:\n  stockade stop redis\n  stockade stop --time 30 redis nginx\n\nWaits until each sandbox is gone; exits 0 when all stopped. A sandbox already stopping gets no second SIGTERM: \
+stop waits for it, and still sends SIGKILL after --time. Needs root."
     )]
     Stop {
         /// Seconds to wait after SIGTERM before SIGKILL
@@ -163,9 +197,53 @@ what systemd cannot express (landlock, id ranges, a PID namespace, ...) is liste
         #[arg(long, value_name = "ADDR", value_parser = metrics::listen_addr)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Score how exposed a sandbox is, 0.0 to 10.0, as systemd-analyze security does
+    #[command(
+        long_about = crate::inspect::analyze::help(),
+        after_help = "Examples:\n  stockade analyze redis                 (a running instance, else the profile)\n  stockade analyze ./new.toml --threshold 3.0\n  stockade analyze --json redis | jq .exposure\n\nExits 0; 1 when --threshold is given and the exposure is above it; 2 when the sandbox cannot be scored (an unknown instance, a bad argument); 78 for an invalid profile."
+    )]
+    Analyze {
+        /// Profile name or path, or the name of a running instance (preferred when running)
+        target: String,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the exposure is above N (0.0 to 10.0)
+        #[arg(long, value_name = "N", value_parser = threshold)]
+        threshold: Option<u64>,
+    },
+    /// Say whether the sandbox allows one access, and which setting decides it
+    #[command(
+        after_help = "Examples:\n  stockade why redis --path /var/log/redis --access write\n  stockade why redis --syscall ptrace\n  stockade why ./new.toml --capability net_bind_service\n\nStatic answers from the plan (a running instance's record, else the profile planned for this host), each citing the profile line or default that decides. Exits 0 when the access is allowed, 1 when it is denied, 2 when the question cannot be answered (a bad argument, an unknown instance), 78 for an invalid profile."
+    )]
+    Why {
+        /// Profile name or path, or the name of a running instance (preferred when running)
+        target: String,
+        #[command(flatten)]
+        question: WhyQuestion,
+        /// With --path: the access asked about
+        /// [default: read]
+        #[arg(long, value_enum, requires = "path")]
+        access: Option<inspect::why::PathAccess>,
+    },
     /// Manage named volumes (/var/lib/stockade/volumes)
     #[command(subcommand)]
     Volume(VolumeCommand),
+}
+
+/// What `why` is asked: one of a path, a system call or a capability.
+#[derive(Debug, clap::Args)]
+#[group(id = "question", required = true, multiple = false)]
+pub struct WhyQuestion {
+    /// A path inside the sandbox: is it visible, which mount supplies it, may it be accessed
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// A system call by name: allowed or denied by the seccomp filter, by which rule
+    #[arg(long, value_name = "NAME")]
+    pub syscall: Option<String>,
+    /// A capability (`net_bind_service`, `CAP_SYS_ADMIN`): kept or dropped
+    #[arg(long, value_name = "CAP")]
+    pub capability: Option<String>,
 }
 
 /// `export --format`.
@@ -201,6 +279,17 @@ pub enum VolumeCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+}
+
+/// `--threshold N`: 0.0 to 10.0, kept in tenths as the exposure is.
+fn threshold(s: &str) -> Result<u64, String> {
+    let n: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number from 0.0 to 10.0"))?;
+    if !(0.0..=10.0).contains(&n) {
+        return Err(format!("{s} is outside 0.0 to 10.0"));
+    }
+    Ok((n * 10.0).round() as u64)
 }
 
 /// `--owner UID:GID`.
@@ -241,7 +330,16 @@ pub fn instance_by_name<'a>(
     name: &str,
 ) -> Result<&'a crate::ops::records::Instance, Error> {
     running.iter().find(|i| i.name == name).ok_or_else(|| {
-        let names: Vec<&str> = running.iter().map(|i| i.name.as_str()).collect();
+        let names: Vec<String> = running
+            .iter()
+            .map(|i| {
+                if i.stopping {
+                    format!("{} (stopping)", i.name)
+                } else {
+                    i.name.clone()
+                }
+            })
+            .collect();
         Error::UnknownInstance {
             name: name.to_owned(),
             running: if names.is_empty() {
@@ -251,6 +349,28 @@ pub fn instance_by_name<'a>(
             },
         }
     })
+}
+
+/// The plan an inspector reads: the record of the running instance `arg` when there is one
+/// (root only), else the profile `arg` planned for this host. Returns it with a line saying
+/// which it is.
+pub fn plan_of(arg: &str, search: &SearchPath) -> Result<(plan::LaunchPlan, String), Error> {
+    let file_like = arg.contains('/') || arg.ends_with(".toml");
+    if !file_like && nix::unistd::geteuid().is_root() {
+        // Read only: a stale record stays for `ps` or the next start to remove.
+        let dir = std::path::Path::new(plan::INSTANCES_DIR);
+        if let Some(i) = crate::ops::records::running(dir, arg, &host::Host::current()) {
+            let pid = crate::ops::status::service_pid(i.record.init.pid)
+                .map_or(String::new(), |p| format!(", service pid {p}"));
+            let what = format!(
+                "running instance {} (profile {}{pid})",
+                i.name, i.record.profile
+            );
+            return Ok((i.record.plan.clone(), what));
+        }
+    }
+    let (plan, _) = load_and_plan(arg, Vec::new(), search)?;
+    Ok((plan, format!("profile {arg}, as it would run on this host")))
 }
 
 /// `--name`'s check, so clap's error names the argument.

@@ -40,7 +40,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                 print!("\x1b[2J\x1b[H");
             }
             let mut notes = Vec::new();
-            let rows: Vec<[String; 9]> = list
+            let rows: Vec<[String; 10]> = list
                 .iter()
                 .map(|s| {
                     let Some(u) = &s.usage else {
@@ -58,6 +58,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                             "-".into(),
                             "-".into(),
                             "-".into(),
+                            s.state.as_str().into(),
                         ];
                     };
                     let missing = status::missing_controllers(u);
@@ -108,6 +109,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                         ),
                         opt(u.oom_kills, |n| n.to_string()),
                         opt(u.memory_high_events, |n| n.to_string()),
+                        s.state.as_str().into(),
                     ]
                 })
                 .collect();
@@ -122,6 +124,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                     "IO R / W",
                     "OOM",
                     "HIGH",
+                    "STATE",
                 ],
                 &rows,
             );

@@ -39,11 +39,11 @@ pub use crate::profile::families::AF_MAX;
 // here and never sees profile types.
 pub use crate::profile::values::{CgroupMode, IdRange, Limit};
 pub use cgroup::{CgroupPlan, Leaves, Prop, ResourceLimit, ScopeSpec};
-pub use mounts::{FsPlan, MountOp, NodeKind, RootSource};
+pub use mounts::{FsPlan, MountOp, NodeKind, RootSource, DEV_NODES};
 pub use record::{Decided, Provenance};
 #[cfg(test)]
 pub use seccomp::default_baseline;
-pub use seccomp::{Filter, SysAction, SyscallPolicy};
+pub use seccomp::{baseline, explain, Filter, SysAction, SyscallPolicy, SyscallRule};
 
 /// stockade's persistent state on the host: volumes and id-range claims. Never visible
 /// inside a sandbox.
@@ -1098,8 +1098,14 @@ impl Builder<'_> {
             .filter_map(|c| capability(c))
             .collect();
         seccomp::check(self, p);
+        let mut syscalls = seccomp::plan(&self.at, p, &capabilities, memfd_seccomp);
+        if let Some(e) = s.explain.as_ref().filter(|e| e.value) {
+            if let Err(why) = seccomp::explain(&mut syscalls, self.at.at(e, "security.explain")) {
+                self.err(e, "security.explain", why);
+            }
+        }
         FinalSteps {
-            syscalls: seccomp::plan(&self.at, p, &capabilities, memfd_seccomp),
+            syscalls,
             scope_abstract_sockets: false,
             landlock_best_effort: or(&s.landlock_best_effort, false),
             rlimits: self.rlimits(p),

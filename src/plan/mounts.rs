@@ -192,7 +192,7 @@ pub(super) fn kernel_paths() -> impl Iterator<Item = &'static str> {
 }
 
 /// The host's device nodes bound into the private /dev.
-pub(super) const DEV_NODES: [&str; 6] = [
+pub const DEV_NODES: [&str; 6] = [
     "/dev/null",
     "/dev/zero",
     "/dev/full",

@@ -36,6 +36,10 @@ pub struct SyscallPolicy {
     pub action: Decided<SysAction>,
     /// The socket address families allowed, by name.
     pub families: Decided<Vec<String>>,
+    /// `run --explain`: denied calls are reported to the supervisor, which logs each once
+    /// per (call, executable) and answers with the same errno (see [`explain`]).
+    #[serde(default)]
+    pub explain: Option<Provenance>,
 }
 
 /// One entry of the policy: a `@group` or a call's name, and what calls in it do.
@@ -64,6 +68,10 @@ pub struct Filter {
     /// memfd_create must seal its file non-executable (MFD_NOEXEC_SEAL), else EPERM: with
     /// landlock's exec rules, where the pid namespace's vm.memfd_noexec cannot be set.
     pub memfd_noexec_seal: bool,
+    /// The deny action goes to a user-notification listener instead of failing the call
+    /// at once: the supervisor answers with the errno of [`SyscallPolicy::action`].
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// The baseline: what a profile that says nothing about syscalls cannot call, unless it
@@ -101,6 +109,12 @@ const BASELINE: &[(&str, Option<C>)] = &[
     ("io_uring_enter", None),
     ("io_uring_register", None),
 ];
+
+/// The baseline's entries, each with the capability whose keeping takes it off the list
+/// (None: always denied), for the inspectors to name what decides a call.
+pub fn baseline() -> &'static [(&'static str, Option<C>)] {
+    BASELINE
+}
 
 /// Calls stockade itself makes after the filter is installed, each with why: exec, reporting
 /// a failed exec, and (only without no_new_privileges, where installing the filter needed
@@ -237,7 +251,39 @@ pub(super) fn plan(
         rules,
         action: Decided::new(deny, action_from),
         families,
+        explain: None,
     }
+}
+
+/// The one call stockade makes after installing a notifying filter beyond those it always
+/// needs: it waits with read(2) until the supervisor holds the listener.
+const EXPLAIN_NEEDS: &str = "read";
+
+/// Turns on live explanations (`run --explain`): denied calls are sent to the supervisor,
+/// which only ever answers them with the policy's errno. Err when the policy cannot be
+/// explained that way: a kill action (the notifier never kills), or a deny-list naming
+/// what stockade calls while handing the listener over.
+pub fn explain(policy: &mut SyscallPolicy, from: Provenance) -> Result<(), String> {
+    let f = &mut policy.filter;
+    match policy.action.value {
+        SysAction::Errno(_) => {}
+        SysAction::KillProcess => {
+            return Err(format!("explaining answers denied calls with an errno, and `kill` (security.syscall_errno at {}) cannot be answered", policy.action.from))
+        }
+        // Nothing is denied: nothing to explain.
+        SysAction::Allow | SysAction::Log => return Ok(()),
+    }
+    if f.default == SysAction::Allow {
+        if f.listed.contains(EXPLAIN_NEEDS) {
+            return Err(format!("explaining needs {EXPLAIN_NEEDS}(2) after the filter is installed, and security.syscall_deny denies it"));
+        }
+    } else {
+        f.listed.insert(EXPLAIN_NEEDS.to_owned());
+    }
+    f.notify = true;
+    policy.prebuilt = false;
+    policy.explain = Some(from);
+    Ok(())
 }
 
 fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
@@ -279,6 +325,7 @@ fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
                 restrict_namespaces,
                 families,
                 memfd_noexec_seal,
+                notify: false,
             }
         }
         None => {
@@ -300,6 +347,7 @@ fn filter(p: &Profile, kept: &[C], memfd_noexec_seal: bool) -> Filter {
                 restrict_namespaces,
                 families,
                 memfd_noexec_seal,
+                notify: false,
             }
         }
     }

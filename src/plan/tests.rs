@@ -23,7 +23,7 @@ pub(crate) fn for_export(text: &str) -> LaunchPlan {
     f.plan(text, &[]).unwrap_or_else(|e| panic!("{e:#?}"))
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     dir: tempfile::TempDir,
     host: Host,
     cgroup: crate::host::CgroupFacts,
@@ -31,7 +31,7 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new(euid: u32) -> Fixture {
+    pub(crate) fn new(euid: u32) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         for d in [
@@ -80,7 +80,7 @@ impl Fixture {
         }
     }
 
-    fn plan(&self, text: &str, extra: &[&str]) -> Result<LaunchPlan, Vec<String>> {
+    pub(crate) fn plan(&self, text: &str, extra: &[&str]) -> Result<LaunchPlan, Vec<String>> {
         let path = self.dir.path().join("p.toml");
         fs::write(&path, text).unwrap();
         let loaded = load(
@@ -1021,13 +1021,13 @@ fn a_kernel_mask_that_cannot_be_inspected_is_a_problem_not_skipped() {
 }
 /// The record: every plan serialises to JSON and back unchanged, and its decisions cite
 /// the file and line that made them (or the default).
-mod record {
+pub(crate) mod record {
     use super::*;
     use crate::host::CgroupFacts;
 
     /// A fake host that has what the example profiles run: their users, programs, config
     /// and data directories, systemd with every controller.
-    fn example_host() -> Fixture {
+    pub(crate) fn example_host() -> Fixture {
         let mut f = Fixture::new(0);
         let root = f.host.root.clone();
         for d in [
@@ -1092,7 +1092,7 @@ mod record {
         f
     }
 
-    fn plan_file(f: &Fixture, path: &Path, search: &[PathBuf]) -> LaunchPlan {
+    pub(crate) fn plan_file(f: &Fixture, path: &Path, search: &[PathBuf]) -> LaunchPlan {
         let (loaded, inv) = load_file(f, path, search);
         f.build(&loaded, &inv, Some(6))
             .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
@@ -1124,7 +1124,7 @@ mod record {
 
     /// Every example profile and the every-key fixture, with the examples' directory (their
     /// include search path).
-    fn example_files() -> (Vec<PathBuf>, PathBuf) {
+    pub(crate) fn example_files() -> (Vec<PathBuf>, PathBuf) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let examples = dir.join("examples");
         let mut files: Vec<PathBuf> = fs::read_dir(&examples)

@@ -361,6 +361,9 @@ section! {
         leaf syscall_errno: String,
         /// Let denied calls run and have the kernel log them, to write a filter (default false).
         leaf syscall_log: bool,
+        /// Report each denied system call once per (call, executable) on stockade's log,
+        /// with the deciding rule, as `run --explain` does (default false).
+        leaf explain: bool,
         /// Socket address families the service may create, by name ("AF_UNIX", ...);
         /// socket(2) of any other fails with EAFNOSUPPORT (default AF_UNIX, AF_INET,
         /// AF_INET6, AF_NETLINK; `[]` allows none).

@@ -24,6 +24,11 @@ enum Message {
     Start,
     /// Child → supervisor: setup or exec failed.
     Failed { exit_code: u8, message: String },
+    /// Service → supervisor (`--explain`): the seccomp listener is this descriptor of mine;
+    /// take a copy (pidfd_getfd) before I exec, which closes it.
+    Listener(u32),
+    /// Supervisor → service: the listener is taken.
+    Taken,
 }
 
 impl Message {
@@ -32,6 +37,12 @@ impl Message {
             Message::Proceed => vec![b'P'],
             Message::Ready => vec![b'R'],
             Message::Start => vec![b'S'],
+            Message::Taken => vec![b'T'],
+            Message::Listener(fd) => {
+                let mut v = vec![b'L'];
+                v.extend_from_slice(&fd.to_ne_bytes());
+                v
+            }
             Message::Placed(filters) => {
                 let mut v = vec![b'C'];
                 v.extend_from_slice(filters);
@@ -50,6 +61,8 @@ impl Message {
             [b'P'] => Some(Message::Proceed),
             [b'R'] => Some(Message::Ready),
             [b'S'] => Some(Message::Start),
+            [b'T'] => Some(Message::Taken),
+            [b'L', a, b, c, d] => Some(Message::Listener(u32::from_ne_bytes([*a, *b, *c, *d]))),
             [b'C', rest @ ..] => Some(Message::Placed(rest.to_vec())),
             [b'F', code, rest @ ..] => Some(Message::Failed {
                 exit_code: *code,
@@ -170,11 +183,27 @@ impl SupervisorEnd {
 
     /// Blocks until the service has exec'd (Ok) or a failure is reported (Err). End of file
     /// without a report means the child died silently; the caller learns why from waitpid.
-    pub fn wait_for_exec(&mut self) -> Result<(), ChildFailure> {
+    /// A service under `--explain` first names its seccomp listener: `take` copies it (or
+    /// says why it cannot, which fails the start: a denied call would wait forever).
+    pub fn wait_for_exec(
+        &mut self,
+        mut take: impl FnMut(u32) -> Result<(), String>,
+    ) -> Result<(), ChildFailure> {
         loop {
             match recv(&mut self.0) {
                 Ok(Some(Message::Failed { exit_code, message })) => {
                     return Err(ChildFailure { exit_code, message })
+                }
+                Ok(Some(Message::Listener(fd))) => {
+                    let taken = take(fd).and_then(|()| {
+                        send(&mut self.0, &Message::Taken).map_err(|e| e.to_string())
+                    });
+                    if let Err(message) = taken {
+                        return Err(ChildFailure {
+                            exit_code: 125,
+                            message: format!("cannot take the service's seccomp listener for --explain: {message}"),
+                        });
+                    }
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) => return Ok(()),
@@ -210,6 +239,23 @@ impl ChildEnd {
     pub fn report_ready_and_wait_for_start(&mut self) -> bool {
         send(&mut self.0, &Message::Ready).is_ok()
             && matches!(recv(&mut self.0), Ok(Some(Message::Start)))
+    }
+
+    /// Names the seccomp listener (descriptor `fd`) and waits until the supervisor holds a
+    /// copy; false when it went away. Only write(2) and read(2) are made: the filter is
+    /// installed already.
+    pub fn hand_over_listener(&mut self, fd: u32) -> bool {
+        if send(&mut self.0, &Message::Listener(fd)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 8];
+        loop {
+            match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&self.0), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(n) => return matches!(Message::decode(&buf[..n]), Some(Message::Taken)),
+                Err(_) => return false,
+            }
+        }
     }
 
     pub fn report_failure(&mut self, exit_code: u8, message: &str) {
@@ -277,5 +323,105 @@ impl StatusReader {
     /// Lets init exit.
     pub fn release(&mut self) {
         let _ = self.0.write_all(b"A");
+    }
+}
+
+/// `stockade exec`'s channel, from the process that joins the sandbox (and the command it
+/// forks, until its exec) to the stockade that waits: the command's host pid, with the
+/// terminal's controlling end when `--tty` asked for one, or a failure. End of file after
+/// the pid means the command exec'd.
+pub fn join_pair() -> nix::Result<(ExecWaiter, JoinerEnd)> {
+    let (a, b) = seqpacket_pair()?;
+    Ok((ExecWaiter(a), JoinerEnd(b)))
+}
+
+/// The waiting stockade's end.
+pub struct ExecWaiter(UnixStream);
+
+/// The joining process's end, and its command's copy until exec.
+pub struct JoinerEnd(UnixStream);
+
+/// What the waiting stockade learned when the channel closed.
+pub struct Joined {
+    /// The command's host pid, once it was forked.
+    pub pid: Option<u32>,
+    /// The terminal's controlling (master) end, for `--tty`.
+    pub terminal: Option<OwnedFd>,
+    /// Why the join or the command's exec failed, if it did.
+    pub failure: Option<ChildFailure>,
+}
+
+impl JoinerEnd {
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+
+    /// Tells the waiting stockade the command's host pid, handing over the terminal's
+    /// controlling end with it.
+    pub fn report_started(&mut self, pid: u32, terminal: Option<&OwnedFd>) -> nix::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let mut bytes = vec![b'J'];
+        bytes.extend_from_slice(&pid.to_ne_bytes());
+        let iov = [std::io::IoSlice::new(&bytes)];
+        let fds: Vec<std::os::fd::RawFd> = terminal.iter().map(|t| t.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<UnixAddr>(self.0.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).map(drop)
+    }
+
+    pub fn report_failure(&mut self, exit_code: u8, message: &str) {
+        // If the waiting stockade is gone there is no one left to tell.
+        let _ = send(
+            &mut self.0,
+            &Message::Failed {
+                exit_code,
+                message: message.to_owned(),
+            },
+        );
+    }
+}
+
+impl ExecWaiter {
+    /// Reads until the channel closes: every copy of the other end is gone (the joining
+    /// process exited and the command exec'd or died).
+    pub fn wait_for_exec(&mut self) -> Joined {
+        use std::os::fd::AsFd;
+        let mut joined = Joined {
+            pid: None,
+            terminal: None,
+            failure: None,
+        };
+        loop {
+            let mut buf = vec![0u8; 4096];
+            let (n, fds) = match crate::sys::recv_with_fds(self.0.as_fd(), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    joined.failure.get_or_insert(ChildFailure {
+                        exit_code: 125,
+                        message: format!("lost contact with the joining process: {e}"),
+                    });
+                    return joined;
+                }
+                Ok(got) => got,
+            };
+            let mut fds = fds.into_iter();
+            if n == 0 {
+                return joined;
+            }
+            match &buf[..n] {
+                [b'J', pid @ ..] if pid.len() == 4 => {
+                    joined.pid = Some(u32::from_ne_bytes([pid[0], pid[1], pid[2], pid[3]]));
+                    joined.terminal = fds.next();
+                }
+                other => {
+                    if let Some(Message::Failed { exit_code, message }) = Message::decode(other) {
+                        joined
+                            .failure
+                            .get_or_insert(ChildFailure { exit_code, message });
+                    }
+                }
+            }
+        }
     }
 }

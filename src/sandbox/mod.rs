@@ -11,11 +11,14 @@ mod cgroup;
 mod channel;
 mod error;
 mod exec;
+mod explain;
 mod ids;
 mod init;
+pub mod join;
 mod journal;
 mod mounts;
 mod notify;
+mod pty;
 mod seccomp;
 
 pub use channel::ServiceEnd;
@@ -60,12 +63,19 @@ pub trait Manager {
 /// Records the running sandbox; implemented outside this stage, which knows neither the
 /// instance name nor where records live.
 pub trait Recorder {
+    /// Called once, right after init is let go and while it builds the filesystem: what
+    /// the record needs that is known already is gathered here, off the path the service
+    /// waits on. `init` is init's host pid.
+    fn prepare(&mut self, init: u32);
     /// Called once, when init has made every namespace and sits in its final cgroup, and
     /// before the service may exec: an error stops the start. `cgroup` is init's cgroup
     /// directory on the host.
     fn record(&mut self, init: u32, cgroup: Option<&std::path::Path>) -> Result<(), String>;
     /// Called once, when the service has exec'd: the sandbox runs. `init` is init's host pid.
     fn started(&mut self, init: u32);
+    /// Called once, the first time the sandbox is on its way out: a SIGTERM or SIGINT is
+    /// forwarded to the service, or the service's end is reported. Not on the launch's path.
+    fn stopping(&mut self);
 }
 
 /// How the run ended.
@@ -122,6 +132,13 @@ pub struct Runtime {
     /// The seccomp filters, compiled by the supervisor; init receives them before it forks
     /// the service.
     pub filters: Vec<seccomp::Program>,
+}
+
+/// The service's host pid: init's one child.
+fn service_of(init: Pid) -> Option<Pid> {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", init)).ok()?;
+    let pid: i32 = children.split_whitespace().next()?.parse().ok()?;
+    Some(Pid::from_raw(pid))
 }
 
 /// The namespaces init is cloned into: only those that must exist from the start (the
@@ -233,6 +250,8 @@ pub fn run(
     let compiling = seccomp::start(&plan.finals.syscalls);
     sup.tell_proceed()
         .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
+    // While init builds the filesystem: before, the service waited for it after Ready.
+    recorder.prepare(init.as_raw() as u32);
     // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;
     let cgroup_dir: Option<PathBuf> = match &plan.cgroup {
@@ -278,7 +297,18 @@ pub fn run(
             })
         }
     }
-    if let Err(f) = sup.wait_for_exec() {
+    // Under --explain the service names its seccomp listener before it execs: a copy is
+    // taken here, where its notifications are answered.
+    let mut listener = None;
+    let take = |fd: u32| {
+        let service = service_of(init).ok_or("the service process is not found")?;
+        let fd = i32::try_from(fd).map_err(|e| e.to_string())?;
+        let got = sys::take_fd(service, fd)
+            .map_err(|e| format!("pidfd_getfd(service {service}, {fd}): {e}"))?;
+        listener = Some(got);
+        Ok(())
+    };
+    if let Err(f) = sup.wait_for_exec(take) {
         return Err(Error::Child {
             exit_code: f.exit_code,
             message: f.message,
@@ -290,13 +320,16 @@ pub fn run(
         manager.relay_notify("READY=1");
     }
     std::mem::forget(guard);
+    let explainer = listener.and_then(|l| explain::Explainer::new(plan, l));
     let ended = supervise(
         init,
         &set,
         notify.as_ref(),
+        explainer,
         &mut status,
         cgroup_dir.as_deref(),
         manager,
+        recorder,
     )?;
     let service = ended.service.unwrap_or(ended.init);
     let oom_kills = ended
@@ -414,14 +447,20 @@ struct Ended {
 
 /// Waits for init, forwarding signals to it and relaying notify messages. When init reports
 /// the service's end, the cgroup's OOM count is read before init is let go. The first
-/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for.
+/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for. Either
+/// that or the service's end marks the sandbox stopping, once. SIGHUP does not: for many
+/// daemons it asks for a reload (`systemctl reload` sends it), and a sandbox that reloaded
+/// runs on.
+#[allow(clippy::too_many_arguments)]
 fn supervise(
     init: Pid,
     set: &SigSet,
     notify: Option<&notify::NotifySocket>,
+    mut explainer: Option<explain::Explainer>,
     status: &mut channel::StatusReader,
     cgroup_dir: Option<&std::path::Path>,
     manager: &mut dyn Manager,
+    recorder: &mut dyn Recorder,
 ) -> Result<Ended, SetupError> {
     let sfd = error::check(
         SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK),
@@ -431,14 +470,28 @@ fn supervise(
     let mut service = None;
     let mut oom_kills = None;
     let mut stop_requested = None;
+    let mut marked = false;
+    let mut mark = |recorder: &mut dyn Recorder| {
+        if !std::mem::replace(&mut marked, true) {
+            recorder.stopping();
+        }
+    };
     loop {
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(status.fd(), PollFlags::POLLIN),
         ];
-        if let Some(n) = notify {
-            fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
-        }
+        // Fixed places: 2 the notify socket, 3 the seccomp listener (a closed stand-in
+        // for what is absent keeps the indices).
+        let absent = status.fd();
+        fds.push(match notify {
+            Some(n) => PollFd::new(n.fd(), PollFlags::POLLIN),
+            None => PollFd::new(absent, PollFlags::empty()),
+        });
+        fds.push(match &explainer {
+            Some(e) => PollFd::new(e.fd(), PollFlags::POLLIN),
+            None => PollFd::new(absent, PollFlags::empty()),
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(SetupError::sys("wait for the service", "poll()", e)),
@@ -450,8 +503,26 @@ fn supervise(
                     .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
             })
         };
-        let (status_ready, notify_ready) = (ready(1), ready(2));
+        let (status_ready, notify_ready) = (ready(1), notify.is_some() && ready(2));
+        // A notification waits (POLLIN); a hang-up alone means no process is filtered any
+        // more (answering it would spin: the receive fails at once).
+        let listener_ready = explainer.is_some()
+            && fds[3]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let listener_gone = explainer.is_some()
+            && fds[3].revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            });
         drop(fds);
+        if listener_ready {
+            if let Some(e) = explainer.as_mut() {
+                e.answer();
+            }
+        } else if listener_gone {
+            // Every filtered process has ended: nothing is left to answer.
+            explainer = None;
+        }
         if notify_ready {
             while let Some(msg) = notify.and_then(|n| n.receive()) {
                 manager.relay_notify(&msg);
@@ -460,6 +531,7 @@ fn supervise(
         if status_ready && service.is_none() {
             if let Some(end) = status.receive() {
                 service = Some(end);
+                mark(recorder);
                 oom_kills = cgroup_dir.and_then(cgroup::oom_kills);
                 status.release();
             }
@@ -472,6 +544,9 @@ fn supervise(
                 // A signal that arrives after the service ended asks nothing of it.
                 if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && service.is_none() {
                     stop_requested.get_or_insert(sig);
+                    // Marked before it is passed on: whoever sees the service react to it
+                    // sees the sandbox stopping.
+                    mark(recorder);
                 }
                 let _ = kill(init, sig);
                 continue;

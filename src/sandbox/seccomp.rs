@@ -110,8 +110,14 @@ fn compile_now(policy: &Filter) -> Result<Vec<u8>, SetupError> {
     let step = "compile the seccomp filter";
     let fail = |e: libseccomp::error::SeccompError| SetupError::other(step, e.to_string());
 
-    let mut main = new_filter(action(policy.default)).map_err(fail)?;
-    let listed = action(policy.listed_action);
+    // Under --explain the policy's denials go to the supervisor's listener, which answers
+    // with the same errno; the fixed rules keep failing at once.
+    let policy_action = |a: SysAction| match a {
+        SysAction::Errno(_) if policy.notify => ScmpAction::Notify,
+        a => action(a),
+    };
+    let mut main = new_filter(policy_action(policy.default)).map_err(fail)?;
+    let listed = policy_action(policy.listed_action);
     for name in &policy.listed {
         // A name this libseccomp cannot place on this architecture has no number to
         // filter: it cannot be called here either, except through a newer kernel ABI, and

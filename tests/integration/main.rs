@@ -4,8 +4,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod escape;
+mod exec;
 mod export;
 mod harness;
+mod inspect;
 mod instances;
 mod metrics;
 mod ops;
