@@ -42,6 +42,9 @@ pub enum Error {
     /// A command-line argument that clap cannot check (a path, a system call's name).
     #[error("stockade: {0}")]
     Usage(String),
+    /// `export` cannot write its result (the bundle directory is not empty, a write failed).
+    #[error("stockade: export: {0}")]
+    Export(String),
     /// The sandbox could not start the service.
     #[error("stockade: {name}: {source}")]
     Sandbox {
@@ -69,7 +72,8 @@ impl Error {
             | Error::UnknownInstance { .. }
             | Error::Stopping { .. }
             | Error::Listen { .. }
-            | Error::Volume(_) => 1,
+            | Error::Volume(_)
+            | Error::Export(_) => 1,
         }
     }
 

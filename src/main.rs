@@ -3,6 +3,7 @@
 
 mod cli;
 mod error;
+mod export;
 mod host;
 mod inspect;
 mod ops;
@@ -47,6 +48,11 @@ fn main() -> ExitCode {
             access,
         } => cli::why::why(&target, &question, access, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
+        Command::Export {
+            format,
+            profile,
+            dir,
+        } => cli::export::export(format, &profile, dir.as_deref(), &search),
         Command::Ps { json } => cli::ps::ps(json),
         Command::Exec {
             user,

@@ -20,6 +20,9 @@ packages=(
   libcap2-bin                  # setcap: the escape suite execs a file-capability binary
   bsdutils                     # script(1): a pseudo-terminal for the log-colour test
   prometheus                   # promtool: the metrics test checks stockade's exposition with it
+  crun                         # the exported OCI bundles run with crun in tests/integration/export.rs
+  rpm makepkg lintian          # packaging/check-packages.sh: rpmbuild, makepkg, lintian
+  libarchive-tools             # bsdtar, which makepkg packs with
 )
 missing=()
 for p in "${packages[@]}"; do

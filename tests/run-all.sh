@@ -26,6 +26,8 @@ CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/systemd/bed.sh run --" 
   cargo test --locked --test systemd
 echo "== packaging: the Debian package"
 packaging/build-deb.sh
+echo "== packaging: the RPM and the Arch package from the same binary, lintian of the .deb"
+packaging/check-packages.sh
 echo "== VM tier: pure cgroup v2, limits enforced (one boot for all checks)"
 tests/vm/vm.sh prepare
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/vm.sh run --" VM_TIMEOUT=1200 \

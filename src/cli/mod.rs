@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod check;
 pub mod completions;
 pub mod exec;
+pub mod export;
 pub mod logging;
 pub mod metrics;
 pub mod ps;
@@ -108,6 +109,26 @@ pub enum Command {
         /// With --plan: print the plan as its JSON record
         #[arg(long, requires = "plan")]
         json: bool,
+    },
+    /// Translate a profile's plan for another engine: an OCI runtime bundle, or a systemd
+    /// unit of systemd's own directives
+    #[command(
+        after_help = "Examples:\n  stockade export --format oci redis /var/lib/bundles/redis\n  crun run --bundle /var/lib/bundles/redis redis\n  stockade export --format systemd redis > /etc/systemd/system/redis.service\n  systemd-analyze security redis.service\n\n\
+The plan is made as for a systemd host with cgroup v2 (where the limits apply), from the profile with its includes and drop-ins.\n\n\
+oci: DIR (new or empty) gets config.json and rootfs/, a directory of empty mount points and the host root's symlinks; the host's top-level directories are bound into it \
+(read-only when the profile's root is). What OCI cannot express (landlock, the notify relay) is listed on stderr and kept as org.stockade.* annotations.\n\n\
+systemd: the unit is printed; each directive is preceded by a comment naming the profile line or default that decided it, and \
+what systemd cannot express (landlock, id ranges, a PID namespace, ...) is listed in a comment block at the top and on stderr.\n\nExits 78 for an invalid profile."
+    )]
+    Export {
+        /// What to make
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: ExportFormat,
+        /// Profile name or path to a .toml file
+        profile: String,
+        /// With --format oci: the bundle directory to make (new or empty)
+        #[arg(value_name = "DIR", required_if_eq("format", "oci"))]
+        dir: Option<PathBuf>,
     },
     /// List the running sandboxes
     #[command(
@@ -223,6 +244,15 @@ pub struct WhyQuestion {
     /// A capability (`net_bind_service`, `CAP_SYS_ADMIN`): kept or dropped
     #[arg(long, value_name = "CAP")]
     pub capability: Option<String>,
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// An OCI runtime bundle in DIR (config.json and rootfs/), for crun, runc, podman
+    Oci,
+    /// A service unit on stdout
+    Systemd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,9 +408,6 @@ pub fn load_and_plan(
     extra_args: Vec<String>,
     search: &SearchPath,
 ) -> Result<(plan::LaunchPlan, Vec<String>), Error> {
-    let loaded = profile::load(arg, search).map_err(|inv| Error::Invalid { lines: inv.lines() })?;
-    let host = host::Host::current();
-    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let inv = plan::Invocation {
         extra_args,
         env: std::env::vars().collect(),
@@ -390,11 +417,28 @@ pub fn load_and_plan(
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
     };
+    load_and_plan_for(arg, search, &inv, None)
+}
+
+/// [`load_and_plan`] for an invocation the caller describes, and, when `cgroup` is given,
+/// for those cgroup facts instead of this host's (`export` plans for the machine that will
+/// run the unit or bundle, where systemd or the runtime places and limits the service).
+pub fn load_and_plan_for(
+    arg: &str,
+    search: &SearchPath,
+    inv: &plan::Invocation,
+    cgroup: Option<host::CgroupFacts>,
+) -> Result<(plan::LaunchPlan, Vec<String>), Error> {
+    let loaded = profile::load(arg, search).map_err(|inv| Error::Invalid { lines: inv.lines() })?;
+    let host = host::Host::current();
+    let cgroup = cgroup.unwrap_or_else(|| {
+        host.cgroup_facts(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
+    });
     // The host is read once, here, for what this profile needs; the planner reads only this.
     let facts = host::HostFacts::gather(
         &host,
-        &plan::needs(&loaded.name, &loaded.profile, &inv),
-        host.cgroup_facts(&own_cgroup),
+        &plan::needs(&loaded.name, &loaded.profile, inv),
+        cgroup,
         sys::landlock_abi(),
     );
     let input = plan::Input {
@@ -407,7 +451,7 @@ pub fn load_and_plan(
         let problems: profile::Problems = problems.into_iter().collect();
         problems.render(&loaded.sources)
     };
-    match plan::build(&input, &facts, &inv) {
+    match plan::build(&input, &facts, inv) {
         Ok(plan) => {
             let notes = plan.notes.clone();
             Ok((plan, notes))

@@ -14,6 +14,15 @@ pub(crate) fn sample() -> LaunchPlan {
         .unwrap()
 }
 
+/// A profile planned on a fake host as `export` plans it (a systemd host with cgroup v2),
+/// for the exporters' tests.
+pub(crate) fn for_export(text: &str) -> LaunchPlan {
+    let mut f = Fixture::new(0);
+    f.cgroup = crate::export::target_cgroup();
+    f.notify = crate::export::invocation().notify_socket;
+    f.plan(text, &[]).unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
 pub(crate) struct Fixture {
     dir: tempfile::TempDir,
     host: Host,

@@ -5,6 +5,7 @@
 mod common;
 mod escape;
 mod exec;
+mod export;
 mod harness;
 mod inspect;
 mod instances;

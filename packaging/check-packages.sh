@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds and inspects the packages for the other families from the release binary
+# packaging/build-deb.sh built (run it first; tests/run-all.sh does), so the LTO build is not
+# repeated, and puts the .deb through lintian:
+#   - the RPM: rpmbuild -bb --with prebuilt of packaging/stockade.spec, then rpm -qpl and
+#     rpm -qpR/--recommends checked for the binary, units, profiles, man pages, completions
+#     and requirements;
+#   - the Arch package: makepkg --repackage of packaging/PKGBUILD (its package() function;
+#     build() is the same cargo build), then its file list and .PKGINFO checked;
+#   - lintian of target/debian/*.deb: no errors (warnings are printed).
+# rpmbuild, makepkg and lintian come from Debian's rpm, makepkg/pacman-package-manager and
+# lintian packages (tests/deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+fail() { echo "packaging/check-packages.sh: $*" >&2; exit 1; }
+for f in target/release/stockade target/completions/stockade.bash target/completions/_stockade target/completions/stockade.fish; do
+  [ -s "$f" ] || fail "$f is missing: run packaging/build-deb.sh first"
+done
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+work=$(mktemp -d)
+chmod 0755 "$work"   # makepkg runs as nobody below
+trap 'rm -rf "$work"' EXIT
+
+# A release tarball as the recipes expect it, holding the prebuilt binary and completions.
+src="$work/stockade-$version"
+mkdir -p "$src"
+git ls-files -z | xargs -0 cp --parents -t "$src"
+cp --parents -t "$src" target/release/stockade target/completions/*
+tar -C "$work" -czf "$work/stockade-$version.tar.gz" "stockade-$version"
+
+# Everything a package must ship, as paths below /usr (and /var for the volume directory).
+expected=(
+  /usr/bin/stockade
+  /usr/lib/systemd/system/stockade@.service
+  /usr/lib/systemd/system/stockade.slice
+  /usr/lib/systemd/system/stockade-metrics.service
+  /usr/share/stockade/profiles/include/base.toml
+  /usr/share/bash-completion/completions/stockade
+  /usr/share/zsh/site-functions/_stockade
+  /usr/share/fish/vendor_completions.d/stockade.fish
+  /var/lib/stockade/volumes
+)
+for p in examples/*.toml; do expected+=("/usr/share/stockade/profiles/$(basename "$p")"); done
+for p in man/*.1; do expected+=("/usr/share/man/man1/$(basename "$p")"); done
+expected+=(/usr/share/man/man5/stockade.toml.5)
+# Man pages may be compressed by the packager.
+check_list() {
+  local what=$1 list=$2 missing=0
+  for p in "${expected[@]}"; do
+    grep -qxE "$(printf '%s' "$p" | sed 's/[.[\*^$+?(){}|]/\\&/g')(\.gz|\.zst|\.xz)?" "$list" || { echo "$what lacks $p" >&2; missing=1; }
+  done
+  [ $missing = 0 ] || fail "$what is incomplete (its files: $list)"
+}
+
+echo "== rpmbuild -bb packaging/stockade.spec"
+mkdir -p "$work/rpm/SOURCES"
+cp "$work/stockade-$version.tar.gz" "$work/rpm/SOURCES/"
+# --nodeps: the BuildRequires name Fedora packages, which Debian's rpm database does not hold.
+rpmbuild -bb --nodeps --with prebuilt --define "_topdir $work/rpm" packaging/stockade.spec >"$work/rpmbuild.log" 2>&1 \
+  || { cat "$work/rpmbuild.log" >&2; fail "rpmbuild failed"; }
+rpm=$(ls "$work"/rpm/RPMS/*/stockade-"$version"-*.rpm)
+rpm -qpl "$rpm" >"$work/rpm.files"
+check_list "the RPM" "$work/rpm.files"
+rpm -qpR "$rpm" >"$work/rpm.requires"
+echo "requires:"; sed 's/^/  /' "$work/rpm.requires"
+grep -q '^libc\.so\.6' "$work/rpm.requires" || fail "the RPM does not require libc (no ELF dependencies generated)"
+grep -q '^libgcc_s\.so\.1' "$work/rpm.requires" || fail "the RPM does not require libgcc_s (unwinding)"
+# libseccomp is linked statically when its static library was there (packaging/static-seccomp.sh):
+# then no package may be required for it; else its shared library must be.
+if ldd target/release/stockade | grep -q libseccomp; then
+  grep -q '^libseccomp\.so' "$work/rpm.requires" || fail "the binary links libseccomp, the RPM does not require it"
+else
+  ! grep -q libseccomp "$work/rpm.requires" || fail "the RPM requires libseccomp, which the binary links statically"
+fi
+rpm -qp --recommends "$rpm" | grep -qx systemd || fail "the RPM does not recommend systemd"
+echo "ok: $(basename "$rpm"), $(wc -l <"$work/rpm.files") files"
+
+echo "== makepkg --repackage packaging/PKGBUILD"
+if command -v makepkg >/dev/null; then
+  arch="$work/arch"
+  mkdir -p "$arch/src"
+  cp packaging/PKGBUILD "$arch/"
+  tar -C "$arch/src" -xzf "$work/stockade-$version.tar.gz"
+  chown -R nobody "$arch"
+  # makepkg refuses root; --repackage runs package() only (build() is the cargo build the
+  # .deb made), --nodeps since Debian has no pacman database to satisfy depends from.
+  (cd "$arch" && setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="$arch" PKGDEST="$arch" PKGEXT=.pkg.tar.gz \
+      makepkg --repackage --nodeps --noextract --force) >"$work/makepkg.log" 2>&1 \
+    || { cat "$work/makepkg.log" >&2; fail "makepkg failed"; }
+  pkg=$(ls "$arch"/stockade-"$version"-1-*.pkg.tar.gz)
+  tar -tzf "$pkg" | grep -v '^\.' | sed 's,^,/,; s,/$,,' >"$work/arch.files"
+  check_list "the Arch package" "$work/arch.files"
+  tar -xzOf "$pkg" .PKGINFO >"$work/PKGINFO"
+  for dep in gcc-libs libseccomp; do
+    grep -qx "depend = $dep" "$work/PKGINFO" || fail "the Arch package does not depend on $dep"
+  done
+  echo "ok: $(basename "$pkg"), $(wc -l <"$work/arch.files") entries"
+else
+  echo "makepkg not installed (Debian package makepkg): the PKGBUILD was not checked" >&2
+  exit 1
+fi
+
+echo "== lintian target/debian/*.deb"
+deb=$(ls target/debian/stockade_*.deb | tail -1)
+# --tag-display-limit 0: every warning, listed for the release notes.
+lintian --tag-display-limit 0 "$deb" >"$work/lintian.txt" 2>&1 || true
+cat "$work/lintian.txt"
+! grep -q '^E: ' "$work/lintian.txt" || fail "lintian reports errors for $deb"
+echo "ok: lintian reports $(grep -c '^W: ' "$work/lintian.txt" || true) warnings and no errors"
