@@ -191,6 +191,47 @@ fn read(path: &Path) -> Option<Record> {
         .filter(|r| r.format == FORMAT)
 }
 
+/// What identifies a record file's content: a record is only ever replaced by a rename
+/// ([`Claim::write`]), which gives it a new inode, so an equal identity is the same text.
+type FileId = (u64, u64, u64, i64, i64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Records already parsed, by instance name, for a long-running reader (`metrics
+/// --listen`): parsing every plan on every scrape was nearly all of a scrape's time
+/// (~2 ms a record in a debug build). Which sandboxes run is still decided afresh on each
+/// [`list_cached`]; only the parse of an unchanged file is saved.
+#[derive(Default)]
+pub struct Cache(std::sync::Mutex<BTreeMap<String, (FileId, Record)>>);
+
+impl Cache {
+    /// The record at `path` (instance `name`), parsed once per file.
+    fn read(&self, name: &str, path: &Path) -> Option<Record> {
+        let id = file_id(path)?;
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, record)) = map.get(name) {
+            if *cached == id {
+                return Some(record.clone());
+            }
+        }
+        let record = read(path)?;
+        // Read again after the parse: a rename in between makes the parse not this id's.
+        if file_id(path) == Some(id) {
+            map.insert(name.to_owned(), (id, record.clone()));
+        }
+        Some(record)
+    }
+
+    /// Forgets every name but those in `names`.
+    fn keep(&self, names: &[String]) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|n, _| names.contains(n));
+    }
+}
+
 /// Removes the files of a sandbox that is gone (the caller holds its name's lock, so no
 /// supervisor of that name runs or starts meanwhile). Says so at -v: its supervisor was
 /// killed before it could clean up.
@@ -296,6 +337,15 @@ pub struct Instance {
 /// under that lock, so a new start of the name is never mistaken for it; a name locked by
 /// a start that has not replaced the old record yet is left to that start.
 pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
+    list_with(dir, host, None)
+}
+
+/// [`list`], with the parsed records kept in `cache` between calls.
+pub fn list_cached(dir: &Path, host: &Host, cache: &Cache) -> Vec<Instance> {
+    list_with(dir, host, Some(cache))
+}
+
+fn list_with(dir: &Path, host: &Host, cache: Option<&Cache>) -> Vec<Instance> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -308,6 +358,9 @@ pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
         })
         .collect();
     names.sort();
+    if let Some(c) = cache {
+        c.keep(&names);
+    }
     let mut live = Vec::new();
     for name in names {
         let files = Files::of(dir, &name);
@@ -317,12 +370,14 @@ pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
                 let _ = fs::remove_file(&files.lock);
                 drop(lock);
             }
-            Ok(None) => match read(&files.record) {
-                Some(record) if host.is_running(record.supervisor) => {
-                    live.push(Instance { name, record })
+            Ok(None) => {
+                match cache.map_or_else(|| read(&files.record), |c| c.read(&name, &files.record)) {
+                    Some(record) if host.is_running(record.supervisor) => {
+                        live.push(Instance { name, record })
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             Err(e) => tracing::warn!("instance {name}: {e}"),
         }
     }
