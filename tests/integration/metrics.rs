@@ -219,6 +219,7 @@ fn metrics_needs_root() {
 #[test]
 fn a_scrape_with_50_sandboxes_running_is_timed() {
     require_root();
+    let _alone = STALE_RECORDS.lock().unwrap_or_else(|e| e.into_inner());
     let m = marker();
     let c = marker();
     let profiles = Profiles::new();
