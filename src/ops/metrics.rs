@@ -115,7 +115,7 @@ pub const METRICS: &[Metric] = &[
     Metric {
         name: "stockade_oom_kills_total",
         kind: Kind::Counter,
-        help: "Processes of the sandbox the OOM killer ended (memory.events oom_kill)",
+        help: "Processes of the sandbox the OOM killer ended, over every run of its name since boot (memory.events oom_kill, plus the kills that ended earlier runs)",
         float: false,
         value: |s| int(s.usage.as_ref()?.oom_kills),
     },

@@ -107,6 +107,8 @@ struct Files {
     record: PathBuf,
     lock: PathBuf,
     temp: PathBuf,
+    /// OOM kills of earlier runs of the name (see [`Claim::end`]).
+    oom_kills: PathBuf,
 }
 
 impl Files {
@@ -116,6 +118,7 @@ impl Files {
             lock: dir.join(format!("{name}.lock")),
             // A dot file: never a name (names cannot start with `.`), never listed.
             temp: dir.join(format!(".{name}.json.tmp")),
+            oom_kills: dir.join(format!("{name}.oom_kills")),
         }
     }
 }
@@ -310,6 +313,50 @@ impl Claim {
     }
 }
 
+/// The OOM kills that ended earlier runs of a name since boot (0 when none did).
+fn earlier_oom_kills(files: &Files) -> u64 {
+    fs::read_to_string(&files.oom_kills)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Claim {
+    /// The sandbox is gone: its record goes first, then `oom_kills` (its cgroup's count)
+    /// is added to the name's tally in `NAME.oom_kills`, still under the name's lock.
+    /// The tally keeps `stockade_oom_kills_total` a counter across restarts: an OOM kill
+    /// usually ends the sandbox, its cgroup (and the kernel's count) goes with it, and a
+    /// unit's restart starts from 0, so a scrape would otherwise almost never see it. The
+    /// record is removed before the tally grows so no reader counts a kill twice. /run is
+    /// a tmpfs: the tally starts again at boot, as a counter may.
+    pub fn end(self, oom_kills: u64) {
+        if oom_kills > 0 && std::process::id() == self.owner {
+            let _ = fs::remove_file(&self.files.record);
+            let total = earlier_oom_kills(&self.files) + oom_kills;
+            let temp = self.files.oom_kills.with_extension("oom_kills.tmp");
+            let written = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&temp)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, format!("{total}\n").as_bytes())
+                })
+                .and_then(|()| fs::rename(&temp, &self.files.oom_kills));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&temp);
+                tracing::warn!(
+                    "cannot count the OOM kill in {}: {e}",
+                    self.files.oom_kills.display()
+                );
+            }
+        }
+        drop(self);
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         // A forked copy of this value is never this process's to clean up.
@@ -328,6 +375,8 @@ impl Drop for Claim {
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub name: String,
+    /// OOM kills that ended earlier runs of this name since boot.
+    pub earlier_oom_kills: u64,
     pub record: Record,
 }
 
@@ -372,9 +421,11 @@ fn list_with(dir: &Path, host: &Host, cache: Option<&Cache>) -> Vec<Instance> {
             }
             Ok(None) => {
                 match cache.map_or_else(|| read(&files.record), |c| c.read(&name, &files.record)) {
-                    Some(record) if host.is_running(record.supervisor) => {
-                        live.push(Instance { name, record })
-                    }
+                    Some(record) if host.is_running(record.supervisor) => live.push(Instance {
+                        earlier_oom_kills: earlier_oom_kills(&files),
+                        name,
+                        record,
+                    }),
                     _ => {}
                 }
             }
@@ -483,5 +534,31 @@ mod tests {
         let c = take(&dir, "c").unwrap();
         assert!(!dir.join("c.json").exists(), "take removes a stale record");
         drop(c);
+    }
+
+    /// Root only, as above.
+    #[test]
+    fn oom_kills_that_ended_a_run_count_for_the_next_run_of_the_name() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let host = Host::current();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("instances");
+        let me = host.proc_id(std::process::id()).unwrap();
+        let run = |kills: u64| {
+            let claim = take(&dir, "r").unwrap();
+            claim.write(&record("r", me)).unwrap();
+            let earlier = list(&dir, &host)[0].earlier_oom_kills;
+            claim.end(kills);
+            assert!(list(&dir, &host).is_empty(), "the record is gone");
+            earlier
+        };
+        assert_eq!(run(0), 0);
+        assert!(!dir.join("r.oom_kills").exists(), "no tally without a kill");
+        assert_eq!(run(2), 0);
+        assert_eq!(run(1), 2);
+        assert_eq!(run(0), 3);
+        assert_eq!(fs::read_to_string(dir.join("r.oom_kills")).unwrap(), "3\n");
     }
 }

@@ -74,7 +74,12 @@ pub fn of(i: &Instance) -> Status {
         unit: r.unit.clone(),
         started_unix_ms: r.started_unix_ms,
         cgroup: r.cgroup.clone(),
-        usage: r.cgroup.as_deref().map(|d| stats::read(d).into()),
+        usage: r.cgroup.as_deref().map(|d| {
+            let mut u: UsageJson = stats::read(d).into();
+            // Counted over every run of the name since boot, as a counter must be.
+            u.oom_kills = u.oom_kills.map(|n| n + i.earlier_oom_kills);
+            u
+        }),
     }
 }
 

@@ -141,6 +141,10 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
     let prom = prometheus::Prometheus::start();
     let sandbox = "redis-oom";
     prometheus_sees_redis_memory(&prom, sandbox);
+    let oom_query = format!("stockade_oom_kills_total{{sandbox=\"{sandbox}\"}}");
+    let oom_before = prom
+        .value(&oom_query)
+        .unwrap_or_else(|| panic!("prometheus has no {oom_query}"));
     let acked = drive_past_the_limit();
     assert!(
         wait_until(Duration::from_secs(120), || show(unit, "NRestarts")
@@ -154,6 +158,24 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
         ))
     );
     assert_ne!(show(unit, "MainPID"), first_pid);
+    // The kill ended the sandbox and systemd started a new one: the counter Prometheus
+    // holds for the sandbox has still gone up.
+    let mut oom_after = None;
+    let increased = wait_until(Duration::from_secs(60), || {
+        oom_after = prom.value(&oom_query);
+        oom_after.is_some_and(|a| a > oom_before)
+    });
+    println!(
+        "prometheus: {oom_query} = {oom_before} before the OOM kill, {oom_after:?} after the restart"
+    );
+    assert!(
+        increased,
+        "the OOM kill is not in prometheus; unit cgroup: {}",
+        out(&format!(
+            "cd /sys/fs/cgroup{} && ls && cat memory.events",
+            show(unit, "ControlGroup")
+        ))
+    );
     let log = out(&format!("journalctl -u {unit} --no-pager -o cat"));
     let line = log
         .lines()
