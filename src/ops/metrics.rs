@@ -289,6 +289,7 @@ mod tests {
             memory_limit_bytes: Some(256 << 20),
             memory_peak_bytes: Some(200 << 20),
             cpu_usage_usec: Some(1_500_000),
+            cpu_read_unix_us: Some(1_700_000_001_000_000),
             cpu_throttled_usec: Some(25_000),
             tasks: Some(21),
             tasks_limit: Some(64),

@@ -28,6 +28,8 @@ pub struct UsageJson {
     pub memory_limit_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
     pub cpu_usage_usec: Option<u64>,
+    /// When `cpu_usage_usec` was read (microseconds since the Unix epoch).
+    pub cpu_read_unix_us: Option<u64>,
     pub cpu_throttled_usec: Option<u64>,
     pub tasks: Option<u64>,
     pub tasks_limit: Option<u64>,
@@ -45,6 +47,7 @@ impl From<Usage> for UsageJson {
             memory_limit_bytes: u.memory_max,
             memory_peak_bytes: u.memory_peak,
             cpu_usage_usec: u.cpu_usage_usec,
+            cpu_read_unix_us: u.cpu_read_unix_us,
             cpu_throttled_usec: u.cpu_throttled_usec,
             tasks: u.tasks_current,
             tasks_limit: u.tasks_max,
