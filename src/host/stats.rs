@@ -37,10 +37,10 @@ fn number(dir: &Path, file: &str) -> Option<u64> {
     fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
 }
 
-/// A field of a flat-keyed file (`cpu.stat`, `memory.events`).
-fn keyed(dir: &Path, file: &str, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(dir.join(file)).ok()?;
-    text.lines().find_map(|l| {
+/// A field of a flat-keyed file's text (`cpu.stat`, `memory.events`), each file read once
+/// for all its fields (a scrape reads every sandbox's files).
+fn keyed(text: Option<&str>, key: &str) -> Option<u64> {
+    text?.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
@@ -65,7 +65,9 @@ fn now_us() -> u64 {
 
 /// Reads the figures of the cgroup v2 directory `dir` (a host path).
 pub fn read(dir: &Path) -> Usage {
-    let cpu_usage_usec = keyed(dir, "cpu.stat", "usage_usec");
+    let cpu_stat = fs::read_to_string(dir.join("cpu.stat")).ok();
+    let cpu_usage_usec = keyed(cpu_stat.as_deref(), "usage_usec");
+    let events = fs::read_to_string(dir.join("memory.events")).ok();
     let cpu_read_unix_us = cpu_usage_usec.map(|_| now_us());
     let controllers: Vec<String> = fs::read_to_string(dir.join("cgroup.controllers"))
         .unwrap_or_default()
@@ -79,13 +81,13 @@ pub fn read(dir: &Path) -> Usage {
         // cpu.stat exists without the cpu controller (usage only); throttling needs it.
         cpu_usage_usec,
         cpu_read_unix_us,
-        cpu_throttled_usec: keyed(dir, "cpu.stat", "throttled_usec"),
+        cpu_throttled_usec: keyed(cpu_stat.as_deref(), "throttled_usec"),
         tasks_current: number(dir, "pids.current"),
         tasks_max: number(dir, "pids.max"),
         io_read_bytes: io_sum(dir, "rbytes"),
         io_write_bytes: io_sum(dir, "wbytes"),
-        oom_kills: keyed(dir, "memory.events", "oom_kill"),
-        memory_high_events: keyed(dir, "memory.events", "high"),
+        oom_kills: keyed(events.as_deref(), "oom_kill"),
+        memory_high_events: keyed(events.as_deref(), "high"),
         controllers,
     }
 }
