@@ -31,6 +31,9 @@ pub enum Error {
     NeedsRoot { what: String },
     #[error("stockade: no running sandbox `{name}` (running: {running})")]
     UnknownInstance { name: String, running: String },
+    /// The sandbox is marked stopping (a stop was asked for, or its service ended).
+    #[error("stockade: sandbox `{name}` is stopping and cannot be entered (running: {running})")]
+    Stopping { name: String, running: String },
     /// `metrics --listen` cannot bind its address (in use, not this host's, a low port).
     #[error("stockade: cannot listen on {addr}: {detail}")]
     Listen { addr: String, detail: String },
@@ -59,6 +62,7 @@ impl Error {
             | Error::NoProfiles { .. }
             | Error::NeedsRoot { .. }
             | Error::UnknownInstance { .. }
+            | Error::Stopping { .. }
             | Error::Listen { .. }
             | Error::Volume(_) => 1,
         }

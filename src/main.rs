@@ -34,6 +34,12 @@ fn main() -> ExitCode {
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
         Command::Ps { json } => cli::ps::ps(json),
+        Command::Exec {
+            user,
+            tty,
+            name,
+            command,
+        } => cli::exec::exec(&name, &command, user.as_deref(), tty),
         Command::Stop { time, names } => cli::stop::stop(&names, time),
         Command::Stats {
             names,

@@ -407,3 +407,115 @@ pub fn reset_all_signal_dispositions() {
         };
     }
 }
+
+// --- joining a running sandbox (`stockade exec`).
+
+/// pidfd_open(2): a descriptor that names process `pid` for as long as it is held, so a
+/// later call through it cannot reach another process given the same pid.
+pub fn pidfd_open(pid: u32) -> Result<OwnedFd, Errno> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| Errno::ESRCH)?;
+    // SAFETY: plain integer arguments; the kernel returns a new descriptor or an error.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })
+}
+
+/// Closes every descriptor of this process except 0, 1, 2 and those in `keep`.
+pub fn close_all_but(keep: &[libc::c_int]) -> Result<(), Errno> {
+    let mut keep: Vec<u32> = keep.iter().filter_map(|&f| u32::try_from(f).ok()).collect();
+    keep.extend([0, 1, 2]);
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 0u32;
+    for k in keep.into_iter().chain([u32::MAX]) {
+        if k > first {
+            // SAFETY: close_range only closes descriptors of this process; every descriptor
+            // still in use is in `keep` and outside the range.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0u32) };
+            Errno::result(ret)?;
+        }
+        first = k.saturating_add(1);
+    }
+    Ok(())
+}
+
+const TIOCGPTPEER: libc::c_ulong = 0x5441;
+
+/// Unlocks the pseudo-terminal `master` and opens its peer (the terminal end) without a path
+/// lookup: the peer is the one of this master's devpts instance, whatever the mounts say.
+pub fn pty_peer(master: BorrowedFd) -> Result<OwnedFd, Errno> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the pointer, which lives across the call.
+    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new descriptor.
+    owned(libc::c_long::from(unsafe {
+        libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, flags)
+    }))
+}
+
+/// Makes the terminal `fd` the controlling terminal of this process (a session leader
+/// without one).
+pub fn set_controlling_tty(fd: BorrowedFd) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an int by value (0: do not steal it from another session).
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// The window size of terminal `fd`.
+pub fn window_size(fd: BorrowedFd) -> Result<libc::winsize, Errno> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one struct winsize into the one we own.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+    Ok(ws)
+}
+
+/// Sets the window size of terminal `fd` (its foreground process group gets SIGWINCH).
+pub fn set_window_size(fd: BorrowedFd, ws: &libc::winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ reads one struct winsize from a reference valid for the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) }).map(drop)
+}
+
+/// recvmsg(2) of one datagram into `buf`, with the descriptors that came with it (at most
+/// four; close-on-exec). Returns the datagram's length (0: the peer is gone).
+pub fn recv_with_fds(sock: BorrowedFd, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS just installed these descriptors in this process, for this
+            // call's caller alone; nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Whether the process a pidfd names is alive: pidfd_send_signal(2) of signal 0.
+pub fn pidfd_alive(pidfd: BorrowedFd) -> Result<(), Errno> {
+    // SAFETY: signal 0 with a NULL siginfo only checks the target exists and may be
+    // signalled; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    Errno::result(ret).map(drop)
+}

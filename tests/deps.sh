@@ -12,7 +12,8 @@ packages=(
   util-linux                   # setpriv, unshare, nsenter (tests run stockade as nobody)
   procps                       # ps, pgrep in test diagnostics
   redis-server redis-tools     # examples/redis.toml and its test
-  bubblewrap hyperfine time    # tests/bench/launch.sh compares against bwrap
+  bubblewrap time python3      # tests/bench/run.sh: bwrap is the launch peer, abab.py times
+  libmemcached-tools           # memcaslap: the memcached row of tests/bench/run.sh
   systemd dbus                 # the systemd test bed boots a real systemd in namespaces
   nginx memcached postgresql   # the shipped daemon profiles are tested with the real daemons
   curl jq bc                   # clients in tests, figures in the benchmark

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod exec;
 pub mod logging;
 pub mod metrics;
 pub mod ps;
@@ -101,16 +102,40 @@ pub enum Command {
     },
     /// List the running sandboxes
     #[command(
-        after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nStale records (of a stockade that was killed) are removed first. Needs root."
+        after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nSTATE is running, or stopping from the moment its supervisor passes on a SIGTERM or SIGINT (or the service ends) until it is gone. \
+Stale records (of a stockade that was killed) are removed first. Needs root."
     )]
     Ps {
         /// The records with their live figures, as JSON
         #[arg(long)]
         json: bool,
     },
+    /// Run a command inside a running sandbox, with no more privilege than its service
+    #[command(
+        after_help = "Examples:\n  stockade exec redis -- redis-cli ping\n  stockade exec -t redis -- /bin/sh\n  stockade exec --user nobody redis -- id\n\nThe command joins every namespace and the cgroup of the sandbox and takes the service's \
+credentials, capabilities, rlimits, landlock rules, seccomp filters, environment and working directory, \
+in a new session. A bare command name is looked up in the sandbox's PATH. A sandbox that is stopping is refused.\n\nExits with the command's status, or 128+N when it dies of signal N; \
+125 when it cannot join the sandbox, 126/127 when the command cannot be executed. Needs root."
+    )]
+    Exec {
+        /// Run as this user of the sandbox's /etc/passwd (name or uid) instead of the
+        /// service's; it must be mapped in the sandbox's user namespace
+        #[arg(short, long, value_name = "USER")]
+        user: Option<String>,
+        /// Give the command a new terminal from the sandbox's devpts, relayed to this one
+        /// (raw mode, window size); without it stdin, stdout and stderr pass through
+        #[arg(short, long)]
+        tty: bool,
+        /// Instance name (see `stockade ps`)
+        name: String,
+        /// The command and its arguments (after `--`)
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Stop running sandboxes: SIGTERM to the service, SIGKILL after --time
     #[command(
-        after_help = "Examples:\n  stockade stop redis\n  stockade stop --time 30 redis nginx\n\nWaits until each sandbox is gone; exits 0 when all stopped. Needs root."
+        after_help = "Examples:\n  stockade stop redis\n  stockade stop --time 30 redis nginx\n\nWaits until each sandbox is gone; exits 0 when all stopped. A sandbox already stopping gets no second SIGTERM: \
+stop waits for it, and still sends SIGKILL after --time. Needs root."
     )]
     Stop {
         /// Seconds to wait after SIGTERM before SIGKILL
@@ -223,7 +248,16 @@ pub fn instance_by_name<'a>(
     name: &str,
 ) -> Result<&'a crate::ops::records::Instance, Error> {
     running.iter().find(|i| i.name == name).ok_or_else(|| {
-        let names: Vec<&str> = running.iter().map(|i| i.name.as_str()).collect();
+        let names: Vec<String> = running
+            .iter()
+            .map(|i| {
+                if i.stopping {
+                    format!("{} (stopping)", i.name)
+                } else {
+                    i.name.clone()
+                }
+            })
+            .collect();
         Error::UnknownInstance {
             name: name.to_owned(),
             running: if names.is_empty() {

@@ -65,7 +65,7 @@ fn row(s: &Status, now: u64) -> [String; 9] {
             u.and_then(|u| u.tasks_limit),
             |n| n.to_string(),
         ),
-        "running".into(),
+        s.state.as_str().into(),
     ]
 }
 

@@ -64,6 +64,7 @@ pub fn run(
         unit: (!unit.is_empty()).then_some(unit),
         instance: &instance,
         cgroup: None,
+        prepared: None,
     };
     let mut manager = systemd::Systemd::new(std::env::var("NOTIFY_SOCKET").ok());
     let outcome =
@@ -100,42 +101,84 @@ struct Recording<'a> {
     instance: &'a str,
     /// The sandbox's cgroup, once [`Recording::record`] has been told it.
     cgroup: Option<std::path::PathBuf>,
+    /// What [`Recording::prepare`] gathered while init built the filesystem.
+    prepared: Option<Prepared>,
+}
+
+/// The part of a record known as soon as init exists: its processes and the rendered plan.
+struct Prepared {
+    supervisor: Result<host::ProcId, String>,
+    init: Result<host::ProcId, String>,
+    plan: Result<Box<serde_json::value::RawValue>, String>,
+}
+
+fn proc_id(host: &host::Host, pid: u32) -> Result<host::ProcId, String> {
+    host.proc_id(pid)
+        .ok_or_else(|| format!("/proc/{pid}/stat: no such process"))
 }
 
 impl sandbox::Recorder for Recording<'_> {
+    fn prepare(&mut self, init: u32) {
+        if self.claim.is_none() {
+            return;
+        }
+        let host = host::Host::current();
+        self.prepared = Some(Prepared {
+            supervisor: proc_id(&host, std::process::id()),
+            init: proc_id(&host, init),
+            plan: records::render_plan(self.plan),
+        });
+    }
+
     fn record(&mut self, init: u32, cgroup: Option<&Path>) -> Result<(), String> {
         self.cgroup = cgroup.map(Path::to_owned);
         let Some(claim) = self.claim else {
             return Ok(());
         };
-        let host = host::Host::current();
-        let proc_id = |pid: u32| {
-            host.proc_id(pid)
-                .ok_or_else(|| format!("/proc/{pid}/stat: no such process"))
+        if self.prepared.is_none() {
+            self.prepare(init);
+        }
+        let Some(prepared) = self.prepared.take() else {
+            return Ok(());
         };
+        // Only these wait until now: init's last namespace is made just before Ready.
+        let host = host::Host::current();
+        let namespaces = host.namespace_inodes(init);
         let started_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let record = records::Record {
+        let plan = prepared.plan?;
+        let record = records::Written {
             format: records::FORMAT,
-            stockade_version: env!("CARGO_PKG_VERSION").to_owned(),
-            instance: claim.name().to_owned(),
-            profile: self.plan.name.clone(),
-            supervisor: proc_id(std::process::id())?,
-            init: proc_id(init)?,
-            namespaces: host.namespace_inodes(init),
-            cgroup: cgroup.map(Path::to_owned),
-            unit: self.unit.clone(),
+            stockade_version: env!("CARGO_PKG_VERSION"),
+            instance: claim.name(),
+            profile: &self.plan.name,
+            supervisor: prepared.supervisor?,
+            init: prepared.init?,
+            namespaces: &namespaces,
+            cgroup,
+            unit: self.unit.as_deref(),
             started_unix_ms,
-            plan: self.plan.clone(),
+            plan: &plan,
         };
-        claim.write(&record).map_err(|e| e.to_string())?;
+        claim.write_rendered(&record).map_err(|e| e.to_string())?;
         tracing::debug!(
             "recorded instance {} in {}",
             claim.name(),
             plan::INSTANCES_DIR
         );
         Ok(())
+    }
+
+    /// Marks the record stopping for `ps` and `exec`. A failure stops nothing: the stop
+    /// goes on, and readers see the sandbox running until it is gone.
+    fn stopping(&mut self) {
+        if let Some(claim) = self.claim {
+            match claim.mark_stopping() {
+                Ok(()) => tracing::debug!("instance {} is stopping", claim.name()),
+                Err(e) => tracing::warn!("cannot mark instance {} stopping: {e}", claim.name()),
+            }
+        }
     }
 
     /// The start, in the journal at info: what `stockade ps` would show, and where the
@@ -193,7 +236,9 @@ fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Le
     let oom = o.oom_kills.filter(|&n| n > 0);
     let stop = o.stop_requested.map(|s| s.as_str());
     match (o.service, oom, stop) {
-        (sandbox::ServiceEnd::Killed(sig), Some(n), _) => {
+        // The OOM killer sends SIGKILL; an end by another signal was not its doing, even
+        // when the cgroup counts a kill (of a command `stockade exec` ran inside, say).
+        (sandbox::ServiceEnd::Killed(sig @ libc::SIGKILL), Some(n), _) => {
             let why = match &plan.memory_max {
                 Some(limit) => format!("memory limit {limit} reached"),
                 None => "out of memory".into(),
@@ -210,7 +255,7 @@ fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Le
             Level::WARN,
             format!("{name} was killed by SIGKILL: it did not stop after {stop}"),
         ),
-        (sandbox::ServiceEnd::Killed(sig), None, Some(stop)) => (
+        (sandbox::ServiceEnd::Killed(sig), _, Some(stop)) => (
             Level::INFO,
             format!(
                 "{name} stopped on request ({stop}): killed by {}",
@@ -227,7 +272,7 @@ fn outcome_message(plan: &plan::LaunchPlan, o: sandbox::Outcome) -> (tracing::Le
         (sandbox::ServiceEnd::Exited(c), _, _) => {
             (Level::WARN, format!("{name} exited with status {c}"))
         }
-        (sandbox::ServiceEnd::Killed(sig), None, None) => (
+        (sandbox::ServiceEnd::Killed(sig), _, None) => (
             Level::WARN,
             format!("{name} was killed by {}", signame(sig)),
         ),
@@ -277,6 +322,18 @@ mod tests {
                 end(ServiceEnd::Killed(libc::SIGTERM), Some(0), term),
                 Level::INFO,
                 "p stopped on request (SIGTERM): killed by SIGTERM",
+            ),
+            // A kill the cgroup counted was not the service's end when it died of SIGTERM
+            // (the OOM killer sends SIGKILL): an exec'd command was its victim.
+            (
+                end(ServiceEnd::Killed(libc::SIGTERM), Some(1), term),
+                Level::INFO,
+                "p stopped on request (SIGTERM): killed by SIGTERM",
+            ),
+            (
+                end(ServiceEnd::Killed(libc::SIGHUP), Some(1), None),
+                Level::WARN,
+                "p was killed by SIGHUP",
             ),
             (
                 end(ServiceEnd::Killed(libc::SIGKILL), None, term),

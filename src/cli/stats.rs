@@ -39,7 +39,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                 print!("\x1b[2J\x1b[H");
             }
             let mut notes = Vec::new();
-            let rows: Vec<[String; 9]> = list
+            let rows: Vec<[String; 10]> = list
                 .iter()
                 .map(|s| {
                     let Some(u) = &s.usage else {
@@ -57,6 +57,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                             "-".into(),
                             "-".into(),
                             "-".into(),
+                            s.state.as_str().into(),
                         ];
                     };
                     let missing = status::missing_controllers(u);
@@ -112,6 +113,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                         ),
                         opt(u.oom_kills, |n| n.to_string()),
                         opt(u.memory_high_events, |n| n.to_string()),
+                        s.state.as_str().into(),
                     ]
                 })
                 .collect();
@@ -126,6 +128,7 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                     "IO R / W",
                     "OOM",
                     "HIGH",
+                    "STATE",
                 ],
                 &rows,
             );

@@ -13,6 +13,11 @@ pub fn stop(names: &[String], time: u64) -> Result<u8, Error> {
     for name in names {
         let i = instance_by_name(&running, name)?;
         let dir = std::path::Path::new(crate::plan::INSTANCES_DIR);
+        if i.stopping {
+            eprintln!(
+                "stockade: {name} is already stopping; waiting for it (SIGKILL after {time} s)"
+            );
+        }
         match stop::stop(dir, &Host::current(), i, Duration::from_secs(time)) {
             Ok(ended) => {
                 let how = match ended {

@@ -110,6 +110,36 @@ impl Host {
             .collect())
     }
 
+    /// The user `spec` names (a name, or a uid) in `etc/passwd`, with the gids of the
+    /// groups in `etc/group` that list it as a member. (`stockade exec --user` reads the
+    /// sandbox's files, with the sandbox's root as this root.)
+    pub fn user_with_groups(&self, spec: &str) -> io::Result<Option<(User, Vec<u32>)>> {
+        let users = self.passwd()?;
+        let by_id = spec.parse::<u32>().ok();
+        let Some(user) = users
+            .iter()
+            .find(|u| u.name == spec)
+            .or_else(|| users.iter().find(|u| Some(u.uid) == by_id))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let text = read_optional(&self.path("/etc/group"))?;
+        let mut groups: Vec<u32> = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                let member = f.get(3)?.split(',').any(|m| m == user.name);
+                member.then(|| f[2].parse().ok())?
+            })
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups.retain(|&g| g != user.gid);
+        groups.insert(0, user.gid);
+        Ok(Some((user, groups)))
+    }
+
     /// `path` with every symlink on it resolved, inside the host root (absolute links start
     /// again at the root). A missing tail is kept as written. Only links that root (or the
     /// caller) made in a directory no one else can write are followed: anyone else's link
@@ -276,6 +306,33 @@ mod tests {
             egid: 0,
         };
         (dir, host)
+    }
+
+    #[test]
+    fn a_user_is_found_by_name_or_uid_with_its_groups() {
+        let (_d, host) = host_with(&[
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\nredis:x:101:102::/var/lib/redis:/bin/false\n",
+            ),
+            (
+                "etc/group",
+                "root:x:0:\nredis:x:102:\nadm:x:4:redis,other\ntty:x:5:someone\n",
+            ),
+        ]);
+        let (u, groups) = host.user_with_groups("redis").unwrap().unwrap();
+        assert_eq!(
+            (u.uid, u.gid, u.home.as_str()),
+            (101, 102, "/var/lib/redis")
+        );
+        assert_eq!(
+            groups,
+            [102, 4],
+            "the primary group first, then memberships"
+        );
+        assert_eq!(host.user_with_groups("0").unwrap().unwrap().0.name, "root");
+        assert!(host.user_with_groups("nosuchuser").unwrap().is_none());
+        assert!(host.user_with_groups("4242").unwrap().is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! check and the tests all read it. A figure that is unknown (its controller is missing, or
 //! a limit is `max`) is left out for that sandbox, never exported as 0.
 
-use super::status::Status;
+use super::status::{State, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -132,6 +132,13 @@ pub const METRICS: &[Metric] = &[
         help: "When the service was let start, in seconds since the Unix epoch",
         float: true,
         value: |s| Some(Value::Float(s.started_unix_ms as f64 / 1000.0)),
+    },
+    Metric {
+        name: "stockade_sandbox_stopping",
+        kind: Kind::Gauge,
+        help: "1 while the sandbox stops (a stop was asked for, or its service ended), 0 while it runs",
+        float: false,
+        value: |s| Some(Value::Int(u64::from(s.state == State::Stopping))),
     },
 ];
 
@@ -272,6 +279,7 @@ mod tests {
     fn status(name: &str, usage: Option<UsageJson>) -> Status {
         Status {
             name: name.into(),
+            state: State::Running,
             profile: "redis".into(),
             version: "0.1.0".into(),
             service_pid: Some(42),
@@ -437,10 +445,25 @@ mod tests {
             .filter(|(_, l, _)| l.iter().any(|(k, v)| k == "sandbox" && v == "b"))
             .map(|s| s.0.as_str())
             .collect();
-        assert_eq!(b.len(), 2, "{b:?}");
+        assert_eq!(b.len(), 3, "{b:?}");
         assert!(b.contains(&INFO) && b.contains(&"stockade_sandbox_start_time_seconds"));
+        assert_eq!(value(&samples, "stockade_sandbox_stopping", "b"), Some(0.0));
         // Nothing running: the HELP and TYPE lines alone, still a valid exposition.
         assert!(parse(&render(&[])).is_empty());
+    }
+
+    #[test]
+    fn a_stopping_sandbox_says_so_in_a_gauge_not_a_label() {
+        let mut s = status("x", None);
+        s.state = State::Stopping;
+        let text = render(&[s, status("y", None)]);
+        let samples = parse(&text);
+        assert_eq!(value(&samples, "stockade_sandbox_stopping", "x"), Some(1.0));
+        assert_eq!(value(&samples, "stockade_sandbox_stopping", "y"), Some(0.0));
+        assert!(
+            text.contains("# TYPE stockade_sandbox_stopping gauge\n"),
+            "{text}"
+        );
     }
 
     #[test]

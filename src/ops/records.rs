@@ -19,6 +19,13 @@
 //! start that locked a file removed meanwhile sees its inode gone from the path and tries
 //! again. Init is cloned, not exec'd, and keeps a copy of the descriptor: the name stays
 //! taken until it is gone too (it dies with the supervisor, by PR_SET_PDEATHSIG).
+//!
+//! A sandbox on its way out is marked by an empty sibling file, `NAME.stopping`, which its
+//! supervisor creates once (a stop was asked for, or the service ended) and removes, first
+//! of its files, when the sandbox ends. A file, not a field of the record: creating it is
+//! one atomic open(2) that readers see at once, and the supervisor never serialises the
+//! plan again while it stops. Only the lock holder creates or removes it, as with the
+//! record; a stale one goes with its stale record.
 
 use crate::host::{Host, ProcId};
 use crate::plan::LaunchPlan;
@@ -55,6 +62,31 @@ pub struct Record {
     /// When the service was let start, in milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
     pub plan: LaunchPlan,
+}
+
+/// A record as it is written: [`Record`]'s fields, in its order, borrowed, with the plan
+/// rendered to JSON beforehand ([`render_plan`]). The plan is nearly all of a record's
+/// bytes and of the time to write one, and it is known before the sandbox starts: the
+/// supervisor renders it while init builds the filesystem, so the service does not wait
+/// for it. A test reads what this writes back as a [`Record`].
+#[derive(Debug, Serialize)]
+pub struct Written<'a> {
+    pub format: u32,
+    pub stockade_version: &'a str,
+    pub instance: &'a str,
+    pub profile: &'a str,
+    pub supervisor: ProcId,
+    pub init: ProcId,
+    pub namespaces: &'a BTreeMap<String, u64>,
+    pub cgroup: Option<&'a Path>,
+    pub unit: Option<&'a str>,
+    pub started_unix_ms: u64,
+    pub plan: &'a serde_json::value::RawValue,
+}
+
+/// The plan as it goes into a record (compact JSON).
+pub fn render_plan(plan: &LaunchPlan) -> Result<Box<serde_json::value::RawValue>, String> {
+    serde_json::value::to_raw_value(plan).map_err(|e| format!("render the plan: {e}"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +139,8 @@ struct Files {
     record: PathBuf,
     lock: PathBuf,
     temp: PathBuf,
+    /// Present while the sandbox stops (see the module header).
+    stopping: PathBuf,
     /// OOM kills of earlier runs of the name (see [`Claim::end`]).
     oom_kills: PathBuf,
 }
@@ -118,6 +152,7 @@ impl Files {
             lock: dir.join(format!("{name}.lock")),
             // A dot file: never a name (names cannot start with `.`), never listed.
             temp: dir.join(format!(".{name}.json.tmp")),
+            stopping: dir.join(format!("{name}.stopping")),
             oom_kills: dir.join(format!("{name}.oom_kills")),
         }
     }
@@ -239,6 +274,7 @@ impl Cache {
 /// supervisor of that name runs or starts meanwhile). Says so at -v: its supervisor was
 /// killed before it could clean up.
 fn remove_stale(name: &str, files: &Files) {
+    let _ = fs::remove_file(&files.stopping);
     if !files.record.exists() && !files.temp.exists() {
         return;
     }
@@ -290,12 +326,34 @@ impl Claim {
         &self.files.record
     }
 
+    /// Writes the record atomically (see [`Claim::write_rendered`]).
+    #[cfg(test)]
+    pub fn write(&self, record: &Record) -> Result<(), Error> {
+        let plan = render_plan(&record.plan).map_err(|detail| Error::Io {
+            path: self.files.record.clone(),
+            detail,
+        })?;
+        self.write_rendered(&Written {
+            format: record.format,
+            stockade_version: &record.stockade_version,
+            instance: &record.instance,
+            profile: &record.profile,
+            supervisor: record.supervisor,
+            init: record.init,
+            namespaces: &record.namespaces,
+            cgroup: record.cgroup.as_deref(),
+            unit: record.unit.as_deref(),
+            started_unix_ms: record.started_unix_ms,
+            plan: &plan,
+        })
+    }
+
     /// Writes the record atomically: to a temporary file in the same directory, then renamed
     /// over `NAME.json`, so a reader sees the whole record or none. No fsync: /run is a
     /// tmpfs, gone at reboot with the sandboxes it describes.
-    pub fn write(&self, record: &Record) -> Result<(), Error> {
+    pub fn write_rendered(&self, record: &Written) -> Result<(), Error> {
         use std::io::Write;
-        let text = serde_json::to_string_pretty(record).map_err(|e| Error::Io {
+        let text = serde_json::to_string(record).map_err(|e| Error::Io {
             path: self.files.record.clone(),
             detail: e.to_string(),
         })?;
@@ -310,6 +368,20 @@ impl Claim {
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(io_error(temp))?;
         fs::rename(temp, &self.files.record).map_err(io_error(&self.files.record))
+    }
+
+    /// Marks the sandbox stopping: creates `NAME.stopping` (once; again is a no-op).
+    pub fn mark_stopping(&self) -> Result<(), Error> {
+        let path = &self.files.stopping;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(drop)
+            .map_err(io_error(path))
     }
 }
 
@@ -363,6 +435,8 @@ impl Drop for Claim {
         if std::process::id() != self.owner {
             return;
         }
+        // The mark first: it never outlives the record it qualifies.
+        let _ = fs::remove_file(&self.files.stopping);
         let _ = fs::remove_file(&self.files.record);
         let _ = fs::remove_file(&self.files.temp);
         // Removed while still locked, then unlocked by closing (see the module header).
@@ -378,6 +452,8 @@ pub struct Instance {
     /// OOM kills that ended earlier runs of this name since boot.
     pub earlier_oom_kills: u64,
     pub record: Record,
+    /// Its supervisor has marked it stopping: a stop was asked for, or the service ended.
+    pub stopping: bool,
 }
 
 /// Every running sandbox recorded in `dir`, by name: its name's lock is held and its
@@ -421,11 +497,16 @@ fn list_with(dir: &Path, host: &Host, cache: Option<&Cache>) -> Vec<Instance> {
             }
             Ok(None) => {
                 match cache.map_or_else(|| read(&files.record), |c| c.read(&name, &files.record)) {
-                    Some(record) if host.is_running(record.supervisor) => live.push(Instance {
-                        earlier_oom_kills: earlier_oom_kills(&files),
-                        name,
-                        record,
-                    }),
+                    // Read after the record: the mark is made after it and removed before it.
+                    Some(record) if host.is_running(record.supervisor) => {
+                        let stopping = files.stopping.exists();
+                        live.push(Instance {
+                            earlier_oom_kills: earlier_oom_kills(&files),
+                            name,
+                            record,
+                            stopping,
+                        })
+                    }
                     _ => {}
                 }
             }
@@ -493,7 +574,12 @@ mod tests {
         // Flock is per open file: a second take in this process is refused too.
         let e = take(&dir, "a").err().unwrap().to_string();
         assert!(e.contains("being started"), "{e}");
-        claim.write(&record("a", me)).unwrap();
+        let written = record("a", me);
+        claim.write(&written).unwrap();
+        // What is written (the plan rendered ahead) reads back as the record it was.
+        let back: Record =
+            serde_json::from_str(&fs::read_to_string(dir.join("a.json")).unwrap()).unwrap();
+        assert_eq!(back, written);
         let e = take(&dir, "a").err().unwrap().to_string();
         assert!(
             e.contains(&format!(
@@ -508,6 +594,10 @@ mod tests {
             (running[0].name.as_str(), running[0].record.supervisor),
             ("a", me)
         );
+        assert!(!running[0].stopping);
+        claim.mark_stopping().unwrap();
+        claim.mark_stopping().unwrap();
+        assert!(list(&dir, &host)[0].stopping, "marked stopping");
         drop(claim);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "all files removed");
         // A record whose supervisor is gone (no lock held, a start time that never was).
@@ -531,8 +621,10 @@ mod tests {
             serde_json::to_string(&record("c", gone)).unwrap(),
         )
         .unwrap();
+        fs::write(dir.join("c.stopping"), "").unwrap();
         let c = take(&dir, "c").unwrap();
         assert!(!dir.join("c.json").exists(), "take removes a stale record");
+        assert!(!dir.join("c.stopping").exists(), "and its stale mark");
         drop(c);
     }
 

@@ -5,9 +5,36 @@ use super::records::Instance;
 use crate::host::stats::{self, Usage};
 use serde::Serialize;
 
+/// Where a running sandbox is in its life, as `ps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Running,
+    /// A stop was asked for, or the service ended: it is going, and cannot be entered.
+    Stopping,
+}
+
+impl State {
+    pub fn of(i: &Instance) -> State {
+        if i.stopping {
+            State::Stopping
+        } else {
+            State::Running
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Stopping => "stopping",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub name: String,
+    pub state: State,
     pub profile: String,
     /// The stockade that started it (the record's `stockade_version`).
     pub version: String,
@@ -70,6 +97,7 @@ pub fn of(i: &Instance) -> Status {
     let r = &i.record;
     Status {
         name: i.name.clone(),
+        state: State::of(i),
         profile: r.profile.clone(),
         version: r.stockade_version.clone(),
         service_pid: service_pid(r.init.pid),

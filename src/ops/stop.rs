@@ -1,7 +1,10 @@
 //! Stopping a running sandbox by name: SIGTERM to its supervisor, which forwards it to the
 //! service as a unit's stop would; after the grace time SIGKILL to its init, which ends
 //! the whole pid namespace and lets the supervisor clean up (scope, cgroup, record). Signals
-//! go to processes whose start time still matches the record, never to a reused pid.
+//! go to processes whose start time still matches the record, never to a reused pid. A
+//! sandbox already marked stopping (by an earlier stop, `systemctl stop`, or its service's
+//! end) gets no second SIGTERM, which a service may take as "hurry" or count against its
+//! shutdown: the stop only waits, and still kills it when the grace time runs out.
 
 use super::records::{self, Instance};
 use crate::host::Host;
@@ -69,7 +72,9 @@ fn wait_gone(dir: &Path, host: &Host, name: &str, limit: Duration) -> bool {
 /// Stops `i` and waits until its record is gone.
 pub fn stop(dir: &Path, host: &Host, i: &Instance, grace: Duration) -> Result<Ended, Error> {
     use nix::sys::signal::Signal;
-    signal(host, i.record.supervisor, "the supervisor", Signal::SIGTERM)?;
+    if !i.stopping {
+        signal(host, i.record.supervisor, "the supervisor", Signal::SIGTERM)?;
+    }
     if wait_gone(dir, host, &i.name, grace) {
         return Ok(Ended::Terminated);
     }

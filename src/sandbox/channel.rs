@@ -279,3 +279,103 @@ impl StatusReader {
         let _ = self.0.write_all(b"A");
     }
 }
+
+/// `stockade exec`'s channel, from the process that joins the sandbox (and the command it
+/// forks, until its exec) to the stockade that waits: the command's host pid, with the
+/// terminal's controlling end when `--tty` asked for one, or a failure. End of file after
+/// the pid means the command exec'd.
+pub fn join_pair() -> nix::Result<(ExecWaiter, JoinerEnd)> {
+    let (a, b) = seqpacket_pair()?;
+    Ok((ExecWaiter(a), JoinerEnd(b)))
+}
+
+/// The waiting stockade's end.
+pub struct ExecWaiter(UnixStream);
+
+/// The joining process's end, and its command's copy until exec.
+pub struct JoinerEnd(UnixStream);
+
+/// What the waiting stockade learned when the channel closed.
+pub struct Joined {
+    /// The command's host pid, once it was forked.
+    pub pid: Option<u32>,
+    /// The terminal's controlling (master) end, for `--tty`.
+    pub terminal: Option<OwnedFd>,
+    /// Why the join or the command's exec failed, if it did.
+    pub failure: Option<ChildFailure>,
+}
+
+impl JoinerEnd {
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+
+    /// Tells the waiting stockade the command's host pid, handing over the terminal's
+    /// controlling end with it.
+    pub fn report_started(&mut self, pid: u32, terminal: Option<&OwnedFd>) -> nix::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let mut bytes = vec![b'J'];
+        bytes.extend_from_slice(&pid.to_ne_bytes());
+        let iov = [std::io::IoSlice::new(&bytes)];
+        let fds: Vec<std::os::fd::RawFd> = terminal.iter().map(|t| t.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<UnixAddr>(self.0.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).map(drop)
+    }
+
+    pub fn report_failure(&mut self, exit_code: u8, message: &str) {
+        // If the waiting stockade is gone there is no one left to tell.
+        let _ = send(
+            &mut self.0,
+            &Message::Failed {
+                exit_code,
+                message: message.to_owned(),
+            },
+        );
+    }
+}
+
+impl ExecWaiter {
+    /// Reads until the channel closes: every copy of the other end is gone (the joining
+    /// process exited and the command exec'd or died).
+    pub fn wait_for_exec(&mut self) -> Joined {
+        use std::os::fd::AsFd;
+        let mut joined = Joined {
+            pid: None,
+            terminal: None,
+            failure: None,
+        };
+        loop {
+            let mut buf = vec![0u8; 4096];
+            let (n, fds) = match crate::sys::recv_with_fds(self.0.as_fd(), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    joined.failure.get_or_insert(ChildFailure {
+                        exit_code: 125,
+                        message: format!("lost contact with the joining process: {e}"),
+                    });
+                    return joined;
+                }
+                Ok(got) => got,
+            };
+            let mut fds = fds.into_iter();
+            if n == 0 {
+                return joined;
+            }
+            match &buf[..n] {
+                [b'J', pid @ ..] if pid.len() == 4 => {
+                    joined.pid = Some(u32::from_ne_bytes([pid[0], pid[1], pid[2], pid[3]]));
+                    joined.terminal = fds.next();
+                }
+                other => {
+                    if let Some(Message::Failed { exit_code, message }) = Message::decode(other) {
+                        joined
+                            .failure
+                            .get_or_insert(ChildFailure { exit_code, message });
+                    }
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! landlock (while we still hold CAP_SYS_ADMIN in the namespace); the bounding set (needs
 //! CAP_SETPCAP); the user/group switch (keeping capabilities across it); the kept
 //! capabilities in every set including ambient; no_new_privs; descriptors closed; exec.
+//! `stockade exec` (`join.rs`) takes the same steps, from the same plan, for its command:
+//! one code path, so a command run inside never has more than the service.
 
 use super::error::{check, Call, SetupError};
 use super::seccomp;
@@ -11,6 +13,42 @@ use caps::{CapSet, Capability, CapsHashSet};
 use nix::sys::resource::setrlimit;
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Who a command runs as, after the final steps.
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The user namespace denies setgroups(2): the groups are left as they are.
+    pub setgroups_denied: bool,
+}
+
+impl From<&Credentials> for Ids {
+    fn from(c: &Credentials) -> Self {
+        Ids {
+            uid: *c.uid,
+            gid: *c.gid,
+            groups: c.groups.to_vec(),
+            setgroups_denied: c.setgroups_denied,
+        }
+    }
+}
+
+/// What runs once the final steps are taken: the service, or a command `stockade exec`
+/// runs inside the sandbox.
+pub struct Command<'a> {
+    pub argv: &'a [String],
+    pub env: Vec<(String, String)>,
+    pub workdir: &'a str,
+    pub ids: Ids,
+    /// A terminal made the controlling terminal and stdin, stdout and stderr, once the
+    /// command has its own session.
+    pub terminal: Option<OwnedFd>,
+    /// Look a bare command name up in PATH (the service's command was resolved when
+    /// planned; an admin types `redis-cli`).
+    pub search_path: bool,
+}
 
 /// Runs every final step and execs the service; returns only on failure.
 pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
@@ -25,14 +63,29 @@ pub fn exec_service(plan: &LaunchPlan, runtime: super::Runtime) -> SetupError {
             }
         }
     }
-    match prepare(plan, &runtime.filters) {
-        Ok(()) => exec(plan),
+    let service = Command {
+        argv: &plan.argv,
+        env: plan.env.iter().map(|e| e.value.clone()).collect(),
+        workdir: &plan.workdir,
+        ids: Ids::from(&plan.creds),
+        terminal: None,
+        search_path: false,
+    };
+    exec_with(&plan.finals, service, &runtime.filters)
+}
+
+/// Takes the plan's final steps `f` and execs `cmd`; returns only on failure.
+pub fn exec_with(f: &FinalSteps, cmd: Command, filters: &[seccomp::Program]) -> SetupError {
+    match prepare(f, &cmd, filters) {
+        Ok(()) => exec(&cmd),
         Err(e) => e,
     }
 }
 
-fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupError> {
-    let f = &plan.finals;
+fn prepare(f: &FinalSteps, cmd: &Command, filters: &[seccomp::Program]) -> Result<(), SetupError> {
+    // The process whose death must end this one: compared again once the parent-death
+    // signal is re-armed below.
+    let parent = nix::unistd::getppid();
     // Keys of the caller's session (the admin's login) must not be reachable; done before
     // the filter, which denies keyctl.
     check(
@@ -44,10 +97,13 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
     check(nix::unistd::setsid(), "start a new session", || {
         "setsid()".into()
     })?;
+    if let Some(t) = &cmd.terminal {
+        attach_terminal(t)?;
+    }
     check(
-        nix::unistd::chdir(plan.workdir.as_str()),
+        nix::unistd::chdir(cmd.workdir),
         "enter the working directory",
-        || format!("chdir({:?})", plan.workdir),
+        || format!("chdir({:?})", cmd.workdir),
     )?;
     // The kernel reports a directory outside our root as unreachable, and getcwd fails.
     check(
@@ -61,7 +117,7 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
         landlock(f)?;
     }
     drop_bounding(f)?;
-    switch_user(&plan.creds)?;
+    switch_user(&cmd.ids)?;
     raise_kept(f)?;
     if *f.no_new_privs {
         check(
@@ -71,18 +127,45 @@ fn prepare(plan: &LaunchPlan, filters: &[seccomp::Program]) -> Result<(), SetupE
         )?;
     }
     // Changing credentials cleared the parent-death signal; without a pid namespace this is
-    // what kills the service when the sandbox's init dies.
+    // what kills the service when the sandbox's init dies (and a command of `stockade
+    // exec` when the stockade that waits for it dies).
     check(
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
         "set the parent-death signal",
         || "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
     )?;
+    // A parent that died between the credential change and the line above sent no signal:
+    // this process was reparented, and must not outlive the sandbox.
+    if nix::unistd::getppid() != parent {
+        return Err(SetupError::other(
+            "follow the sandbox's init",
+            format!("its parent {parent} ended before the command started"),
+        ));
+    }
     check(
         sys::cloexec_from_3(),
         "close stockade's descriptors",
         || "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)".into(),
     )?;
     install_filters(f, filters)
+}
+
+/// The terminal becomes the session's controlling terminal and the command's stdin,
+/// stdout and stderr (the session is new, so no other process has it as its own).
+fn attach_terminal(t: &OwnedFd) -> Result<(), SetupError> {
+    check(
+        sys::set_controlling_tty(t.as_fd()),
+        "take the terminal as the controlling terminal",
+        || "ioctl(TIOCSCTTY, 0)".into(),
+    )?;
+    for target in 0..=2 {
+        check(
+            nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(t), target),
+            "connect the terminal",
+            || format!("dup2(terminal, {target})"),
+        )?;
+    }
+    Ok(())
 }
 
 /// The seccomp filters, last before exec so none of the steps above is filtered. Without
@@ -215,7 +298,7 @@ fn drop_bounding(f: &FinalSteps) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn switch_user(c: &Credentials) -> Result<(), SetupError> {
+fn switch_user(c: &Ids) -> Result<(), SetupError> {
     // Keep the permitted set across setuid so the kept capabilities survive a non-root user.
     check(
         nix::sys::prctl::set_keepcaps(true),
@@ -230,15 +313,15 @@ fn switch_user(c: &Credentials) -> Result<(), SetupError> {
             || format!("setgroups({:?})", c.groups),
         )?;
     }
-    let gid = Gid::from_raw(*c.gid);
+    let gid = Gid::from_raw(c.gid);
     check(
         nix::unistd::setresgid(gid, gid, gid),
         "switch group",
-        || format!("setresgid({0}, {0}, {0})", *c.gid),
+        || format!("setresgid({0}, {0}, {0})", c.gid),
     )?;
-    let uid = Uid::from_raw(*c.uid);
+    let uid = Uid::from_raw(c.uid);
     check(nix::unistd::setresuid(uid, uid, uid), "switch user", || {
-        format!("setresuid({0}, {0}, {0})", *c.uid)
+        format!("setresuid({0}, {0}, {0})", c.uid)
     })?;
     Ok(())
 }
@@ -283,31 +366,77 @@ fn raise_kept(f: &FinalSteps) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn exec(plan: &LaunchPlan) -> SetupError {
+/// The directories a bare command name is looked up in when the command's environment
+/// has no PATH (the list systemd gives services).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn exec(cmd: &Command) -> SetupError {
     let cstr = |s: &str| CString::new(s).unwrap_or_default();
-    let argv: Vec<CString> = plan.argv.iter().map(|a| cstr(a)).collect();
-    let env: Vec<CString> = plan
+    let argv: Vec<CString> = cmd.argv.iter().map(|a| cstr(a)).collect();
+    let env: Vec<CString> = cmd
         .env
         .iter()
-        .map(|e| cstr(&format!("{}={}", e.value.0, e.value.1)))
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect();
-    let Some(prog) = argv.first() else {
-        return SetupError::other("start the service", "empty command");
+    let Some(name) = cmd.argv.first() else {
+        return SetupError::other("start the command", "empty command");
     };
-    let errno = match nix::unistd::execve(prog, &argv, &env) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    let code = if errno == nix::errno::Errno::ENOENT {
-        127
+    let step = if cmd.search_path {
+        "start the command"
     } else {
-        126
+        "start the service"
     };
-    SetupError::sys(
-        "start the service",
-        format!("execve({:?})", plan.argv[0]),
-        errno,
-    )
-    .failed_in(Call::Execve)
-    .with_code(code)
+    // A name with a slash is a path; a bare name is looked for in PATH, as a shell does:
+    // a candidate that is missing is skipped, one that exists but cannot run is reported.
+    let candidates: Vec<String> = if !cmd.search_path || name.contains('/') {
+        vec![name.clone()]
+    } else {
+        let path = cmd
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        path.split(':')
+            .map(|d| if d.is_empty() { "." } else { d })
+            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+            .collect()
+    };
+    use nix::errno::Errno;
+    // The first candidate that exists but failed, unless a later one fails harder than
+    // with EACCES (execvp's rule).
+    let mut failed: Option<(Errno, &str)> = None;
+    for prog in &candidates {
+        let errno = match nix::unistd::execve(&cstr(prog), &argv, &env) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        match errno {
+            Errno::ENOENT | Errno::ENOTDIR if candidates.len() > 1 => continue,
+            Errno::EACCES if candidates.len() > 1 => {
+                failed.get_or_insert((errno, prog));
+            }
+            _ => {
+                failed = Some((errno, prog));
+                break;
+            }
+        }
+    }
+    let (mut errno, prog) = failed.unwrap_or((Errno::ENOENT, name));
+    // Denied in a directory of PATH the command's user cannot even look into (root's
+    // home, say): as far as it can tell, the command is not there.
+    if errno == Errno::EACCES
+        && candidates.len() > 1
+        && nix::unistd::access(prog, nix::unistd::AccessFlags::F_OK).is_err()
+    {
+        errno = Errno::ENOENT;
+    }
+    let code = if errno == Errno::ENOENT { 127 } else { 126 };
+    let call = if candidates.len() > 1 && errno == Errno::ENOENT {
+        format!("execve({name:?}) in each directory of PATH")
+    } else {
+        format!("execve({prog:?})")
+    };
+    SetupError::sys(step, call, errno)
+        .failed_in(Call::Execve)
+        .with_code(code)
 }

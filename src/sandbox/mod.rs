@@ -13,9 +13,11 @@ mod error;
 mod exec;
 mod ids;
 mod init;
+pub mod join;
 mod journal;
 mod mounts;
 mod notify;
+mod pty;
 mod seccomp;
 
 pub use channel::ServiceEnd;
@@ -60,12 +62,19 @@ pub trait Manager {
 /// Records the running sandbox; implemented outside this stage, which knows neither the
 /// instance name nor where records live.
 pub trait Recorder {
+    /// Called once, right after init is let go and while it builds the filesystem: what
+    /// the record needs that is known already is gathered here, off the path the service
+    /// waits on. `init` is init's host pid.
+    fn prepare(&mut self, init: u32);
     /// Called once, when init has made every namespace and sits in its final cgroup, and
     /// before the service may exec: an error stops the start. `cgroup` is init's cgroup
     /// directory on the host.
     fn record(&mut self, init: u32, cgroup: Option<&std::path::Path>) -> Result<(), String>;
     /// Called once, when the service has exec'd: the sandbox runs. `init` is init's host pid.
     fn started(&mut self, init: u32);
+    /// Called once, the first time the sandbox is on its way out: a SIGTERM or SIGINT is
+    /// forwarded to the service, or the service's end is reported. Not on the launch's path.
+    fn stopping(&mut self);
 }
 
 /// How the run ended.
@@ -233,6 +242,8 @@ pub fn run(
     let compiling = seccomp::start(&plan.finals.syscalls);
     sup.tell_proceed()
         .map_err(|e| SetupError::other("start the sandbox", format!("init went away: {e}")))?;
+    // While init builds the filesystem: before, the service waited for it after Ready.
+    recorder.prepare(init.as_raw() as u32);
     // Placed before init may fork the service, so nothing of it ever runs unaccounted.
     let mut leaf = None;
     let cgroup_dir: Option<PathBuf> = match &plan.cgroup {
@@ -297,6 +308,7 @@ pub fn run(
         &mut status,
         cgroup_dir.as_deref(),
         manager,
+        recorder,
     )?;
     let service = ended.service.unwrap_or(ended.init);
     let oom_kills = ended
@@ -414,7 +426,11 @@ struct Ended {
 
 /// Waits for init, forwarding signals to it and relaying notify messages. When init reports
 /// the service's end, the cgroup's OOM count is read before init is let go. The first
-/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for.
+/// SIGTERM or SIGINT forwarded is remembered: the end that follows was asked for. Either
+/// that or the service's end marks the sandbox stopping, once. SIGHUP does not: for many
+/// daemons it asks for a reload (`systemctl reload` sends it), and a sandbox that reloaded
+/// runs on.
+#[allow(clippy::too_many_arguments)]
 fn supervise(
     init: Pid,
     set: &SigSet,
@@ -422,6 +438,7 @@ fn supervise(
     status: &mut channel::StatusReader,
     cgroup_dir: Option<&std::path::Path>,
     manager: &mut dyn Manager,
+    recorder: &mut dyn Recorder,
 ) -> Result<Ended, SetupError> {
     let sfd = error::check(
         SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK),
@@ -431,6 +448,12 @@ fn supervise(
     let mut service = None;
     let mut oom_kills = None;
     let mut stop_requested = None;
+    let mut marked = false;
+    let mut mark = |recorder: &mut dyn Recorder| {
+        if !std::mem::replace(&mut marked, true) {
+            recorder.stopping();
+        }
+    };
     loop {
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
@@ -460,6 +483,7 @@ fn supervise(
         if status_ready && service.is_none() {
             if let Some(end) = status.receive() {
                 service = Some(end);
+                mark(recorder);
                 oom_kills = cgroup_dir.and_then(cgroup::oom_kills);
                 status.release();
             }
@@ -472,6 +496,9 @@ fn supervise(
                 // A signal that arrives after the service ended asks nothing of it.
                 if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && service.is_none() {
                     stop_requested.get_or_insert(sig);
+                    // Marked before it is passed on: whoever sees the service react to it
+                    // sees the sandbox stopping.
+                    mark(recorder);
                 }
                 let _ = kill(init, sig);
                 continue;

@@ -161,6 +161,47 @@ capabilities = []
     }
 }
 
+impl Stage {
+    /// Runs the probe through `stockade exec` in a sandbox of the same profile whose
+    /// service only sleeps (the probe's pid must stay small), from the marker directory with
+    /// descriptor 7 open on a host file, and returns its verdicts.
+    fn run_through_exec(&self, user: &str) -> BTreeMap<String, String> {
+        let m = marker();
+        let profiles = Profiles::new();
+        let text_of = self.profile(user).replace(
+            r#"["/tmp/privileged/escape-probe"]"#,
+            r#"["/bin/sleep", "1000"]"#,
+        );
+        let p = profiles.write("escape-exec", &text_of);
+        let mut service = Run::profile(&p, &m).spawn();
+        let name = format!("escape-exec-{m}");
+        wait_for_record(&name);
+        let out = Run::shell(
+            &format!(
+                "exec 7</etc/hostname; exec {{bin}} exec {name} -- /tmp/privileged/escape-probe"
+            ),
+            &marker(),
+        )
+        .current_dir(self.dir.path().join("cwd"))
+        .output();
+        let stop = Run::stockade(&["stop", "--time", "2", &name], &marker()).output();
+        assert!(stop.status.success(), "{}", text(&stop.stderr));
+        let _ = service.wait();
+        assert!(
+            out.status.success(),
+            "the probe failed through exec ({:?}): {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
 /// What each attempt must end in, as root of the sandbox (no capabilities) and as nobody.
 fn expected(root: bool) -> BTreeMap<&'static str, String> {
     let as_root = |r: &str, other: &str| if root { r.to_owned() } else { other.to_owned() };
@@ -305,6 +346,41 @@ fn escape_attempts_fail_as_nobody() {
     require_root();
     let stage = Stage::new();
     assert_all_denied(&stage.run("nobody"), false);
+    stage.assert_unix_listeners_untouched();
+}
+
+/// `stockade exec` runs a command with exactly the service's walls: the probe run through
+/// it gives, verdict by verdict, what it gives as the service (and every one is a denial).
+#[test]
+fn escape_attempts_through_exec_meet_the_service_walls() {
+    require_root();
+    let stage = Stage::new();
+    for (user, root) in [("root", true), ("nobody", false)] {
+        let service = stage.run(user);
+        let exec = stage.run_through_exec(user);
+        let differ: Vec<String> = service
+            .keys()
+            .chain(exec.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| service.get(*k) != exec.get(*k))
+            .map(|k| format!("{k}: service {:?}, exec {:?}", service.get(k), exec.get(k)))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "as {user}, exec differs from the service:\n{}",
+            differ.join("\n")
+        );
+        assert_all_denied(&exec, root);
+        // The comparison, for the closing note (`--nocapture`).
+        println!(
+            "as {user}: {} verdicts, all equal to the service's",
+            exec.len()
+        );
+        for (k, v) in &exec {
+            println!("  {k}\t{v}");
+        }
+    }
     stage.assert_unix_listeners_untouched();
 }
 

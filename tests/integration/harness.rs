@@ -103,15 +103,16 @@ impl Snapshot {
 /// Where stockade keeps the records of running sandboxes.
 pub const INSTANCES: &str = "/run/stockade/instances";
 
-/// The instance a file of the instances directory belongs to: `NAME.json`, `NAME.lock` or
-/// the record's temporary `.NAME.json.tmp`.
+/// The instance a file of the instances directory belongs to: `NAME.json`, `NAME.lock`,
+/// the mark `NAME.stopping` or the record's temporary `.NAME.json.tmp`.
 fn instance_of(p: &Path) -> Option<String> {
     let f = p.file_name()?.to_str()?;
     let name = f
         .strip_prefix('.')
         .and_then(|f| f.strip_suffix(".json.tmp"))
         .or_else(|| f.strip_suffix(".json"))
-        .or_else(|| f.strip_suffix(".lock"))?;
+        .or_else(|| f.strip_suffix(".lock"))
+        .or_else(|| f.strip_suffix(".stopping"))?;
     Some(name.to_owned())
 }
 
@@ -162,11 +163,12 @@ pub fn run_entries() -> BTreeSet<PathBuf> {
 
 fn walk_dirs(dir: &Path, out: &mut BTreeSet<PathBuf>) {
     // A systemd test bed (tests/systemd/bed.sh) booted beside this run keeps its own tree
-    // and removes it itself; it is not a sandbox of this run.
+    // and removes it itself, as does a test that makes a cgroup for its own callers
+    // (`stockade-test-*`); neither is a sandbox of this run.
     if dir
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("stockade-bed-"))
+        .is_some_and(|n| n.starts_with("stockade-bed-") || n.starts_with("stockade-test-"))
     {
         return;
     }

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod escape;
+mod exec;
 mod harness;
 mod instances;
 mod metrics;

@@ -1,7 +1,8 @@
 //! Operating running sandboxes from a shell: `ps` lists them with the service's host pid,
 //! `stop` ends them (SIGTERM, then SIGKILL after --time) and waits until they are gone,
 //! `volume` manages named volumes and refuses to remove one in use; each refuses a caller
-//! without root and an unknown name, naming the running ones.
+//! without root and an unknown name, naming the running ones. A sandbox that is stopping
+//! says so in `ps`, `metrics` and `exec`, and a second `stop` only waits for it.
 
 use crate::harness::*;
 use std::fs;
@@ -29,6 +30,7 @@ fn ps_lists_a_running_sandbox_and_stop_ends_it() {
         .find(|s| s["name"] == name.as_str())
         .unwrap_or_else(|| panic!("{name} not in {list:#?}"));
     assert_eq!(me["profile"], "svc");
+    assert_eq!(me["state"], "running");
     // The pid is the service's as the host sees it: its command line carries the marker.
     let pid = me["service_pid"].as_u64().unwrap();
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -80,6 +82,129 @@ fn stop_kills_a_service_that_ignores_sigterm_after_the_grace_time() {
         "{took:?}"
     );
     assert!(child.wait().unwrap().code().is_none_or(|c| c != 0));
+}
+
+/// The `state` `ps --json` gives instance `name` (None: not listed).
+fn state_of(name: &str, marker: &str) -> Option<String> {
+    ps_json(marker)
+        .iter()
+        .find(|s| s["name"] == name)
+        .map(|s| s["state"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits (5 s at most) until `ps --json` says instance `name` is stopping.
+fn wait_stopping(name: &str, marker: &str) {
+    let seen = wait_until(Duration::from_secs(5), || {
+        state_of(name, marker).as_deref() == Some("stopping")
+    });
+    assert!(seen, "{name} never stopping: {:?}", state_of(name, marker));
+}
+
+#[test]
+fn a_sandbox_that_is_stopping_says_so_refuses_exec_and_gets_one_sigterm() {
+    require_root();
+    let m = marker();
+    let c = marker();
+    let profiles = Profiles::new();
+    let snap = Snapshot::take();
+    // Takes about 4 s to stop once it has a SIGTERM; says so for each SIGTERM it gets.
+    let p = profiles.write(
+        "linger",
+        &sh_profile(
+            "trap 'echo got-term; t=1' TERM; i=0; while [ $i -lt 80 ]; do sleep 0.05; [ -n \"$t\" ] && i=$((i+1)); done; echo done",
+            &m,
+            "",
+        ),
+    );
+    let name = format!("linger-{m}");
+    let child = Run::profile(&p, &m).spawn();
+    wait_for_record(&name);
+    assert_eq!(state_of(&name, &c).as_deref(), Some("running"));
+    let first = Run::stockade(&["stop", "--time", "20", &name], &c).spawn();
+    wait_stopping(&name, &c);
+
+    let t = text(&Run::stockade(&["ps"], &c).output().stdout);
+    let line = t.lines().find(|l| l.starts_with(&name)).unwrap_or_default();
+    assert!(line.trim_end().ends_with("stopping"), "{t}");
+    let metrics = text(&Run::stockade(&["metrics"], &c).output().stdout);
+    assert!(
+        metrics.contains(&format!(
+            "stockade_sandbox_stopping{{sandbox=\"{name}\",profile=\"linger\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+    let out = Run::stockade(&["exec", &name, "--", "true"], &c).output();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "stockade: sandbox `{name}` is stopping and cannot be entered (running: "
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    // A second stop waits for the first one's end and sends nothing.
+    let out = Run::stockade(&["stop", &name], &c).output();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("{name}: stopped"));
+    assert!(
+        text(&out.stderr).contains(&format!("{name} is already stopping; waiting for it")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(state_of(&name, &c), None, "gone once stop returns");
+
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("{name}: stopped"));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("got-term").count(),
+        1,
+        "one SIGTERM: {}",
+        text(&out.stdout)
+    );
+    snap.assert_unchanged(&m);
+}
+
+#[test]
+fn a_second_stop_of_a_stopping_sandbox_still_kills_it_at_its_time() {
+    require_root();
+    let m = marker();
+    let c = marker();
+    let profiles = Profiles::new();
+    let snap = Snapshot::take();
+    let p = profiles.write(
+        "deaf",
+        &sh_profile("trap '' TERM; while :; do sleep 0.05; done", &m, ""),
+    );
+    let name = format!("deaf-{m}");
+    let child = Run::profile(&p, &m).spawn();
+    wait_for_record(&name);
+    let first = Run::stockade(&["stop", "--time", "60", &name], &c).spawn();
+    wait_stopping(&name, &c);
+    let start = std::time::Instant::now();
+    let out = Run::stockade(&["stop", "--time", "1", &name], &c).output();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("killed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    // The first stop sees it gone as well, long before its own 60 s.
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert!(child
+        .wait_with_output()
+        .unwrap()
+        .status
+        .code()
+        .is_none_or(|c| c != 0));
+    snap.assert_unchanged(&m);
 }
 
 #[test]

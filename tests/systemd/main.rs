@@ -819,3 +819,194 @@ fn a_stop_that_needed_sigkill_is_a_warning() {
         )
     );
 }
+
+/// `stockade exec` into a sandbox that `stockade@.service` started: redis-cli runs inside
+/// (the service's user, its network) and answers through a pipe, and the command is a
+/// member of the sandbox's cgroup leaf of the unit while it runs.
+#[test]
+fn exec_enters_a_sandbox_started_by_its_unit() {
+    bed();
+    let o = sh("systemctl start stockade@exec-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stockade(&[
+        "exec",
+        "exec-unit",
+        "--",
+        "redis-cli",
+        "-p",
+        "16381",
+        "ping",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "PONG");
+    let o = stockade(&["exec", "exec-unit", "--", "id", "-un"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "redis", "{}", text(&o.stderr));
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string("/run/stockade/instances/exec-unit.json").unwrap(),
+    )
+    .unwrap();
+    let cgroup = record["cgroup"]
+        .as_str()
+        .expect("a sandbox of a unit has a cgroup")
+        .to_owned();
+    let mut c = stockade(&[
+        "exec",
+        "exec-unit",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 2; : exec-in-unit",
+    ])
+    .spawn()
+    .unwrap();
+    let shell = || {
+        out("pgrep -f '^/bin/sh -c sleep 2; : exec-in-unit'")
+            .lines()
+            .next()
+            .map(str::to_owned)
+    };
+    assert!(wait_until(Duration::from_secs(5), || shell().is_some()));
+    let pid = shell().unwrap();
+    let procs = fs::read_to_string(format!("{cgroup}/cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "{pid} not in {cgroup}: {procs}"
+    );
+    assert!(c.wait().unwrap().success());
+    let o = sh("systemctl stop stockade@exec-unit");
+    assert!(o.status.success());
+    assert_eq!(show("stockade@exec-unit", "ActiveState"), "inactive");
+}
+
+/// `systemctl stop` of a unit whose service takes a few seconds to stop: meanwhile `ps`
+/// says stopping, `exec` refuses it, `stockade stop` sends nothing more and returns once it
+/// is gone, and the unit ends cleanly with its end at info.
+#[test]
+fn a_unit_being_stopped_is_stopping_to_ps_exec_and_stop() {
+    bed();
+    let unit = "stockade@linger-unit.service";
+    let o = sh("systemctl start stockade@linger-unit");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        ps_row("linger-unit").expect("not listed")["state"],
+        "running"
+    );
+    // --no-block: systemd sends the SIGTERM and returns; the service lingers.
+    assert!(sh("systemctl stop --no-block stockade@linger-unit")
+        .status
+        .success());
+    assert!(
+        wait_until(Duration::from_secs(5), || ps_row("linger-unit")
+            .is_some_and(|r| r["state"] == "stopping")),
+        "never stopping: {:?}",
+        ps_row("linger-unit")
+    );
+    let o = stockade(&["exec", "linger-unit", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with(
+            "stockade: sandbox `linger-unit` is stopping and cannot be entered (running: "
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = stockade(&["stop", "linger-unit"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "linger-unit: stopped");
+    assert!(
+        text(&o.stderr).contains("linger-unit is already stopping; waiting for it"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(ps_row("linger-unit").is_none(), "still listed after stop");
+    assert!(
+        wait_until(Duration::from_secs(5), || show(unit, "ActiveState")
+            == "inactive"),
+        "{unit}: {}",
+        show(unit, "ActiveState")
+    );
+    let end = wait_for_records("linger-unit", "stopped on request (SIGTERM)", 1);
+    assert_eq!(end[0].0, "6", "{end:?}");
+    assert!(!std::path::Path::new("/run/stockade/instances/linger-unit.stopping").exists());
+}
+
+/// Many sandboxes started at once (issue 15's load, in small: tests/bench/run.sh starts 200
+/// and times them): every one starts, each in a scope of its own holding its init, and once
+/// they are stopped no scope, cgroup, record, mount or process of theirs is left.
+#[test]
+fn twenty_sandboxes_started_at_once_each_get_a_scope_and_leave_nothing() {
+    bed();
+    const N: usize = 20;
+    let mounts = || out("wc -l < /proc/self/mountinfo");
+    let slice_cgroups = || {
+        out("find /sys/fs/cgroup/stockade.slice -type d -name 'stockade-many-*' 2>/dev/null | wc -l")
+    };
+    let (mounts_before, cgroups_before) = (mounts(), slice_cgroups());
+    let children: Vec<Child> = (0..N)
+        .map(|i| spawn(&["run", "--name", &format!("many-{i}"), "many"]))
+        .collect();
+    let units: Vec<String> = children
+        .iter()
+        .map(|c| scope_of(c.id()).replace("{}", "many"))
+        .collect();
+    let record = |i: usize| format!("/run/stockade/instances/many-{i}.json");
+    assert!(
+        wait_until(Duration::from_secs(60), || (0..N)
+            .all(|i| std::path::Path::new(&record(i)).exists())),
+        "not all {N} started: {}",
+        out("ls /run/stockade/instances")
+    );
+    let mut cgroups = std::collections::BTreeSet::new();
+    for (i, unit) in units.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(10), || show(unit, "ActiveState")
+                == "active"),
+            "scope {unit} never became active"
+        );
+        let cgroup = show(unit, "ControlGroup");
+        let r: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(record(i)).unwrap()).unwrap();
+        let procs = out(&format!("cat /sys/fs/cgroup{cgroup}/cgroup.procs"));
+        let init = r["init"]["pid"].to_string();
+        assert!(
+            procs.split_whitespace().any(|p| p == init),
+            "{unit} does not hold init {init}: {procs}"
+        );
+        cgroups.insert(cgroup);
+    }
+    assert_eq!(cgroups.len(), N, "scopes share a cgroup: {cgroups:?}");
+    for c in &children {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    }
+    for unit in &units {
+        assert!(
+            wait_until(Duration::from_secs(5), || unit_gone(unit)),
+            "scope {unit} left behind"
+        );
+    }
+    assert!(
+        (0..N).all(|i| !std::path::Path::new(&record(i)).exists()),
+        "records left behind"
+    );
+    assert_eq!(slice_cgroups(), cgroups_before, "cgroups left behind");
+    assert_eq!(mounts(), mounts_before, "mounts left behind");
+    assert_eq!(
+        out("pgrep -fx 'sleep 1000' | wc -l"),
+        "0",
+        "processes left behind"
+    );
+}

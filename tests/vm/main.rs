@@ -542,3 +542,103 @@ fn memory_high_throttles_without_killing() {
         seen.0, seen.1
     );
 }
+
+/// A command run with `stockade exec` is held by the sandbox's limits, in a scope and under
+/// `stockade@.service`: its forks stop at tasks_max (the sandbox's pids.current never
+/// passes it), and memory past memory_max is OOM-killed in the sandbox's cgroup (exit 137,
+/// oom_kill counted there) while the service lives on.
+#[test]
+fn exec_counts_against_the_sandboxs_limits() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    vm();
+    let record = || -> serde_json::Value {
+        serde_json::from_str(
+            &fs::read_to_string("/run/stockade/instances/exec-limits.json").unwrap_or_default(),
+        )
+        .unwrap_or(serde_json::Value::Null)
+    };
+    let mut shell_run = None;
+    for how in ["scope", "unit"] {
+        if how == "scope" {
+            shell_run = Some(
+                Command::new(BIN)
+                    .args(["run", "exec-limits"])
+                    .spawn()
+                    .unwrap(),
+            );
+        } else {
+            assert!(sh("systemctl start stockade@exec-limits").status.success());
+        }
+        assert!(
+            wait_until(Duration::from_secs(30), || record()["cgroup"].is_string()),
+            "{how}: no record"
+        );
+        let cgroup = record()["cgroup"].as_str().unwrap().to_owned();
+        let read = |f: &str| fs::read_to_string(format!("{cgroup}/{f}")).unwrap();
+        let oom_kills = || -> u64 {
+            read("memory.events")
+                .lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        // 20 sleepers asked for; init and the service hold two of the 8 tasks.
+        let forks = "import os, signal, time\nkids = []\nfor _ in range(20):\n    try:\n        pid = os.fork()\n    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n    kids.append(pid)\nprint(f'started={len(kids)}', flush=True)\nfor k in kids:\n    os.kill(k, signal.SIGKILL)\n";
+        let o = Command::new(BIN)
+            .args(["exec", "exec-limits", "--", "python3", "-c", forks])
+            .output()
+            .unwrap();
+        let s = text(&o.stdout);
+        let started: u32 = s
+            .lines()
+            .find_map(|l| l.strip_prefix("started="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{how}: {s}{}", text(&o.stderr)));
+        // pids.peak is Linux 6.1's; without it, the limit itself is what is checked.
+        let peak: u64 = fs::read_to_string(format!("{cgroup}/pids.peak"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        println!(
+            "{how}: exec started {started} of 20 children under tasks_max = 8 (pids.peak {peak})"
+        );
+        // init, the service and python itself hold three of the eight.
+        assert!(
+            started <= 5,
+            "{how}: {started} children under tasks_max = 8"
+        );
+        assert!(peak <= 8, "{how}: pids.peak {peak}");
+        // 200 MB held in one line by tail, under memory_max = 64M.
+        let before = oom_kills();
+        let o = Command::new(BIN)
+            .args([
+                "exec",
+                "exec-limits",
+                "--",
+                "/bin/sh",
+                "-c",
+                "head -c 200000000 /dev/zero | tail -n 1 >/dev/null",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(137), "{how}: {}", text(&o.stderr));
+        let after = oom_kills();
+        println!(
+            "{how}: exec of 200 MB under memory_max = 64M: exit 137, oom_kill {before} -> {after}"
+        );
+        assert!(after > before, "{how}: oom_kill {before} -> {after}");
+        assert!(
+            record()["cgroup"].is_string(),
+            "{how}: the service lives on"
+        );
+        if how == "scope" {
+            let mut c = shell_run.take().unwrap();
+            let _ = Command::new(BIN).args(["stop", "exec-limits"]).output();
+            let _ = c.wait();
+        } else {
+            assert!(sh("systemctl stop stockade@exec-limits").status.success());
+        }
+    }
+}
