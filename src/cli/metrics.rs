@@ -4,9 +4,9 @@
 //! writes the answer. Every connection is closed after one answer, and no request, however
 //! malformed, oversized or slow, ends the server: it gets a 4xx and the next one is served.
 
-use super::instances;
+use super::{instances, instances_cached};
 use crate::error::Error;
-use crate::ops::{metrics, status};
+use crate::ops::{metrics, records, status};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,15 +24,15 @@ const MAX_CONNECTIONS: usize = 16;
 /// with unread data does not reset it before the client has read that answer.
 const DRAIN: usize = 1 << 20;
 
-/// The exposition of every running sandbox, now.
-fn scrape() -> Result<String, Error> {
-    let statuses: Vec<status::Status> = instances()?.iter().map(status::of).collect();
-    Ok(metrics::render(&statuses))
+/// The exposition of these running sandboxes, now.
+fn render(running: &[records::Instance]) -> String {
+    let statuses: Vec<status::Status> = running.iter().map(status::of).collect();
+    metrics::render(&statuses)
 }
 
 pub fn metrics(listen: Option<SocketAddr>) -> Result<u8, Error> {
     let Some(addr) = listen else {
-        print!("{}", scrape()?);
+        print!("{}", render(&instances()?));
         return Ok(0);
     };
     // Refused before the port is taken: a server that can only answer 500 is no use.
@@ -45,6 +45,8 @@ pub fn metrics(listen: Option<SocketAddr>) -> Result<u8, Error> {
     // Printed, not logged: the port chosen for `:0` is what a caller waits for.
     eprintln!("stockade: serving http://{local}/metrics");
     let busy = Arc::new(AtomicUsize::new(0));
+    // Shared by the connections: each scrape parses only the records it has not seen.
+    let cache = Arc::new(records::Cache::default());
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -63,10 +65,11 @@ pub fn metrics(listen: Option<SocketAddr>) -> Result<u8, Error> {
             continue;
         }
         let busy = Arc::clone(&busy);
+        let cache = Arc::clone(&cache);
         let spawned = std::thread::Builder::new()
             .name("metrics-conn".into())
             .spawn(move || {
-                serve(stream);
+                serve(stream, &cache);
                 busy.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
@@ -118,10 +121,10 @@ fn head(code: u16, content_type: &str, len: usize, extra: &str) -> Vec<u8> {
 }
 
 /// Reads one request head (at most [`MAX_REQUEST`] bytes, within [`IO_TIMEOUT`]) and answers it.
-fn serve(mut stream: TcpStream) {
+fn serve(mut stream: TcpStream, cache: &records::Cache) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let Some(answer) = read_request(&mut stream) else {
+    let Some(answer) = read_request(&mut stream, cache) else {
         return;
     };
     let content_type = if answer.code == 200 {
@@ -141,7 +144,7 @@ fn serve(mut stream: TcpStream) {
 }
 
 /// The answer to the request on `stream`; None when the client went away before sending one.
-fn read_request(stream: &mut TcpStream) -> Option<Answer> {
+fn read_request(stream: &mut TcpStream, cache: &records::Cache) -> Option<Answer> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     let deadline = Instant::now() + IO_TIMEOUT;
@@ -172,7 +175,11 @@ fn read_request(stream: &mut TcpStream) -> Option<Answer> {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                return Some(route(req.method.unwrap_or(""), req.path.unwrap_or("")))
+                return Some(route(
+                    req.method.unwrap_or(""),
+                    req.path.unwrap_or(""),
+                    cache,
+                ))
             }
             Ok(httparse::Status::Partial) => continue,
             Err(httparse::Error::TooManyHeaders) => return Some(Answer::error(431, true)),
@@ -182,7 +189,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Answer> {
 }
 
 /// `GET /metrics` (a query string is ignored) and nothing else.
-fn route(method: &str, path: &str) -> Answer {
+fn route(method: &str, path: &str, cache: &records::Cache) -> Answer {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     if path != "/metrics" {
         return Answer::error(404, false);
@@ -193,10 +200,10 @@ fn route(method: &str, path: &str) -> Answer {
             ..Answer::error(405, true)
         };
     }
-    match scrape() {
-        Ok(body) => Answer {
+    match instances_cached(cache) {
+        Ok(running) => Answer {
             code: 200,
-            body,
+            body: render(&running),
             extra: "",
             early: false,
         },
@@ -244,9 +251,10 @@ mod tests {
 
     #[test]
     fn only_get_metrics_is_served() {
-        assert_eq!(route("GET", "/other").code, 404);
-        assert_eq!(route("POST", "/metrics").code, 405);
-        assert_eq!(route("POST", "/metrics").extra, "Allow: GET\r\n");
-        assert_eq!(route("HEAD", "/metrics?x=1").code, 405);
+        let c = records::Cache::default();
+        assert_eq!(route("GET", "/other", &c).code, 404);
+        assert_eq!(route("POST", "/metrics", &c).code, 405);
+        assert_eq!(route("POST", "/metrics", &c).extra, "Allow: GET\r\n");
+        assert_eq!(route("HEAD", "/metrics?x=1", &c).code, 405);
     }
 }

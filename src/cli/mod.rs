@@ -324,6 +324,18 @@ pub fn instances() -> Result<Vec<crate::ops::records::Instance>, Error> {
     ))
 }
 
+/// [`instances`] for a long-running reader, which keeps the parsed records in `cache`.
+pub fn instances_cached(
+    cache: &crate::ops::records::Cache,
+) -> Result<Vec<crate::ops::records::Instance>, Error> {
+    require_root("reading the records of running sandboxes")?;
+    Ok(crate::ops::records::list_cached(
+        std::path::Path::new(plan::INSTANCES_DIR),
+        &host::Host::current(),
+        cache,
+    ))
+}
+
 /// The running instance `name`, or an error listing the running ones.
 pub fn instance_by_name<'a>(
     running: &'a [crate::ops::records::Instance],

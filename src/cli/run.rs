@@ -82,8 +82,11 @@ pub fn run(
             name: plan.name.clone(),
             source,
         })?;
-    // The sandbox is gone: so is its record, and the name is free again.
-    drop(claim);
+    // The sandbox is gone: so is its record (its OOM kills added to the name's tally), and
+    // the name is free again.
+    if let Some(claim) = claim {
+        claim.end(outcome.oom_kills.unwrap_or(0));
+    }
     let (level, message) = outcome_message(&plan, outcome);
     match level {
         tracing::Level::INFO => tracing::info!("{message}"),

@@ -24,10 +24,9 @@ fn opt(v: Option<u64>, f: fn(u64) -> String) -> String {
 }
 
 pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error> {
-    // CPU time and wall time of the previous sample, per instance.
+    // CPU time and when it was read (µs since the epoch), of the previous sample, per instance.
     let mut last: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     loop {
-        let now = status::now_ms();
         let list = pick(names)?;
         if json {
             println!(
@@ -69,17 +68,22 @@ pub fn stats(names: &[String], no_stream: bool, json: bool) -> Result<u8, Error>
                             missing.join(", ")
                         ));
                     }
-                    let (prev_cpu, prev_ms) =
-                        last.get(&s.name).copied().unwrap_or((0, s.started_unix_ms));
-                    let cpu = u.cpu_usage_usec.map_or("-".into(), |us| {
-                        let wall_ms = now.saturating_sub(prev_ms).max(1);
+                    let (prev_cpu, prev_us) = last
+                        .get(&s.name)
+                        .copied()
+                        .unwrap_or((0, s.started_unix_ms.saturating_mul(1000)));
+                    // Over the time between the two readings of cpu.stat, each stamped
+                    // when it was read.
+                    let sample = u.cpu_usage_usec.zip(u.cpu_read_unix_us);
+                    let cpu = sample.map_or("-".into(), |(us, at)| {
+                        let wall_us = at.saturating_sub(prev_us).max(1);
                         format!(
                             "{:.1}%",
-                            us.saturating_sub(prev_cpu) as f64 / 10.0 / wall_ms as f64
+                            us.saturating_sub(prev_cpu) as f64 * 100.0 / wall_us as f64
                         )
                     });
-                    if let Some(us) = u.cpu_usage_usec {
-                        last.insert(s.name.clone(), (us, now));
+                    if let Some(s2) = sample {
+                        last.insert(s.name.clone(), s2);
                     }
                     let mem = match (u.memory_bytes, u.memory_limit_bytes) {
                         (Some(c), Some(m)) if m > 0 => format!(

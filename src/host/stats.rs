@@ -16,6 +16,11 @@ pub struct Usage {
     /// memory.peak (Linux 5.19).
     pub memory_peak: Option<u64>,
     pub cpu_usage_usec: Option<u64>,
+    /// When `cpu_usage_usec` was read, in microseconds since the Unix epoch: a CPU percent
+    /// divides by the time between two readings, not between two loop turns of the caller
+    /// (reading the other sandboxes' files in between made a 1-s figure off by tens of %
+    /// on a loaded host).
+    pub cpu_read_unix_us: Option<u64>,
     pub cpu_throttled_usec: Option<u64>,
     pub tasks_current: Option<u64>,
     pub tasks_max: Option<u64>,
@@ -32,10 +37,10 @@ fn number(dir: &Path, file: &str) -> Option<u64> {
     fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
 }
 
-/// A field of a flat-keyed file (`cpu.stat`, `memory.events`).
-fn keyed(dir: &Path, file: &str, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(dir.join(file)).ok()?;
-    text.lines().find_map(|l| {
+/// A field of a flat-keyed file's text (`cpu.stat`, `memory.events`), each file read once
+/// for all its fields (a scrape reads every sandbox's files).
+fn keyed(text: Option<&str>, key: &str) -> Option<u64> {
+    text?.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
@@ -52,8 +57,18 @@ fn io_sum(dir: &Path, key: &str) -> Option<u64> {
     )
 }
 
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Reads the figures of the cgroup v2 directory `dir` (a host path).
 pub fn read(dir: &Path) -> Usage {
+    let cpu_stat = fs::read_to_string(dir.join("cpu.stat")).ok();
+    let cpu_usage_usec = keyed(cpu_stat.as_deref(), "usage_usec");
+    let events = fs::read_to_string(dir.join("memory.events")).ok();
+    let cpu_read_unix_us = cpu_usage_usec.map(|_| now_us());
     let controllers: Vec<String> = fs::read_to_string(dir.join("cgroup.controllers"))
         .unwrap_or_default()
         .split_whitespace()
@@ -64,14 +79,15 @@ pub fn read(dir: &Path) -> Usage {
         memory_max: number(dir, "memory.max"),
         memory_peak: number(dir, "memory.peak"),
         // cpu.stat exists without the cpu controller (usage only); throttling needs it.
-        cpu_usage_usec: keyed(dir, "cpu.stat", "usage_usec"),
-        cpu_throttled_usec: keyed(dir, "cpu.stat", "throttled_usec"),
+        cpu_usage_usec,
+        cpu_read_unix_us,
+        cpu_throttled_usec: keyed(cpu_stat.as_deref(), "throttled_usec"),
         tasks_current: number(dir, "pids.current"),
         tasks_max: number(dir, "pids.max"),
         io_read_bytes: io_sum(dir, "rbytes"),
         io_write_bytes: io_sum(dir, "wbytes"),
-        oom_kills: keyed(dir, "memory.events", "oom_kill"),
-        memory_high_events: keyed(dir, "memory.events", "high"),
+        oom_kills: keyed(events.as_deref(), "oom_kill"),
+        memory_high_events: keyed(events.as_deref(), "high"),
         controllers,
     }
 }
@@ -105,6 +121,9 @@ mod tests {
             (u.cpu_usage_usec, u.cpu_throttled_usec),
             (Some(1_500_000), Some(25_000))
         );
+        assert!(u
+            .cpu_read_unix_us
+            .is_some_and(|t| t > 1_700_000_000_000_000));
         assert_eq!((u.tasks_current, u.tasks_max), (Some(21), Some(64)));
         assert_eq!(
             (u.io_read_bytes, u.io_write_bytes),

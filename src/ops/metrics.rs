@@ -115,7 +115,7 @@ pub const METRICS: &[Metric] = &[
     Metric {
         name: "stockade_oom_kills_total",
         kind: Kind::Counter,
-        help: "Processes of the sandbox the OOM killer ended (memory.events oom_kill)",
+        help: "Processes of the sandbox the OOM killer ended, over every run of its name since boot (memory.events oom_kill, plus the kills that ended earlier runs)",
         float: false,
         value: |s| int(s.usage.as_ref()?.oom_kills),
     },
@@ -297,6 +297,7 @@ mod tests {
             memory_limit_bytes: Some(256 << 20),
             memory_peak_bytes: Some(200 << 20),
             cpu_usage_usec: Some(1_500_000),
+            cpu_read_unix_us: Some(1_700_000_001_000_000),
             cpu_throttled_usec: Some(25_000),
             tasks: Some(21),
             tasks_limit: Some(64),

@@ -141,6 +141,8 @@ struct Files {
     temp: PathBuf,
     /// Present while the sandbox stops (see the module header).
     stopping: PathBuf,
+    /// OOM kills of earlier runs of the name (see [`Claim::end`]).
+    oom_kills: PathBuf,
 }
 
 impl Files {
@@ -151,6 +153,7 @@ impl Files {
             // A dot file: never a name (names cannot start with `.`), never listed.
             temp: dir.join(format!(".{name}.json.tmp")),
             stopping: dir.join(format!("{name}.stopping")),
+            oom_kills: dir.join(format!("{name}.oom_kills")),
         }
     }
 }
@@ -224,6 +227,47 @@ fn read(path: &Path) -> Option<Record> {
     serde_json::from_str::<Record>(&text)
         .ok()
         .filter(|r| r.format == FORMAT)
+}
+
+/// What identifies a record file's content: a record is only ever replaced by a rename
+/// ([`Claim::write`]), which gives it a new inode, so an equal identity is the same text.
+type FileId = (u64, u64, u64, i64, i64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Records already parsed, by instance name, for a long-running reader (`metrics
+/// --listen`): parsing every plan on every scrape was nearly all of a scrape's time
+/// (~2 ms a record in a debug build). Which sandboxes run is still decided afresh on each
+/// [`list_cached`]; only the parse of an unchanged file is saved.
+#[derive(Default)]
+pub struct Cache(std::sync::Mutex<BTreeMap<String, (FileId, Record)>>);
+
+impl Cache {
+    /// The record at `path` (instance `name`), parsed once per file.
+    fn read(&self, name: &str, path: &Path) -> Option<Record> {
+        let id = file_id(path)?;
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, record)) = map.get(name) {
+            if *cached == id {
+                return Some(record.clone());
+            }
+        }
+        let record = read(path)?;
+        // Read again after the parse: a rename in between makes the parse not this id's.
+        if file_id(path) == Some(id) {
+            map.insert(name.to_owned(), (id, record.clone()));
+        }
+        Some(record)
+    }
+
+    /// Forgets every name but those in `names`.
+    fn keep(&self, names: &[String]) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|n, _| names.contains(n));
+    }
 }
 
 /// Removes the files of a sandbox that is gone (the caller holds its name's lock, so no
@@ -341,6 +385,50 @@ impl Claim {
     }
 }
 
+/// The OOM kills that ended earlier runs of a name since boot (0 when none did).
+fn earlier_oom_kills(files: &Files) -> u64 {
+    fs::read_to_string(&files.oom_kills)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Claim {
+    /// The sandbox is gone: its record goes first, then `oom_kills` (its cgroup's count)
+    /// is added to the name's tally in `NAME.oom_kills`, still under the name's lock.
+    /// The tally keeps `stockade_oom_kills_total` a counter across restarts: an OOM kill
+    /// usually ends the sandbox, its cgroup (and the kernel's count) goes with it, and a
+    /// unit's restart starts from 0, so a scrape would otherwise almost never see it. The
+    /// record is removed before the tally grows so no reader counts a kill twice. /run is
+    /// a tmpfs: the tally starts again at boot, as a counter may.
+    pub fn end(self, oom_kills: u64) {
+        if oom_kills > 0 && std::process::id() == self.owner {
+            let _ = fs::remove_file(&self.files.record);
+            let total = earlier_oom_kills(&self.files) + oom_kills;
+            let temp = self.files.oom_kills.with_extension("oom_kills.tmp");
+            let written = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&temp)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, format!("{total}\n").as_bytes())
+                })
+                .and_then(|()| fs::rename(&temp, &self.files.oom_kills));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&temp);
+                tracing::warn!(
+                    "cannot count the OOM kill in {}: {e}",
+                    self.files.oom_kills.display()
+                );
+            }
+        }
+        drop(self);
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         // A forked copy of this value is never this process's to clean up.
@@ -361,6 +449,8 @@ impl Drop for Claim {
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub name: String,
+    /// OOM kills that ended earlier runs of this name since boot.
+    pub earlier_oom_kills: u64,
     pub record: Record,
     /// Its supervisor has marked it stopping: a stop was asked for, or the service ended.
     pub stopping: bool,
@@ -388,6 +478,15 @@ pub fn running(dir: &Path, name: &str, host: &Host) -> Option<Instance> {
 /// under that lock, so a new start of the name is never mistaken for it; a name locked by
 /// a start that has not replaced the old record yet is left to that start.
 pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
+    list_with(dir, host, None)
+}
+
+/// [`list`], with the parsed records kept in `cache` between calls.
+pub fn list_cached(dir: &Path, host: &Host, cache: &Cache) -> Vec<Instance> {
+    list_with(dir, host, Some(cache))
+}
+
+fn list_with(dir: &Path, host: &Host, cache: Option<&Cache>) -> Vec<Instance> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -400,6 +499,9 @@ pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
         })
         .collect();
     names.sort();
+    if let Some(c) = cache {
+        c.keep(&names);
+    }
     let mut live = Vec::new();
     for name in names {
         let files = Files::of(dir, &name);
@@ -409,18 +511,21 @@ pub fn list(dir: &Path, host: &Host) -> Vec<Instance> {
                 let _ = fs::remove_file(&files.lock);
                 drop(lock);
             }
-            Ok(None) => match read(&files.record) {
-                // Read after the record: the mark is made after it and removed before it.
-                Some(record) if host.is_running(record.supervisor) => {
-                    let stopping = files.stopping.exists();
-                    live.push(Instance {
-                        name,
-                        record,
-                        stopping,
-                    })
+            Ok(None) => {
+                match cache.map_or_else(|| read(&files.record), |c| c.read(&name, &files.record)) {
+                    // Read after the record: the mark is made after it and removed before it.
+                    Some(record) if host.is_running(record.supervisor) => {
+                        let stopping = files.stopping.exists();
+                        live.push(Instance {
+                            earlier_oom_kills: earlier_oom_kills(&files),
+                            name,
+                            record,
+                            stopping,
+                        })
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             Err(e) => tracing::warn!("instance {name}: {e}"),
         }
     }
@@ -537,5 +642,31 @@ mod tests {
         assert!(!dir.join("c.json").exists(), "take removes a stale record");
         assert!(!dir.join("c.stopping").exists(), "and its stale mark");
         drop(c);
+    }
+
+    /// Root only, as above.
+    #[test]
+    fn oom_kills_that_ended_a_run_count_for_the_next_run_of_the_name() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let host = Host::current();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("instances");
+        let me = host.proc_id(std::process::id()).unwrap();
+        let run = |kills: u64| {
+            let claim = take(&dir, "r").unwrap();
+            claim.write(&record("r", me)).unwrap();
+            let earlier = list(&dir, &host)[0].earlier_oom_kills;
+            claim.end(kills);
+            assert!(list(&dir, &host).is_empty(), "the record is gone");
+            earlier
+        };
+        assert_eq!(run(0), 0);
+        assert!(!dir.join("r.oom_kills").exists(), "no tally without a kill");
+        assert_eq!(run(2), 0);
+        assert_eq!(run(1), 2);
+        assert_eq!(run(0), 3);
+        assert_eq!(fs::read_to_string(dir.join("r.oom_kills")).unwrap(), "3\n");
     }
 }

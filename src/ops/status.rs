@@ -55,6 +55,8 @@ pub struct UsageJson {
     pub memory_limit_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
     pub cpu_usage_usec: Option<u64>,
+    /// When `cpu_usage_usec` was read (microseconds since the Unix epoch).
+    pub cpu_read_unix_us: Option<u64>,
     pub cpu_throttled_usec: Option<u64>,
     pub tasks: Option<u64>,
     pub tasks_limit: Option<u64>,
@@ -72,6 +74,7 @@ impl From<Usage> for UsageJson {
             memory_limit_bytes: u.memory_max,
             memory_peak_bytes: u.memory_peak,
             cpu_usage_usec: u.cpu_usage_usec,
+            cpu_read_unix_us: u.cpu_read_unix_us,
             cpu_throttled_usec: u.cpu_throttled_usec,
             tasks: u.tasks_current,
             tasks_limit: u.tasks_max,
@@ -102,7 +105,12 @@ pub fn of(i: &Instance) -> Status {
         unit: r.unit.clone(),
         started_unix_ms: r.started_unix_ms,
         cgroup: r.cgroup.clone(),
-        usage: r.cgroup.as_deref().map(|d| stats::read(d).into()),
+        usage: r.cgroup.as_deref().map(|d| {
+            let mut u: UsageJson = stats::read(d).into();
+            // Counted over every run of the name since boot, as a counter must be.
+            u.oom_kills = u.oom_kills.map(|n| n + i.earlier_oom_kills);
+            u
+        }),
     }
 }
 

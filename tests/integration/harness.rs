@@ -22,6 +22,11 @@ pub fn require_root() {
     );
 }
 
+/// Held by a test that leaves a stale record for the next run of its name to find, and by
+/// a test that lists the records over and over (each listing removes stale records, so it
+/// could remove that one first): the two never overlap.
+pub static STALE_RECORDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A unique token, put into a sandboxed command line to find its processes from the host.
 pub fn marker() -> String {
     static N: AtomicU32 = AtomicU32::new(0);

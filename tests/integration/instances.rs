@@ -157,6 +157,7 @@ fn the_record_is_gone_after_an_exit_and_after_a_failure_once_it_was_written() {
 #[test]
 fn sigkill_of_stockade_leaves_a_stale_record_the_next_run_of_that_name_removes() {
     require_root();
+    let _alone = STALE_RECORDS.lock().unwrap_or_else(|e| e.into_inner());
     let m = marker();
     let profiles = Profiles::new();
     let p = sleeper(&profiles, "stale", &m);

@@ -213,3 +213,82 @@ fn metrics_needs_root() {
         assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     }
 }
+
+/// A figure for the issue, not a timed assertion: the time a scrape of `/metrics` takes with
+/// 50 sandboxes running (each a shell waiting on a sleep), over 20 scrapes.
+#[test]
+fn a_scrape_with_50_sandboxes_running_is_timed() {
+    require_root();
+    let _alone = STALE_RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    let m = marker();
+    let c = marker();
+    let profiles = Profiles::new();
+    let snap = Snapshot::take();
+    let started = std::time::Instant::now();
+    let sandboxes: Vec<(Child, String)> = (0..50)
+        .map(|i| {
+            let stem = format!("scrape{i}");
+            let p = profiles.write(
+                &stem,
+                &sh_profile("trap 'exit 0' TERM; sleep 600 & wait", &m, ""),
+            );
+            let child = Run::profile(&p, &m).spawn();
+            let name = format!("{stem}-{m}");
+            wait_for_record(&name);
+            (child, name)
+        })
+        .collect();
+    let start_time = started.elapsed();
+    let mut server = Server(
+        Command::new(stockade_bin())
+            .args(["metrics", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("stockade: serving http://")
+        .and_then(|a| a.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let mut times = Vec::new();
+    let mut exported = 0;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let a = http(&addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        times.push(t.elapsed());
+        assert_eq!(code(&a), 200, "{a}");
+        exported = sandboxes
+            .iter()
+            .filter(|(_, n)| info_line(body(&a), n).is_some())
+            .count();
+    }
+    drop(server);
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "metrics: 20 scrapes of /metrics with {} sandboxes running: median {:.2} ms, max {:.2} ms \
+(min {:.2} ms; 50 sandboxes started in {:.1} s)",
+        sandboxes.len(),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1]),
+        ms(times[0]),
+        start_time.as_secs_f64()
+    );
+    assert_eq!(exported, 50, "not every sandbox was exported");
+    let mut stop = vec!["stop", "--time", "5"];
+    stop.extend(sandboxes.iter().map(|(_, n)| n.as_str()));
+    let out = Run::stockade(&stop, &c).output();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (mut child, _) in sandboxes {
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+    snap.assert_unchanged(&m);
+}

@@ -15,6 +15,9 @@ mod common;
 
 use common::{out, sh, show, text, wait_until, BIN, ROOT};
 
+mod prometheus;
+mod stats;
+
 /// One test at a time: they measure CPU shares and memory, which parallel tests would skew.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -32,7 +35,11 @@ fn vm() {
             Some(deb) => assert!(sh(&format!("dpkg --no-triggers -i {deb}")).status.success(), "dpkg -i {deb} failed"),
             None => {
                 fs::copy(BIN, "/usr/bin/stockade").unwrap();
-                for unit in ["stockade@.service", "stockade.slice"] {
+                for unit in [
+                    "stockade@.service",
+                    "stockade.slice",
+                    "stockade-metrics.service",
+                ] {
                     fs::copy(format!("{ROOT}/units/{unit}"), format!("/etc/systemd/system/{unit}")).unwrap();
                 }
             }
@@ -128,6 +135,16 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
     let first_pid = show(unit, "MainPID");
     let cli = |args: &str| out(&format!("timeout 20 redis-cli -p 6390 {args}"));
     assert_eq!(cli("ping"), "PONG");
+    // The exporter the package ships, run by systemd, scraped every second by a real
+    // Prometheus; the figures it stores are checked against the kernel's.
+    let _exporter = Started::unit("stockade-metrics.service");
+    let prom = prometheus::Prometheus::start();
+    let sandbox = "redis-oom";
+    prometheus_sees_redis_memory(&prom, sandbox);
+    let oom_query = format!("stockade_oom_kills_total{{sandbox=\"{sandbox}\"}}");
+    let oom_before = prom
+        .value(&oom_query)
+        .unwrap_or_else(|| panic!("prometheus has no {oom_query}"));
     let acked = drive_past_the_limit();
     assert!(
         wait_until(Duration::from_secs(120), || show(unit, "NRestarts")
@@ -141,6 +158,24 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
         ))
     );
     assert_ne!(show(unit, "MainPID"), first_pid);
+    // The kill ended the sandbox and systemd started a new one: the counter Prometheus
+    // holds for the sandbox has still gone up.
+    let mut oom_after = None;
+    let increased = wait_until(Duration::from_secs(60), || {
+        oom_after = prom.value(&oom_query);
+        oom_after.is_some_and(|a| a > oom_before)
+    });
+    println!(
+        "prometheus: {oom_query} = {oom_before} before the OOM kill, {oom_after:?} after the restart"
+    );
+    assert!(
+        increased,
+        "the OOM kill is not in prometheus; unit cgroup: {}",
+        out(&format!(
+            "cd /sys/fs/cgroup{} && ls && cat memory.events",
+            show(unit, "ControlGroup")
+        ))
+    );
     let log = out(&format!("journalctl -u {unit} --no-pager -o cat"));
     let line = log
         .lines()
@@ -154,6 +189,70 @@ fn redis_is_oom_killed_inside_its_sandbox_and_keeps_acknowledged_writes() {
     assert_eq!(out("cat /proc/1/comm"), "systemd");
     assert_eq!(show("systemd-journald.service", "NRestarts"), "0");
     sh(&format!("systemctl stop {unit}"));
+}
+
+/// A unit started for a test and stopped when it ends, however it ends.
+struct Started(&'static str);
+
+impl Started {
+    fn unit(unit: &'static str) -> Started {
+        assert!(
+            sh(&format!("systemctl start {unit}")).status.success(),
+            "{}",
+            out(&format!("journalctl -u {unit} --no-pager | tail"))
+        );
+        Started(unit)
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        sh(&format!("systemctl stop {}", self.0));
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Loads redis with redis-benchmark (a bounded count of 4 kB SETs), then compares the
+/// memory Prometheus scraped after the load with the cgroup's memory.current read at once.
+fn prometheus_sees_redis_memory(prom: &prometheus::Prometheus, sandbox: &str) {
+    let bench = sh("timeout 120 redis-benchmark -p 6390 -t set -n 5000 -d 4000 -r 5000 -q >/dev/null 2>&1; echo $?");
+    assert_eq!(text(&bench.stdout).trim(), "0", "redis-benchmark failed");
+    let loaded = unix_now();
+    let cg = stats::status_of(sandbox)["cgroup"]
+        .as_str()
+        .expect("redis has a cgroup")
+        .to_owned();
+    let q = format!("stockade_memory_usage_bytes{{sandbox=\"{sandbox}\"}}");
+    assert!(
+        wait_until(Duration::from_secs(30), || prom
+            .value(&format!("timestamp({q})"))
+            .is_some_and(|t| t > loaded)),
+        "no scrape of {q} after the load: {:?}\n{}",
+        prom.query(&q),
+        prom.log()
+    );
+    let scraped = prom.value(&q).unwrap();
+    let current: f64 = fs::read_to_string(format!("{cg}/memory.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let off = (scraped - current) / current * 100.0;
+    println!(
+        "prometheus: {q} = {:.1} MiB, memory.current at the same moment {:.1} MiB ({off:+.2}%)",
+        scraped / (1 << 20) as f64,
+        current / (1 << 20) as f64
+    );
+    assert!(
+        off.abs() <= 10.0,
+        "prometheus {scraped} vs memory.current {current}"
+    );
 }
 
 /// A client records every write redis acknowledged (small keys, so the data that must
