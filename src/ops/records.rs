@@ -466,6 +466,7 @@ pub fn running(dir: &Path, name: &str, host: &Host) -> Option<Instance> {
     let files = Files::of(dir, name);
     let record = read(&files.record)?;
     host.is_running(record.supervisor).then(|| Instance {
+        earlier_oom_kills: earlier_oom_kills(&files),
         name: name.to_owned(),
         record,
         stopping: files.stopping.exists(),
