@@ -269,6 +269,7 @@ pub fn load_and_plan(
         under_unit: std::env::var_os("INVOCATION_ID").is_some(),
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
+        network_dirs: profile::networks::search_dirs(),
     };
     // The host is read once, here, for what this profile needs; the planner reads only this.
     let facts = host::HostFacts::gather(
