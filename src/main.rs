@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Show { profile, .. } => cli::show::show(&profile, &search),
         Command::Completions { shell } => cli::completions::completions(shell),
         Command::Ps { json } => cli::ps::ps(json),
+        Command::Cleanup => cli::cleanup::cleanup(),
         Command::Stop { time, names } => cli::stop::stop(&names, time),
         Command::Stats {
             names,

@@ -19,6 +19,7 @@ packages=(
   libcap2-bin                  # setcap: the escape suite execs a file-capability binary
   bsdutils                     # script(1): a pseudo-terminal for the log-colour test
   prometheus                   # promtool: the metrics test checks stockade's exposition with it
+  nftables iproute2            # bridge networks: nft -j for stockade's table; ip -j in the network tests
 )
 missing=()
 for p in "${packages[@]}"; do

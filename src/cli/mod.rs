@@ -4,6 +4,7 @@
 //! dispatches and maps errors to exit codes.
 
 pub mod check;
+pub mod cleanup;
 pub mod completions;
 pub mod logging;
 pub mod metrics;
@@ -142,6 +143,11 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", value_parser = metrics::listen_addr)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Remove what killed sandboxes left of their networks (leases, nftables rules, bridges)
+    #[command(
+        after_help = "Examples:\n  stockade cleanup\n\nRuns as ExecStopPost= of stockade@.service; the next start on a network does the same for it. Needs root."
+    )]
+    Cleanup,
     /// Manage named volumes (/var/lib/stockade/volumes)
     #[command(subcommand)]
     Volume(VolumeCommand),

@@ -21,6 +21,7 @@ mod seccomp;
 
 pub use channel::ServiceEnd;
 pub use error::SetupError;
+pub use network::cleanup as cleanup_networks;
 
 use crate::plan::{IdMaps, LaunchPlan, Namespace, ScopeSpec, Volume};
 use crate::sys;

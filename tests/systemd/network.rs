@@ -9,6 +9,13 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+/// The tests share the bed's one network namespace and compare it before and after: one at
+/// a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static NET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    NET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What a sandbox on a network may leave behind: the bed's interfaces, addresses, routes
 /// and stockade's leases.
 fn net_snapshot() -> Vec<String> {
@@ -50,6 +57,7 @@ fn accept_one(l: &TcpListener, limit: Duration) -> Option<(std::net::SocketAddr,
 #[test]
 fn a_bridge_sandbox_has_eth0_reaches_its_gateway_and_leaves_nothing_behind() {
     bed();
+    let _one = serial();
     let before = net_snapshot();
     // Listening in the bed's namespace: the sandbox reaches it through the gateway address.
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
@@ -86,5 +94,135 @@ mode = "bridge"
         net_snapshot(),
         before,
         "the bridge, its addresses or a lease were left behind"
+    );
+}
+
+/// Everything networking may change in the bed, nftables and sysctls included.
+fn full_snapshot() -> Vec<String> {
+    let mut s = net_snapshot();
+    s.push(out("nft -j list ruleset"));
+    s.push(out("cat /proc/sys/net/ipv4/ip_forward"));
+    s
+}
+
+const REDIS: &str = r#"include = ["include/base.toml"]
+[exec]
+command = ["/usr/bin/redis-server", "--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no", "--daemonize", "no"]
+user = "redis"
+group = "redis"
+[security]
+syscall_filter = ["@system-service"]
+[network]
+mode = "bridge"
+"#;
+
+/// Runs `cmd` in a throwaway sandbox on `network`; returns its exit status and output.
+fn client(name: &str, network: &str, cmd: &str) -> (bool, String) {
+    let path = write_profile(
+        name,
+        &format!("[exec]\ncommand = [\"/bin/sh\", \"-c\", {cmd:?}]\n[network]\nmode = \"bridge\"\nnetwork = \"{network}\"\n"),
+    );
+    let o = stockade(&["run", &path]).output().unwrap();
+    (
+        o.status.success(),
+        format!("{}{}", text(&o.stdout), text(&o.stderr)),
+    )
+}
+
+#[test]
+fn a_published_redis_answers_the_host_and_its_network_but_not_another_network() {
+    bed();
+    let _one = serial();
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/other.toml",
+        "subnet = \"10.90.0.0/24\"\n",
+    )
+    .unwrap();
+    let before = full_snapshot();
+    // Beside the shipped profiles, for its include.
+    let path = "/etc/stockade/profiles/redis-bridge.toml";
+    std::fs::write(
+        path,
+        format!("{REDIS}address = \"10.89.0.50\"\npublish = [\"127.0.0.1:16479:6379\"]\n"),
+    )
+    .unwrap();
+    let redis = stockade(&["run", path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ping = || out("timeout 2 redis-cli -h 127.0.0.1 -p 16479 ping");
+    let answered = crate::common::wait_until(Duration::from_secs(15), || ping() == "PONG");
+    let same = client(
+        "same-net",
+        "default",
+        "timeout 5 redis-cli -h 10.89.0.50 ping",
+    );
+    let t = Instant::now();
+    let other = client(
+        "other-net",
+        "other",
+        "timeout 2 redis-cli -h 10.89.0.50 ping",
+    );
+    let other_took = t.elapsed();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(redis.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = redis.wait_with_output().unwrap();
+    let _ = std::fs::remove_file("/etc/stockade/networks/other.toml");
+    assert!(
+        answered,
+        "redis-cli -p 16479 ping from the host got no PONG: {}",
+        text(&o.stderr)
+    );
+    assert!(
+        same.0 && same.1.contains("PONG"),
+        "a sandbox on the same network: {}",
+        same.1
+    );
+    assert!(
+        !other.1.contains("PONG"),
+        "a sandbox on another network reached redis: {}",
+        other.1
+    );
+    assert!(
+        other_took < Duration::from_secs(5),
+        "the refusal took {other_took:?}"
+    );
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "links, addresses, routes, rules or sysctls were left behind"
+    );
+}
+
+#[test]
+fn after_sigkill_of_stockade_cleanup_removes_the_lease_rules_and_bridge() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let path = write_profile(
+        "killed",
+        "[exec]\ncommand = [\"/bin/sleep\", \"60\"]\n[network]\nmode = \"bridge\"\npublish = [\"16480:80\"]\n",
+    );
+    let mut child = stockade(&["run", &path]).spawn().unwrap();
+    let started = crate::common::wait_until(Duration::from_secs(10), || {
+        !out("ls /run/stockade/networks/default/leases 2>/dev/null").is_empty()
+            && out("nft list table ip stockade 2>/dev/null").contains("dnat")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(started, "the sandbox never got its lease and rules");
+    // Init follows its supervisor (PR_SET_PDEATHSIG); its namespace takes the veth.
+    let o = stockade(&["cleanup"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    assert!(
+        clean,
+        "left behind after cleanup: {:?} vs {before:?}",
+        full_snapshot()
     );
 }

@@ -9,6 +9,7 @@
 //! in `leases/`; `bridge-created` marks a bridge stockade made (and may remove).
 
 mod netlink;
+mod nft;
 
 use super::error::SetupError;
 use crate::plan::NetworkPlan;
@@ -137,7 +138,10 @@ impl Attachment {
         let _ = writeln!(
             f,
             "{}",
-            me.map_or(String::new(), |p| format!("{} {}", p.pid, p.start_time))
+            me.map_or(String::new(), |p| format!(
+                "{} {} {}",
+                p.pid, p.start_time, plan.veth
+            ))
         );
         let me = Attachment {
             plan: plan.clone(),
@@ -149,7 +153,16 @@ impl Attachment {
         // takes the lock again: it is released first.
         let made = me.ensure_bridge();
         drop(held);
-        made.map(|()| me)
+        made?;
+        me.add_rules()?;
+        Ok(me)
+    }
+
+    /// The sandbox's nftables chains, with forwarding on (remembering the host's setting).
+    fn add_rules(&self) -> Result<(), SetupError> {
+        let _global = global_lock()?;
+        forwarding_on()?;
+        nft::add(&self.plan, self.address)
     }
 
     fn ensure_bridge(&self) -> Result<(), SetupError> {
@@ -191,6 +204,13 @@ impl Attachment {
                     e,
                 )
             })?;
+        // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
+        // the setting is the bridge's and goes with it.
+        sysctl(
+            &step,
+            &format!("net/ipv4/conf/{}/route_localnet", def.bridge),
+            Some("1"),
+        )?;
         nl.set_up(index)
             .map_err(|e| refused(&step, format!("RTM_SETLINK {} up", def.bridge), e))
     }
@@ -249,11 +269,12 @@ impl Attachment {
                 None => Ok(()),
             })
             .map_err(|e| refused(&step, format!("RTM_DELLINK {}", self.plan.veth), e));
+        let rules = remove_rules(std::slice::from_ref(&self.plan.veth));
         let _lock = lock(dir)?;
         let _ = fs::remove_file(&self.lease);
         sweep(&dir.join("leases"));
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
-        removed.and(bridge)
+        removed.and(rules).and(bridge)
     }
 }
 
@@ -261,19 +282,123 @@ impl Attachment {
 /// lease names its supervisor's pid and start time. Called with the network's lock held.
 fn sweep(leases: &Path) {
     let host = crate::host::Host::current();
+    let mut stale = Vec::new();
     for e in fs::read_dir(leases).into_iter().flatten().flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
-        let mut w = text.split_whitespace().map(str::parse::<u64>);
-        let alive = match (w.next(), w.next()) {
-            (Some(Ok(pid)), Some(Ok(start_time))) => u32::try_from(pid)
-                .is_ok_and(|pid| host.is_running(crate::host::ProcId { pid, start_time })),
+        let mut w = text.split_whitespace();
+        let pid = w.next().and_then(|p| p.parse().ok());
+        let start = w.next().and_then(|s| s.parse().ok());
+        let alive = match (pid, start) {
+            (Some(pid), Some(start_time)) => {
+                host.is_running(crate::host::ProcId { pid, start_time })
+            }
             // Being written right now by a start holding the lock cannot be: we hold it.
             _ => false,
         };
         if !alive {
+            stale.extend(w.next().map(str::to_owned));
             let _ = fs::remove_file(e.path());
         }
     }
+    // Its veth went with its namespace; its rules are still in the table.
+    if let Err(e) = remove_rules(&stale) {
+        tracing::warn!("{e}");
+    }
+}
+
+/// Serialises changes to stockade's nftables table and to the forwarding sysctl, which
+/// every network shares.
+fn global_lock() -> Result<Flock<File>, SetupError> {
+    let step = "lock stockade's nftables table";
+    let path = Path::new(crate::plan::RUN_DIR).join("network.lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map_err(|(_, e)| SetupError::sys(step, format!("flock({}, LOCK_EX)", path.display()), e))
+}
+
+const IP_FORWARD: &str = "net/ipv4/ip_forward";
+
+/// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given, through a detached
+/// proc mount of stockade's own: the host's /proc/sys may be read-only (a container), and a
+/// network sysctl is the namespace's of the process that opens it.
+fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupError> {
+    use std::os::fd::AsRawFd;
+    let proc = super::mounts::new_mount(step, "proc", &[], 0)?;
+    // Reached through its descriptor only, never attached anywhere.
+    let path = format!("/proc/self/fd/{}/sys/{name}", proc.as_raw_fd());
+    let old = fs::read_to_string(&path)
+        .map_err(|e| SetupError::other(step, format!("/proc/sys/{name}: {e}")))?;
+    if let Some(v) = value {
+        fs::write(&path, v)
+            .map_err(|e| SetupError::other(step, format!("write(/proc/sys/{name}, {v:?}): {e}")))?;
+    }
+    Ok(old.trim().to_owned())
+}
+
+/// Where the host's ip_forward is kept while stockade has it on.
+fn saved_forwarding() -> PathBuf {
+    Path::new(crate::plan::RUN_DIR).join("ip_forward.saved")
+}
+
+/// Routing between the bridge and the host's other interfaces (NAT, published ports) needs
+/// net.ipv4.ip_forward; the host's value is kept to be restored with the last sandbox.
+fn forwarding_on() -> Result<(), SetupError> {
+    let step = "turn on IPv4 forwarding";
+    let now = sysctl(step, IP_FORWARD, None)?;
+    if now == "1" {
+        return Ok(());
+    }
+    let saved = saved_forwarding();
+    if !saved.exists() {
+        fs::write(&saved, &now)
+            .map_err(|e| SetupError::other(step, format!("{}: {e}", saved.display())))?;
+    }
+    sysctl(step, IP_FORWARD, Some("1")).map(drop)
+}
+
+/// Removes the rules of these sandboxes; with the table gone, the host's forwarding
+/// setting comes back.
+fn remove_rules(veths: &[String]) -> Result<(), SetupError> {
+    if veths.is_empty() {
+        return Ok(());
+    }
+    let _global = global_lock()?;
+    for v in veths {
+        nft::remove(v)?;
+    }
+    let saved = saved_forwarding();
+    if nft::chains()?.is_none() && saved.exists() {
+        let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
+        sysctl("restore IPv4 forwarding", IP_FORWARD, Some(old.trim()))?;
+        let _ = fs::remove_file(&saved);
+    }
+    Ok(())
+}
+
+/// `stockade cleanup`: for every network, the leases of supervisors that are gone and their
+/// rules, and a bridge stockade made that no sandbox uses any more.
+pub fn cleanup() -> Result<(), SetupError> {
+    let dirs = match fs::read_dir(crate::plan::network::NETWORKS_DIR) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SetupError::other("list the networks", e.to_string())),
+    };
+    for d in dirs.flatten() {
+        let dir = d.path();
+        let held = lock(&dir)?;
+        sweep(&dir.join("leases"));
+        let bridge = fs::read_to_string(dir.join(CREATED_MARK)).unwrap_or_default();
+        remove_unused_bridge(&dir, bridge.trim())?;
+        drop(held);
+    }
+    Ok(())
 }
 
 /// Removes the network's bridge when no lease is left and stockade made it. Called with the
