@@ -226,3 +226,147 @@ fn after_sigkill_of_stockade_cleanup_removes_the_lease_rules_and_bridge() {
         full_snapshot()
     );
 }
+
+/// An "outside" server in a namespace of the test's own, behind a veth whose bed end the
+/// bed's default route points at: 198.18.0.2:7777 (redis), which has no route back to any
+/// sandbox subnet (only masqueraded traffic gets an answer). Torn down on drop.
+struct Outside {
+    server: std::process::Child,
+}
+
+impl Outside {
+    fn start() -> Outside {
+        for cmd in [
+            "ip netns add stk-outside",
+            "ip link add stko0 type veth peer name stko1 netns stk-outside",
+            // No IPv6 link-local address whose duplicate detection ends mid-test and changes
+            // what `ip -j addr` shows.
+            "ip link set stko0 addrgenmode none",
+            "ip -n stk-outside link set stko1 addrgenmode none",
+            "ip addr add 198.18.0.1/30 dev stko0",
+            "ip link set stko0 up",
+            "ip -n stk-outside addr add 198.18.0.2/30 dev stko1",
+            "ip -n stk-outside link set stko1 up",
+            "ip -n stk-outside link set lo up",
+            "ip route add default via 198.18.0.2",
+        ] {
+            let o = crate::common::sh(cmd);
+            assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+        }
+        let server = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "stk-outside",
+                "timeout",
+                "60",
+                "redis-server",
+                "--port",
+                "7777",
+            ])
+            .args([
+                "--bind",
+                "198.18.0.2",
+                "--protected-mode",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = crate::common::wait_until(Duration::from_secs(10), || {
+            out("timeout 2 redis-cli -h 198.18.0.2 -p 7777 ping") == "PONG"
+        });
+        assert!(up, "the outside server did not start");
+        Outside { server }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        crate::common::sh(
+            "ip route del default via 198.18.0.2; ip link del stko0; ip netns del stk-outside",
+        );
+    }
+}
+
+#[test]
+fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
+    bed();
+    let _one = serial();
+    let outside = Outside::start();
+    let before = full_snapshot();
+    let ping = "timeout 3 redis-cli -h 198.18.0.2 -p 7777 ping";
+    let run = |name: &str, outbound: bool| {
+        let path = write_profile(
+            name,
+            &format!("[exec]\ncommand = [\"/bin/sh\", \"-c\", {ping:?}]\n[network]\nmode = \"bridge\"\noutbound = {outbound}\n"),
+        );
+        let o = stockade(&["run", &path]).output().unwrap();
+        format!("{}{}", text(&o.stdout), text(&o.stderr))
+    };
+    let with = run("outbound-on", true);
+    let without = run("outbound-off", false);
+    let after = full_snapshot();
+    drop(outside);
+    assert!(with.contains("PONG"), "outbound = true: {with}");
+    assert!(
+        !without.contains("PONG"),
+        "outbound = false reached the outside: {without}"
+    );
+    assert_eq!(
+        after, before,
+        "links, addresses, routes, rules or sysctls were left behind"
+    );
+}
+
+#[test]
+fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = write_profile(
+        "twenty",
+        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"ip -4 -o addr show dev eth0 >/dev/tcp/10.89.0.1/{port}; sleep 1\"]\n[network]\nmode = \"bridge\"\n"),
+    );
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            stockade(&["run", "--name", &format!("twenty-{i}"), &path])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 20 && Instant::now() < end {
+        if let Some((peer, said)) = accept_one(&listener, end - Instant::now()) {
+            seen.insert(peer.ip(), said);
+        }
+    }
+    let failed: Vec<String> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .filter(|o| !o.status.success())
+        .map(|o| text(&o.stderr))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        seen.len(),
+        20,
+        "distinct addresses that reached the gateway: {seen:?}"
+    );
+    for (ip, said) in &seen {
+        assert!(said.contains(&format!("inet {ip}/24")), "{ip} said {said}");
+    }
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    assert!(clean, "left behind: {:?}", full_snapshot());
+}
