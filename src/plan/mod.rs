@@ -546,7 +546,25 @@ pub fn build(
             )
         });
     view::check(&mut b, profile, fs.as_ref());
-    let network = network::plan(&mut b, profile, inv);
+    let network = network::plan(&mut b, profile, inv, name);
+    // The generated /etc/hosts and /etc/resolv.conf, over the root's.
+    if let (Some(n), Some(fs)) = (&network, fs.as_mut()) {
+        for (source, target) in [
+            (&n.hosts_file, network::HOSTS),
+            (&n.resolv_file, network::RESOLV),
+        ] {
+            fs.ops.push(Decided::new(
+                MountOp::Bind {
+                    source: source.display().to_string(),
+                    target: target.into(),
+                    read_only: true,
+                    noexec: true,
+                    create: None,
+                },
+                n.network.from.clone(),
+            ));
+        }
+    }
     if !b.problems.is_empty() {
         return Err(b.problems);
     }

@@ -49,7 +49,17 @@ pub struct NetworkPlan {
     pub veth: String,
     /// The network's state directory on the host (leases, lock, bridge ownership).
     pub state_dir: PathBuf,
+    /// The sandbox's name in its generated /etc/hosts.
+    pub hostname: String,
+    /// The generated /etc/hosts and /etc/resolv.conf on the host, written at start (the
+    /// address is leased then) and bound read-only over the sandbox's.
+    pub hosts_file: PathBuf,
+    pub resolv_file: PathBuf,
 }
+
+/// The generated files' targets inside the sandbox.
+pub const HOSTS: &str = "/etc/hosts";
+pub const RESOLV: &str = "/etc/resolv.conf";
 
 /// The mode in effect, `namespaces.net` taken into account.
 pub fn mode(p: &Profile) -> NetMode {
@@ -74,7 +84,12 @@ pub fn needs(p: &Profile, inv: &Invocation, n: &mut Needs) {
 }
 
 /// The bridge plan, or None for the other modes. Problems go to the builder.
-pub(crate) fn plan(b: &mut Builder, p: &Profile, inv: &Invocation) -> Option<NetworkPlan> {
+pub(crate) fn plan(
+    b: &mut Builder,
+    p: &Profile,
+    inv: &Invocation,
+    sandbox: &str,
+) -> Option<NetworkPlan> {
     if mode(p) != NetMode::Bridge {
         return None;
     }
@@ -240,6 +255,12 @@ pub(crate) fn plan(b: &mut Builder, p: &Profile, inv: &Invocation) -> Option<Net
         publish,
         dns,
         veth: format!("vstk{}", inv.id),
+        hostname: n
+            .hostname
+            .as_ref()
+            .map_or_else(|| super::hostname_for(sandbox), |h| h.value.clone()),
+        hosts_file: network_dir(&name).join(format!("vstk{}.hosts", inv.id)),
+        resolv_file: network_dir(&name).join(format!("vstk{}.resolv.conf", inv.id)),
         state_dir: network_dir(&name),
     })
 }

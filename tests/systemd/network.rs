@@ -66,9 +66,10 @@ fn a_bridge_sandbox_has_eth0_reaches_its_gateway_and_leaves_nothing_behind() {
         "gateway",
         &format!(
             r#"[exec]
-command = ["/bin/bash", "-c", "ip -4 -o addr show dev eth0; ip -4 route show default; echo hello >/dev/tcp/10.89.0.1/{port}"]
+command = ["/bin/bash", "-c", "ip -4 -o addr show dev eth0; ip -4 route show default; cat /etc/hosts /etc/resolv.conf; echo hello >/dev/tcp/10.89.0.1/{port}"]
 [network]
 mode = "bridge"
+dns = ["192.0.2.53"]
 "#
         ),
     );
@@ -90,6 +91,13 @@ mode = "bridge"
         stdout.contains("default via 10.89.0.1 dev eth0"),
         "{stdout}"
     );
+    // The generated /etc/hosts names the sandbox at its address; resolv.conf has the
+    // profile's name server.
+    assert!(
+        stdout.contains(&format!("{}\tgateway\n", peer.ip())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nameserver 192.0.2.53\n"), "{stdout}");
     assert_eq!(
         net_snapshot(),
         before,

@@ -155,6 +155,7 @@ impl Attachment {
         drop(held);
         made?;
         me.add_rules()?;
+        me.write_files()?;
         Ok(me)
     }
 
@@ -163,6 +164,31 @@ impl Attachment {
         let _global = global_lock()?;
         forwarding_on()?;
         nft::add(&self.plan, self.address)
+    }
+
+    /// The sandbox's /etc/hosts (its name at its address) and /etc/resolv.conf (the
+    /// planned name servers), bound read-only over the root's.
+    fn write_files(&self) -> Result<(), SetupError> {
+        let p = &self.plan;
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+            self.address, p.hostname
+        );
+        let resolv: String = p
+            .dns
+            .value
+            .iter()
+            .map(|s| format!("nameserver {s}\n"))
+            .collect();
+        for (path, text) in [(&p.hosts_file, hosts), (&p.resolv_file, resolv)] {
+            fs::write(path, text).map_err(|e| {
+                SetupError::other(
+                    "write the sandbox's hosts and resolv.conf",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+        }
+        Ok(())
     }
 
     fn ensure_bridge(&self) -> Result<(), SetupError> {
@@ -271,6 +297,8 @@ impl Attachment {
             .map_err(|e| refused(&step, format!("RTM_DELLINK {}", self.plan.veth), e));
         let rules = remove_rules(std::slice::from_ref(&self.plan.veth));
         let _lock = lock(dir)?;
+        let _ = fs::remove_file(&self.plan.hosts_file);
+        let _ = fs::remove_file(&self.plan.resolv_file);
         let _ = fs::remove_file(&self.lease);
         sweep(&dir.join("leases"));
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
@@ -296,7 +324,11 @@ fn sweep(leases: &Path) {
             _ => false,
         };
         if !alive {
-            stale.extend(w.next().map(str::to_owned));
+            if let (Some(veth), Some(dir)) = (w.next(), leases.parent()) {
+                let _ = fs::remove_file(dir.join(format!("{veth}.hosts")));
+                let _ = fs::remove_file(dir.join(format!("{veth}.resolv.conf")));
+                stale.push(veth.to_owned());
+            }
             let _ = fs::remove_file(e.path());
         }
     }
