@@ -378,3 +378,54 @@ fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
     let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
     assert!(clean, "left behind: {:?}", full_snapshot());
 }
+
+#[test]
+fn nginx_in_a_user_namespace_on_a_bridge_serves_its_published_port() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let text_of = std::fs::read_to_string(format!(
+        "{}/examples/nginx-bridge.toml",
+        crate::common::ROOT
+    ))
+    .unwrap();
+    let profile = if super::bed_enforces_limits() {
+        text_of
+    } else {
+        super::without_resources(&text_of)
+    };
+    std::fs::write("/etc/stockade/profiles/nginx-bridge.toml", profile).unwrap();
+    let nginx = stockade(&["run", "nginx-bridge"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let served = crate::common::wait_until(Duration::from_secs(15), || {
+        out("curl -s --max-time 2 http://127.0.0.1:8080/").contains("Welcome to nginx")
+    });
+    // The master is root only inside: on the host its uid is the sandbox's id range.
+    let master_uid = out(&format!(
+        "ps -o uid= --ppid $(pgrep -P {} | head -1) | head -1",
+        nginx.id()
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(nginx.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = nginx.wait_with_output().unwrap();
+    assert!(
+        served,
+        "curl http://127.0.0.1:8080/ got no nginx page: {}",
+        text(&o.stderr)
+    );
+    assert!(
+        master_uid
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|u| u >= 0x6000_0000),
+        "nginx runs as host uid {master_uid:?}"
+    );
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    assert!(clean, "left behind: {:?}", full_snapshot());
+}
