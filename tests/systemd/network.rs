@@ -429,3 +429,31 @@ fn nginx_in_a_user_namespace_on_a_bridge_serves_its_published_port() {
     let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
     assert!(clean, "left behind: {:?}", full_snapshot());
 }
+
+#[test]
+fn nft_missing_is_a_clear_error_and_leaves_nothing_behind() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let path = write_profile(
+        "no-nft",
+        "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\n",
+    );
+    // nft is in /usr/sbin: with only /bin on PATH stockade cannot find it. The bridge and
+    // the lease are made by then, and must go again.
+    let o = stockade(&["run", &path])
+        .env("PATH", "/bin")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("cannot run nft") && err.contains("apt-get install nftables"),
+        "{err}"
+    );
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "a failed setup left something behind"
+    );
+}

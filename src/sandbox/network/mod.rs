@@ -162,8 +162,9 @@ impl Attachment {
     /// The sandbox's nftables chains, with forwarding on (remembering the host's setting).
     fn add_rules(&self) -> Result<(), SetupError> {
         let _global = global_lock()?;
-        forwarding_on()?;
-        nft::add(&self.plan, self.address)
+        // Rules first: when nft cannot run, forwarding is never touched.
+        nft::add(&self.plan, self.address)?;
+        forwarding_on()
     }
 
     /// The sandbox's /etc/hosts (its name at its address) and /etc/resolv.conf (the
