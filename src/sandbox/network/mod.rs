@@ -403,11 +403,12 @@ fn remove_rules(veths: &[String]) -> Result<(), SetupError> {
         return Ok(());
     }
     let _global = global_lock()?;
+    let mut table_gone = false;
     for v in veths {
-        nft::remove(v)?;
+        table_gone = nft::remove(v)?;
     }
     let saved = saved_forwarding();
-    if nft::chains()?.is_none() && saved.exists() {
+    if table_gone && saved.exists() {
         let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
         sysctl("restore IPv4 forwarding", IP_FORWARD, Some(old.trim()))?;
         let _ = fs::remove_file(&saved);

@@ -190,10 +190,11 @@ pub fn add(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), SetupError> {
 }
 
 /// Deletes the sandbox's chains (those that exist), and the table when no chain is left.
-pub fn remove(veth: &str) -> Result<(), SetupError> {
+/// Returns whether stockade's table is gone.
+pub fn remove(veth: &str) -> Result<bool, SetupError> {
     let step = format!("remove the nftables rules of {veth}");
     let Some(chains) = chains()? else {
-        return Ok(());
+        return Ok(true);
     };
     let mine = chain_names(veth);
     let mut cmds = Vec::new();
@@ -202,13 +203,14 @@ pub fn remove(veth: &str) -> Result<(), SetupError> {
         cmds.push(json!({"flush": {"chain": id.clone()}}));
         cmds.push(json!({"delete": {"chain": id}}));
     }
-    if chains.iter().all(|c| mine.contains(c)) {
+    let last = chains.iter().all(|c| mine.contains(c));
+    if last {
         cmds.push(json!({"delete": {"table": {"family": "ip", "name": TABLE}}}));
     }
-    if cmds.is_empty() {
-        return Ok(());
+    if !cmds.is_empty() {
+        run(&json!({"nftables": cmds}), &step)?;
     }
-    run(&json!({"nftables": cmds}), &step).map(drop)
+    Ok(last)
 }
 
 /// The chains of stockade's table; None when there is no table.
