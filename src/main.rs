@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             name,
             command,
         } => cli::exec::exec(&name, &command, user.as_deref(), tty),
+        Command::Cleanup => cli::cleanup::cleanup(),
         Command::Stop { time, names } => cli::stop::stop(&names, time),
         Command::Stats {
             names,

@@ -23,6 +23,7 @@ packages=(
   crun                         # the exported OCI bundles run with crun in tests/integration/export.rs
   rpm makepkg lintian          # packaging/check-packages.sh: rpmbuild, makepkg, lintian
   libarchive-tools             # bsdtar, which makepkg packs with
+  nftables iproute2            # bridge networks: nft -j for stockade's table; ip -j in the network tests
 )
 missing=()
 for p in "${packages[@]}"; do

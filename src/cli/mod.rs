@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod check;
+pub mod cleanup;
 pub mod completions;
 pub mod exec;
 pub mod export;
@@ -226,6 +227,11 @@ stop waits for it, and still sends SIGKILL after --time. Needs root."
         #[arg(long, value_enum, requires = "path")]
         access: Option<inspect::why::PathAccess>,
     },
+    /// Remove what killed sandboxes left of their networks (leases, nftables rules, bridges)
+    #[command(
+        after_help = "Examples:\n  stockade cleanup\n\nRuns as ExecStopPost= of stockade@.service; the next start on a network does the same for it. Needs root."
+    )]
+    Cleanup,
     /// Manage named volumes (/var/lib/stockade/volumes)
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -428,6 +434,7 @@ pub fn load_and_plan(
         under_unit: std::env::var_os("INVOCATION_ID").is_some(),
         notify_socket: std::env::var("NOTIFY_SOCKET").ok(),
         ids_dir: plan::IDS_DIR.into(),
+        network_dirs: profile::networks::search_dirs(),
     };
     load_and_plan_for(arg, search, &inv, None)
 }

@@ -58,5 +58,6 @@ pub fn invocation() -> crate::plan::Invocation {
         under_unit: true,
         notify_socket: Some("/run/systemd/notify".into()),
         ids_dir: crate::plan::IDS_DIR.into(),
+        network_dirs: crate::profile::networks::search_dirs(),
     }
 }

@@ -226,6 +226,12 @@ pub fn bundle(plan: &LaunchPlan, host_root: &[HostEntry]) -> Result<Bundle, Erro
         by(Access::Write, "write");
         by(Access::Exec, "exec");
     }
+    if let Some(net) = &plan.network {
+        let ports: Vec<String> = net.publish.iter().map(|p| p.value.to_string()).collect();
+        annotations.insert("org.stockade.network".into(), net.network.value.clone());
+        annotations.insert("org.stockade.network.publish".into(), ports.join(","));
+        missing.push(format!("the bridge network `{}` with its published ports [{}] and outbound NAT: an OCI runtime makes the network namespace only (podman's --network and -p, or a CNI plugin, give the rest)", net.network.value, ports.join(", ")));
+    }
     if plan.has(Namespace::Pid) {
         missing.push("stockade's init as pid 1: the service is pid 1 of the bundle, reaping orphans and taking signals itself (podman run --init adds an init)".into());
     }

@@ -200,7 +200,14 @@ impl Unit {
             let yes = if on { "yes" } else { "no" };
             match n.kind {
                 Namespace::User => self.set(&n.from, "PrivateUsers", yes),
-                Namespace::Net => self.set(&n.from, "PrivateNetwork", yes),
+                Namespace::Net => {
+                    self.set(&n.from, "PrivateNetwork", yes);
+                    if let Some(net) = &plan.network {
+                        let ports: Vec<String> =
+                            net.publish.iter().map(|p| p.value.to_string()).collect();
+                        self.missing(&net.network.from, format!("the bridge network `{}` (eth0 on {}, published ports [{}], outbound {}): PrivateNetwork= gives the service only lo; use systemd-networkd or a unit of the network's own for the bridge and NAT", net.network.value, net.def.bridge, ports.join(", "), net.outbound.value));
+                    }
+                }
                 Namespace::Ipc => self.set(&n.from, "PrivateIPC", yes),
                 Namespace::Mount => self.set(&n.from, "PrivateMounts", yes),
                 Namespace::Uts if on => {

@@ -11,8 +11,10 @@
 //! the planner asks about that was not gathered is [`FactError::NotGathered`], never a
 //! silent read or a silent "absent".
 
+use super::net::NetFacts;
 use super::walk::{self, is_below, join, parent, parts, MAX_LINKS};
 use super::{CgroupFacts, Group, Host, PathKind, Stat, User};
+use crate::profile::networks::NetworkDef;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
@@ -37,6 +39,9 @@ pub struct Needs {
     /// Bind sources, whose symlinks are resolved once, before planning.
     pub resolve: Vec<String>,
     pub view: ViewNeeds,
+    /// A bridge network to join: its name, the directories its definition may be in, and its
+    /// lease directory (below the host root).
+    pub network: Option<(String, Vec<PathBuf>, PathBuf)>,
 }
 
 /// What the sandbox view's walk may look at: it resolves `paths` inside the sandbox as the
@@ -112,6 +117,9 @@ pub struct HostFacts {
     pub cgroup: CgroupFacts,
     /// The landlock ABI the kernel offers (None: no landlock).
     pub landlock_abi: Option<u32>,
+    /// The network a bridge plan joins, as its files define it (None: not defined; Err:
+    /// its definition is wrong), and the host's network as it stands.
+    pub network: Option<(Result<Option<NetworkDef>, String>, NetFacts)>,
     /// Each path read, not following a final symlink (link text and owner included). Read
     /// only through the accessors, which tell a path not gathered from one that is absent.
     lstat: Table,
@@ -337,6 +345,12 @@ impl HostFacts {
             claims,
             cgroup,
             landlock_abi,
+            network: needs.network.as_ref().map(|(name, dirs, leases)| {
+                (
+                    crate::profile::networks::find(name, dirs),
+                    host.net_facts(leases),
+                )
+            }),
             lstat: r.lstat,
             stat: r.stat,
             resolved,

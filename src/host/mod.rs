@@ -6,6 +6,7 @@
 mod cgroup;
 mod facts;
 mod instances;
+pub mod net;
 pub mod stats;
 pub(crate) mod walk;
 

@@ -17,6 +17,7 @@
 
 mod cgroup;
 mod mounts;
+pub mod network;
 mod record;
 pub mod render;
 mod seccomp;
@@ -40,6 +41,7 @@ pub use crate::profile::families::AF_MAX;
 pub use crate::profile::values::{CgroupMode, IdRange, Limit};
 pub use cgroup::{CgroupPlan, Leaves, Prop, ResourceLimit, ScopeSpec};
 pub use mounts::{FsPlan, MountOp, NodeKind, RootSource, DEV_NODES};
+pub use network::NetworkPlan;
 pub use record::{Decided, Provenance};
 #[cfg(test)]
 pub use seccomp::default_baseline;
@@ -305,6 +307,9 @@ pub struct LaunchPlan {
     /// None when the profile runs without a mount namespace.
     pub fs: Option<FsPlan>,
     pub loopback_up: bool,
+    /// A bridge network's eth0, address, routes and rules; None for `mode = "none"` (only
+    /// `lo`) and `"host"`.
+    pub network: Option<NetworkPlan>,
     pub creds: Credentials,
     pub finals: FinalSteps,
     pub argv: Decided<Vec<String>>,
@@ -367,6 +372,8 @@ pub struct Invocation {
     pub notify_socket: Option<String>,
     /// Where id-range claims live; [`IDS_DIR`] unless a test says otherwise.
     pub ids_dir: PathBuf,
+    /// Where named networks are defined, in order (none: only the built-in `default`).
+    pub network_dirs: Vec<PathBuf>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -408,6 +415,7 @@ pub fn needs(name: &str, profile: &Profile, inv: &Invocation) -> Needs {
         n.view.binds.extend(binds);
     }
     view::needs(profile, &mut n);
+    network::needs(profile, inv, &mut n);
     n
 }
 
@@ -538,6 +546,25 @@ pub fn build(
             )
         });
     view::check(&mut b, profile, fs.as_ref());
+    let network = network::plan(&mut b, profile, inv, name);
+    // The generated /etc/hosts and /etc/resolv.conf, over the root's.
+    if let (Some(n), Some(fs)) = (&network, fs.as_mut()) {
+        for (source, target) in [
+            (&n.hosts_file, network::HOSTS),
+            (&n.resolv_file, network::RESOLV),
+        ] {
+            fs.ops.push(Decided::new(
+                MountOp::Bind {
+                    source: source.display().to_string(),
+                    target: target.into(),
+                    read_only: true,
+                    noexec: true,
+                    create: None,
+                },
+                n.network.from.clone(),
+            ));
+        }
+    }
     if !b.problems.is_empty() {
         return Err(b.problems);
     }
@@ -585,6 +612,7 @@ pub fn build(
     Ok(LaunchPlan {
         name: name.to_owned(),
         loopback_up: enabled.contains(&Namespace::Net),
+        network,
         namespaces,
         idmap,
         id_claim,
@@ -682,6 +710,16 @@ fn namespaces(b: &Builder, p: &Profile) -> Vec<Decided<NamespaceChoice>> {
             // The schema, its defaults and the namespace table list the same keys in order
             // (the_namespace_table_and_the_schema_name_the_same_keys).
             debug_assert_eq!(kind.row().key, key);
+            // `[network] mode = "host"` is the host's network namespace (plan::network).
+            if let (Namespace::Net, None, Some(m)) = (kind, src, &p.network.mode) {
+                return Decided::new(
+                    NamespaceChoice {
+                        kind,
+                        enabled: m.value != crate::profile::values::NetMode::Host,
+                    },
+                    b.at.at(m, "network.mode"),
+                );
+            }
             Decided::new(
                 NamespaceChoice { kind, enabled },
                 b.at.setting(src, &format!("namespaces.{}", kind.row().key)),

@@ -102,6 +102,7 @@ impl Fixture {
             under_unit: false,
             notify_socket: self.notify.clone(),
             ids_dir: "/var/lib/stockade/ids".into(),
+            network_dirs: vec![self.dir.path().join("networks")],
         };
         self.build(&loaded, &inv, Some(6))
     }
@@ -1050,9 +1051,13 @@ pub(crate) mod record {
             "boot",
             "root",
             "var/lib/every",
+            "proc/net",
+            "sys/class/net/lo",
         ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
+        // A host without routes but the loopback one's: the every-key fixture's bridge fits.
+        fs::write(root.join("proc/net/route"), "Iface\tDestination\tGateway\n").unwrap();
         for prog in [
             "bin/sh",
             "usr/bin/redis-server",
@@ -1288,4 +1293,193 @@ landlock = { read = ["/usr", "/tmp/logs/", "/dev/stdout", "/var/run"], exec = ["
     fn plan_file_at(f: &Fixture, path: &Path) -> LaunchPlan {
         plan_file(f, path, &[])
     }
+}
+
+/// A fake host network: a default route and its subnet on eth0, one listening socket
+/// (127.0.0.1:8080), a stub resolver with an upstream, and an `eth1` that is no bridge.
+fn net_fixture() -> Fixture {
+    let f = Fixture::new(0);
+    let root = &f.host.root;
+    fs::create_dir_all(root.join("proc/net")).unwrap();
+    fs::write(root.join("proc/net/route"), "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\neth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\neth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n").unwrap();
+    fs::write(
+        root.join("proc/net/tcp"),
+        "  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("sys/class/net/eth0")).unwrap();
+    fs::create_dir_all(root.join("sys/class/net/eth1")).unwrap();
+    fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.53\n").unwrap();
+    fs::create_dir_all(root.join("run/systemd/resolve")).unwrap();
+    fs::write(
+        root.join("run/systemd/resolve/resolv.conf"),
+        "nameserver 192.0.2.53\n",
+    )
+    .unwrap();
+    fs::create_dir_all(f.dir.path().join("networks")).unwrap();
+    f
+}
+
+const BRIDGE: &str = "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\n";
+
+#[test]
+fn a_bridge_plan_joins_the_default_network_with_its_decisions_cited() {
+    let f = net_fixture();
+    let p = f
+        .plan(
+            &format!("{BRIDGE}publish = [\"127.0.0.1:16379:6379\", \"5353:53/udp\"]\n"),
+            &[],
+        )
+        .unwrap();
+    let n = p.network.as_ref().unwrap();
+    assert_eq!(n.network.value, "default");
+    assert_eq!(n.network.from, Provenance::default("network.network"));
+    assert_eq!(
+        (n.def.bridge.as_str(), n.def.gateway.to_string().as_str()),
+        ("stockade0", "10.89.0.1")
+    );
+    assert_eq!(n.veth, "vstk42");
+    assert_eq!(n.address, None);
+    assert!(n.outbound.value);
+    assert_eq!(
+        n.publish
+            .iter()
+            .map(|p| p.value.to_string())
+            .collect::<Vec<_>>(),
+        ["127.0.0.1:16379:6379/tcp", "5353:53/udp"]
+    );
+    // The host's resolver is a loopback stub: its upstream is used.
+    assert_eq!(
+        n.dns.value,
+        vec!["192.0.2.53".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(p.has(Namespace::Net) && p.loopback_up);
+}
+
+#[test]
+fn mode_host_is_the_hosts_network_namespace_and_contradictions_are_one_error() {
+    let f = net_fixture();
+    let p = f
+        .plan(&format!("{MIN}[network]\nmode = \"host\"\n"), &[])
+        .unwrap();
+    assert!(!p.has(Namespace::Net));
+    assert!(p.network.is_none());
+    let text = format!("{MIN}[namespaces]\nnet = true\n[network]\nmode = \"host\"\n");
+    let path = f.dir.path().join("c.toml");
+    fs::write(&path, &text).unwrap();
+    let e = load(
+        path.to_str().unwrap(),
+        &SearchPath {
+            dirs: vec![],
+            trusted_owners: None,
+        },
+    )
+    .err()
+    .unwrap()
+    .lines();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains(":6:")
+            && e[0].contains("network.mode")
+            && e[0].contains("contradicts `namespaces.net = true`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_network_values_are_refused_with_file_line_and_key() {
+    let f = net_fixture();
+    let cases: &[(&str, &str)] = &[
+        (
+            "address = \"10.90.0.5\"\n",
+            "network.address: 10.90.0.5 is outside the subnet 10.89.0.0/24",
+        ),
+        ("address = \"10.89.0.1\"\n", "is the gateway"),
+        (
+            "publish = [\"8080:80\"]\n",
+            "host port 8080/tcp is already bound on the host",
+        ),
+        (
+            "network = \"lab\"\n",
+            "network.network: network `lab` is not defined",
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = f.problems(&format!("{BRIDGE}{extra}"));
+        assert!(
+            e.iter().any(|l| l.contains(":5:") && l.contains(want)),
+            "{extra}: {e:?}"
+        );
+    }
+    // Host-independent ones are found by validation already.
+    for (extra, want) in [
+        (
+            "publish = [\"99999:80\"]\n",
+            "network.publish: `99999:80`: port 99999 is outside 1-65535",
+        ),
+        ("publish = [\"80\"]\n", "is not a port mapping"),
+        ("address = \"10.89.0\"\n", "is not an IPv4 address"),
+    ] {
+        let path = f.dir.path().join("v.toml");
+        fs::write(&path, format!("{BRIDGE}{extra}")).unwrap();
+        let e = load(
+            path.to_str().unwrap(),
+            &SearchPath {
+                dirs: vec![],
+                trusted_owners: None,
+            },
+        )
+        .err()
+        .unwrap()
+        .lines();
+        assert!(
+            e.iter().any(|l| l.contains(":5:") && l.contains(want)),
+            "{extra}: {e:?}"
+        );
+    }
+    // A leased address.
+    let leases = f.host.root.join("run/stockade/networks/default/leases");
+    fs::create_dir_all(&leases).unwrap();
+    fs::write(leases.join("10.89.0.10"), "1 1\n").unwrap();
+    let e = f.problems(&format!("{BRIDGE}address = \"10.89.0.10\"\n"));
+    assert!(
+        e.iter().any(|l| l.contains("10.89.0.10 is already leased")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_subnet_over_a_host_route_or_a_bridge_name_taken_is_refused_naming_it() {
+    let f = net_fixture();
+    let nets = f.dir.path().join("networks");
+    fs::write(nets.join("lan.toml"), "subnet = \"192.168.0.0/16\"\n").unwrap();
+    let e = f.problems(&format!("{BRIDGE}network = \"lan\"\n"));
+    assert!(
+        e.iter().any(
+            |l| l.contains("overlaps the host's route `192.168.2.0/24 dev eth0`")
+                && l.contains("lan.toml")
+        ),
+        "{e:?}"
+    );
+    fs::write(
+        nets.join("taken.toml"),
+        "subnet = \"10.77.0.0/24\"\nbridge = \"eth1\"\n",
+    )
+    .unwrap();
+    let e = f.problems(&format!("{BRIDGE}network = \"taken\"\n"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("the bridge name `eth1`") && l.contains("not a bridge")),
+        "{e:?}"
+    );
+    // A bridge that exists already (an admin's, or stockade's for another sandbox) is joined.
+    fs::create_dir_all(f.host.root.join("sys/class/net/br0/bridge")).unwrap();
+    fs::write(
+        nets.join("admin.toml"),
+        "subnet = \"10.78.0.0/24\"\nbridge = \"br0\"\n",
+    )
+    .unwrap();
+    assert!(f
+        .plan(&format!("{BRIDGE}network = \"admin\"\n"), &[])
+        .is_ok());
 }

@@ -6,6 +6,7 @@
 
 pub mod families;
 mod keys;
+pub mod networks;
 pub mod problem;
 pub mod schema;
 pub mod source;

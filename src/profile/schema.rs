@@ -7,7 +7,7 @@
 //! tables merge per key, `[[mount]]` entries append. Every value keeps its [`Origin`].
 
 use super::source::{SourceMap, Src};
-use super::values::{CgroupMode, IdRange, IdRef, Limit, Mode, MountType, Percent, Size};
+use super::values::{CgroupMode, IdRange, IdRef, Limit, Mode, MountType, NetMode, Percent, Size};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -341,6 +341,21 @@ section! {
     pub struct Network {
         /// Hostname inside the sandbox (needs `namespaces.uts`).
         leaf hostname: String,
+        /// none (a network namespace with only `lo`), host (the host's network) or bridge
+        /// (`eth0` on a named network). Default: none, or host when `namespaces.net = false`.
+        leaf mode: NetMode,
+        /// bridge: the named network to join (default "default"); sandboxes on one network
+        /// reach each other.
+        leaf network: String,
+        /// bridge: the sandbox's IPv4 address inside the network's subnet (default: the
+        /// first free one, leased under /run/stockade/networks).
+        leaf address: String,
+        /// bridge: ports published on the host, as "[HOST_IP:]HOST_PORT:PORT[/tcp|/udp]".
+        leaf publish: Vec<String>,
+        /// bridge: masquerade to the host's default route (default: the network's setting).
+        leaf outbound: bool,
+        /// bridge: name servers for the generated /etc/resolv.conf (default: the host's).
+        leaf dns: Vec<String>,
     }
 }
 

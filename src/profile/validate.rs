@@ -91,6 +91,7 @@ pub fn validate(p: &Profile, _main: FileId, path: &Path) -> Vec<Problem> {
     };
     v.exec(p);
     v.namespaces(p);
+    v.network(p);
     v.filesystem(p);
     v.mounts(p);
     v.security(p);
@@ -297,6 +298,79 @@ impl Validator<'_> {
         if let Some(t) = &ns.time {
             if t.value && !ns.is("pid") {
                 self.err(t, "namespaces.time", "a time namespace needs `pid = true`");
+            }
+        }
+    }
+
+    /// `[network]`: the mode agrees with `namespaces.net`, and the bridge keys are well formed
+    /// and only used in bridge mode.
+    fn network(&mut self, p: &Profile) {
+        use super::networks::{name_problem, parse_publish};
+        use super::values::NetMode;
+        let n = &p.network;
+        if let (Some(m), Some(net)) = (&n.mode, &p.namespaces.net) {
+            let agree = (m.value == NetMode::Host) != net.value;
+            if !agree {
+                let want = if m.value == NetMode::Host {
+                    "false"
+                } else {
+                    "true"
+                };
+                self.err(m, "network.mode", format!("contradicts `namespaces.net = {}`: mode = \"host\" means the host's network namespace (net = false), \"none\" and \"bridge\" a namespace of its own (net = true); set net = {want} or remove it", net.value));
+            }
+        }
+        let bridge = n.mode.as_ref().is_some_and(|m| m.value == NetMode::Bridge);
+        let bridge_keys: [(&str, Option<super::source::Origin>); 5] = [
+            ("network.network", n.network.as_ref().map(|v| v.origin)),
+            ("network.address", n.address.as_ref().map(|v| v.origin)),
+            ("network.publish", n.publish.as_ref().map(|v| v.origin)),
+            ("network.outbound", n.outbound.as_ref().map(|v| v.origin)),
+            ("network.dns", n.dns.as_ref().map(|v| v.origin)),
+        ];
+        if !bridge {
+            for (key, origin) in bridge_keys {
+                if let Some(o) = origin {
+                    self.out.push(Problem::at(
+                        o,
+                        key,
+                        "only applies with `mode = \"bridge\"` in [network]",
+                    ));
+                }
+            }
+        }
+        if let Some(net) = &n.network {
+            if let Some(why) = name_problem(&net.value) {
+                self.err(net, "network.network", why);
+            }
+        }
+        if let Some(a) = &n.address {
+            if a.value.parse::<std::net::Ipv4Addr>().is_err() {
+                self.err(
+                    a,
+                    "network.address",
+                    format!("`{}` is not an IPv4 address", a.value),
+                );
+            }
+        }
+        if let Some(list) = &n.publish {
+            let mut seen = BTreeSet::new();
+            for spec in &list.value {
+                match parse_publish(spec) {
+                    Err(e) => self.err(list, "network.publish", e),
+                    Ok(p) if !seen.insert((p.host_port, p.proto)) => self.err(
+                        list,
+                        "network.publish",
+                        format!("host port {}/{} is published twice", p.host_port, p.proto),
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        }
+        if let Some(d) = &n.dns {
+            for s in &d.value {
+                if s.parse::<std::net::IpAddr>().is_err() {
+                    self.err(d, "network.dns", format!("`{s}` is not an IP address"));
+                }
             }
         }
     }

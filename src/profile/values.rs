@@ -330,3 +330,15 @@ pub enum CgroupMode {
     /// No cgroup handling; `[resources]` is refused.
     Off,
 }
+
+/// What network the sandbox has (`[network] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// A network namespace of its own with only `lo` (the default).
+    None,
+    /// The host's network namespace (no isolation of the network at all).
+    Host,
+    /// A network namespace with `eth0` on a named network's bridge.
+    Bridge,
+}

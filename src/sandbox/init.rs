@@ -22,7 +22,7 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
     }
     // The filesystem is built while the supervisor registers the cgroup (D-Bus round trips
     // overlap the mounts); nothing of the service runs before both are done.
-    if let Err(e) = setup(plan) {
+    if let Err(e) = setup(plan, runtime.address) {
         chan.report_failure(e.exit_code, &e.to_string());
         sys::exit_now(e.exit_code);
     }
@@ -75,7 +75,7 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
     }
 }
 
-fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
+fn setup(plan: &LaunchPlan, address: Option<std::net::Ipv4Addr>) -> Result<(), SetupError> {
     let flags = super::unshare_flags(plan);
     if !flags.is_empty() {
         check(nix::sched::unshare(flags), "create the namespaces", || {
@@ -123,6 +123,9 @@ fn setup(plan: &LaunchPlan) -> Result<(), SetupError> {
             "bring up the loopback interface",
             || "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)".into(),
         )?;
+    }
+    if let (Some(net), Some(address)) = (&plan.network, address) {
+        super::network::configure_inside(net, address)?;
     }
     if !plan.has(Namespace::Pid) {
         // Without a pid namespace, orphans of the service are still ours to reap.

@@ -17,12 +17,14 @@ mod init;
 pub mod join;
 mod journal;
 mod mounts;
+mod network;
 mod notify;
 mod pty;
 mod seccomp;
 
 pub use channel::ServiceEnd;
 pub use error::SetupError;
+pub use network::cleanup as cleanup_networks;
 
 use crate::plan::{IdMaps, LaunchPlan, Namespace, ScopeSpec, Volume};
 use crate::sys;
@@ -132,6 +134,8 @@ pub struct Runtime {
     /// The seccomp filters, compiled by the supervisor; init receives them before it forks
     /// the service.
     pub filters: Vec<seccomp::Program>,
+    /// The address leased for eth0 on a bridge network.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// The service's host pid: init's one child.
@@ -146,10 +150,15 @@ fn service_of(init: Pid) -> Option<Pid> {
 /// creates the others itself with unshare(2), in parallel with the supervisor's cgroup
 /// placement, so their cost (a network namespace's above all) overlaps the D-Bus calls.
 fn clone_flags(plan: &LaunchPlan) -> libc::c_int {
-    [Namespace::User, Namespace::Pid]
+    cloned(plan).fold(0, |acc, ns| acc | ns.row().flag)
+}
+
+/// The namespaces init is cloned with: a bridge sandbox's network namespace too, so the
+/// supervisor can put the veth's inner end into it before init goes on.
+fn cloned(plan: &LaunchPlan) -> impl Iterator<Item = Namespace> + '_ {
+    [Namespace::User, Namespace::Pid, Namespace::Net]
         .into_iter()
-        .filter(|&ns| plan.has(ns))
-        .fold(0, |acc, ns| acc | ns.row().flag)
+        .filter(|&ns| plan.has(ns) && (ns != Namespace::Net || plan.network.is_some()))
 }
 
 /// The namespaces init unshares once its id maps are written. The cgroup namespace is not
@@ -158,6 +167,7 @@ pub(crate) fn unshare_flags(plan: &LaunchPlan) -> nix::sched::CloneFlags {
     let bits = plan
         .enabled_namespaces()
         .filter(|ns| !matches!(ns, Namespace::User | Namespace::Pid | Namespace::Cgroup))
+        .filter(|ns| *ns != Namespace::Net || plan.network.is_none())
         .fold(0, |acc, ns| acc | ns.row().flag);
     nix::sched::CloneFlags::from_bits_retain(bits)
 }
@@ -190,6 +200,12 @@ pub fn run(
         prepare_volume(v)?;
     }
     // Host-side effects, each undone when its guard drops.
+    // The lease and the bridge come before the clone: init is born knowing its address.
+    let net = plan
+        .network
+        .as_ref()
+        .map(network::Attachment::prepare)
+        .transpose()?;
     let notify = plan
         .notify
         .as_ref()
@@ -202,6 +218,7 @@ pub fn run(
             .map(|id| journal::streams(id))
             .transpose()?,
         filters: Vec::new(),
+        address: net.as_ref().map(|n| n.address),
     };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
     // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.
@@ -245,6 +262,10 @@ pub fn run(
 
     if let Some(maps) = &plan.idmap {
         write_idmaps(init, maps)?;
+    }
+    // eth0 is in init's network namespace before init configures it.
+    if let Some(n) = &net {
+        n.attach(init.as_raw() as u32)?;
     }
     // Started before init is woken, so the two run side by side.
     let compiling = seccomp::start(&plan.finals.syscalls);
@@ -336,6 +357,7 @@ pub fn run(
         .oom_kills
         .or_else(|| cgroup_dir.as_deref().and_then(cgroup::oom_kills));
     drop(leaf);
+    drop(net);
     Ok(Outcome {
         service,
         oom_kills,
@@ -360,9 +382,7 @@ fn cgroup_of(pid: Pid) -> Option<PathBuf> {
 
 /// The names of the flags init is cloned with, for the error when the clone is refused.
 fn describe_flags(plan: &LaunchPlan) -> String {
-    [Namespace::User, Namespace::Pid]
-        .into_iter()
-        .filter(|&ns| plan.has(ns))
+    cloned(plan)
         .map(|ns| ns.row().flag_name)
         .collect::<Vec<_>>()
         .join("|")

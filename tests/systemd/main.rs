@@ -13,6 +13,8 @@ mod common;
 
 use common::{out, sh, show, text, wait_until, BIN, ROOT};
 
+mod network;
+
 /// Installs stockade, its units and the test profiles into the container, once.
 fn bed() {
     static SETUP: Once = Once::new();

@@ -1,0 +1,196 @@
+//! What the host's network looks like to a bridge plan: its IPv4 routes, its interfaces
+//! (and which are bridges), the ports bound on it, its resolvers, and the leases a network
+//! has handed out. Read from files below the host root (`/proc/net/route`, `/proc/net/tcp*`,
+//! `/proc/net/udp*`, `/sys/class/net`, `/etc/resolv.conf`, the lease directory) so tests point
+//! it at a temporary directory; it writes nothing.
+
+use super::Host;
+use crate::profile::networks::{Proto, Subnet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+/// One IPv4 route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub iface: String,
+    pub dest: Subnet,
+    /// The line as an admin would read it ("10.0.0.0/8 dev eth1").
+    pub text: String,
+}
+
+/// A socket bound on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub proto: Proto,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// The host's network as the planner needs it; each part keeps its read error as text.
+#[derive(Debug, Clone)]
+pub struct NetFacts {
+    pub routes: Result<Vec<Route>, String>,
+    /// Interface names, each with whether it is a bridge.
+    pub links: Result<Vec<(String, bool)>, String>,
+    pub bound: Result<Vec<Bound>, String>,
+    /// Name servers of /etc/resolv.conf, and of systemd-resolved's upstream file.
+    pub resolvers: Vec<IpAddr>,
+    pub upstream_resolvers: Vec<IpAddr>,
+    /// The network's leased addresses.
+    pub leases: Vec<Ipv4Addr>,
+}
+
+impl Host {
+    /// Reads the network facts; `lease_dir` is the network's lease directory.
+    pub fn net_facts(&self, lease_dir: &Path) -> NetFacts {
+        let text = |e: std::io::Error| e.to_string();
+        NetFacts {
+            routes: std::fs::read_to_string(self.path("/proc/net/route"))
+                .map(|t| routes(&t))
+                .map_err(text),
+            links: std::fs::read_dir(self.path("/sys/class/net"))
+                .map(|dir| {
+                    let mut v: Vec<(String, bool)> = dir
+                        .flatten()
+                        .map(|e| {
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            (name, e.path().join("bridge").exists())
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                })
+                .map_err(text),
+            bound: ["tcp", "tcp6", "udp", "udp6"]
+                .iter()
+                .map(|f| {
+                    let proto = if f.starts_with("tcp") {
+                        Proto::Tcp
+                    } else {
+                        Proto::Udp
+                    };
+                    match std::fs::read_to_string(self.path(&format!("/proc/net/{f}"))) {
+                        Ok(t) => Ok(bound(&t, proto)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                        Err(e) => Err(format!("/proc/net/{f}: {e}")),
+                    }
+                })
+                .collect::<Result<Vec<Vec<Bound>>, String>>()
+                .map(|v| v.into_iter().flatten().collect()),
+            resolvers: nameservers(&self.path("/etc/resolv.conf")),
+            upstream_resolvers: nameservers(&self.path("/run/systemd/resolve/resolv.conf")),
+            leases: std::fs::read_dir(self.path(&lease_dir.display().to_string()))
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn hex_ipv4(h: &str) -> Option<Ipv4Addr> {
+    // /proc/net prints the address's 32 bits as a number in the host's byte order.
+    u32::from_str_radix(h, 16)
+        .ok()
+        .map(|n| Ipv4Addr::from(n.to_ne_bytes()))
+}
+
+/// `/proc/net/route`: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+pub fn routes(text: &str) -> Vec<Route> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (iface, dest, gw, mask) = (
+                f.first()?,
+                hex_ipv4(f.get(1)?)?,
+                hex_ipv4(f.get(2)?)?,
+                hex_ipv4(f.get(7)?)?,
+            );
+            let prefix = u32::from(mask).count_ones() as u8;
+            let dest = Subnet { addr: dest, prefix };
+            let via = if gw.is_unspecified() {
+                String::new()
+            } else {
+                format!(" via {gw}")
+            };
+            let shown = if prefix == 0 {
+                "default".to_owned()
+            } else {
+                dest.to_string()
+            };
+            Some(Route {
+                iface: (*iface).to_owned(),
+                dest,
+                text: format!("{shown}{via} dev {iface}"),
+            })
+        })
+        .collect()
+}
+
+/// Listening TCP sockets and bound UDP sockets of one `/proc/net/{tcp,udp}{,6}` file.
+pub fn bound(text: &str, proto: Proto) -> Vec<Bound> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (local, state) = (f.get(1)?, f.get(3)?);
+            // TCP_LISTEN; for UDP every socket in the file is bound (TCP_CLOSE is 07).
+            if proto == Proto::Tcp && *state != "0A" {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let ip = match addr.len() {
+                8 => IpAddr::V4(hex_ipv4(addr)?),
+                32 => {
+                    let mut bytes = [0u8; 16];
+                    for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                        let w = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
+                        chunk.copy_from_slice(&w.to_ne_bytes());
+                    }
+                    IpAddr::V6(Ipv6Addr::from(bytes))
+                }
+                _ => return None,
+            };
+            (port != 0).then_some(Bound { proto, ip, port })
+        })
+        .collect()
+}
+
+fn nameservers(path: &Path) -> Vec<IpAddr> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver")).then_some(())?;
+            w.next()?.split('%').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_files_are_read_as_the_kernel_writes_them() {
+        let r = routes("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\neth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\neth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+        assert_eq!(r[0].text, "default via 192.168.2.1 dev eth0");
+        assert_eq!(r[1].text, "192.168.2.0/24 dev eth0");
+        let t = bound("  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n   1: 0100007F:1F91 0100007F:0050 01 0\n", Proto::Tcp);
+        assert_eq!(
+            t,
+            vec![Bound {
+                proto: Proto::Tcp,
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 8080
+            }]
+        );
+        let t6 = bound("  sl  local_address\n 0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A\n", Proto::Tcp);
+        assert_eq!(t6[0].ip, "::".parse::<IpAddr>().unwrap());
+    }
+}
