@@ -54,17 +54,7 @@ fn lock(dir: &Path) -> Result<Flock<File>, SetupError> {
             .mode(0o700)
             .create(&leases)
             .map_err(|e| SetupError::other(step, format!("{}: {e}", leases.display())))?;
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
-        let held = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| {
-            SetupError::sys(step, format!("flock({}, LOCK_EX)", path.display()), e)
-        })?;
+        let held = lock_file(&path, step)?;
         let same = match (held.metadata(), fs::metadata(&path)) {
             (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
             _ => false,
@@ -343,14 +333,18 @@ fn sweep(leases: &Path) {
 /// every network shares.
 fn global_lock() -> Result<Flock<File>, SetupError> {
     let step = "lock stockade's nftables table";
-    let path = Path::new(crate::plan::RUN_DIR).join("network.lock");
+    lock_file(&Path::new(crate::plan::RUN_DIR).join("network.lock"), step)
+}
+
+/// `path` (made when missing, root's alone), locked exclusively; waits for the holder.
+fn lock_file(path: &Path, step: &str) -> Result<Flock<File>, SetupError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
+        .open(path)
         .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
     Flock::lock(f, FlockArg::LockExclusive)
         .map_err(|(_, e)| SetupError::sys(step, format!("flock({}, LOCK_EX)", path.display()), e))
