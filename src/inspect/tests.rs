@@ -467,6 +467,42 @@ fn why_a_path_names_the_mount_and_the_landlock_rule() {
     assert!(why::path(&p, "/../..", PathAccess::Read).is_err());
 }
 
+/// On a bridge network /etc/resolv.conf and /etc/hosts are the files stockade generates,
+/// bound read-only: `why` says so, cites the profile's `mode = "bridge"` line and names the
+/// setting that fills each, not a mount to add.
+#[test]
+fn why_a_bridge_profiles_resolv_conf_and_hosts_names_the_generated_file() {
+    let f = example_host();
+    let (_, dir) = example_files();
+    let p = plan_file(
+        &f,
+        &dir.join("nginx-bridge.toml"),
+        std::slice::from_ref(&dir),
+    );
+    for (path, key) in [
+        ("/etc/resolv.conf", "network.dns"),
+        ("/etc/hosts", "network.hostname"),
+    ] {
+        let a = why::path(&p, path, PathAccess::Read).unwrap();
+        assert!(a.allowed, "{a:#?}");
+        let mount = a.steps.iter().find(|s| s.layer == "mount").unwrap();
+        assert!(
+            mount.says.contains("bound read-only")
+                && mount.says.contains("bridge network `default`")
+                && mount.says.contains(key),
+            "{a:#?}"
+        );
+        assert!(cites(mount, "nginx-bridge.toml"), "{a:#?}");
+        let a = why::path(&p, path, PathAccess::Write).unwrap();
+        assert!(!a.allowed && a.error.as_deref() == Some("EROFS"), "{a:#?}");
+        assert!(a.change.len() == 1 && a.change[0].contains(key), "{a:#?}");
+        print!("{}", why::text(&a));
+    }
+    // Without a bridge the file is the root's own.
+    let a = why::path(&redis(), "/etc/resolv.conf", PathAccess::Read).unwrap();
+    assert!(!a.steps[0].says.contains("generated"), "{a:#?}");
+}
+
 /// The baseline names the group and the capability that would re-allow it; an allow-list
 /// names its entry or its absence; namespace calls name the fixed rule.
 #[test]
