@@ -14,6 +14,7 @@ use super::namespace;
 use crate::plan::{
     Access, LaunchPlan, MountOp, Namespace, Provenance, RootSource, DEV_NODES, RUN_DIR, VOLUME_DIR,
 };
+use crate::profile::networks::Publish;
 use caps::Capability as C;
 use serde::Serialize;
 use std::fmt::Write;
@@ -67,6 +68,8 @@ pub const CHECKS: &[Check] = &[
     Check { id: "ns.uts", about: "a UTS namespace of its own: cannot change the host's hostname", weight: 300, assess: ns_uts },
     Check { id: "ns.cgroup", about: "a cgroup namespace of its own: the host's cgroup tree is not shown", weight: 300, assess: ns_cgroup },
     Check { id: "net", about: "a network namespace of its own: no host interfaces, ports or outbound network", weight: 1500, assess: net },
+    Check { id: "net.publish", about: "no port of the sandbox is published on the host (a bridge network's `publish`); n/a on the host's network, which `net` scores", weight: 500, assess: net_publish },
+    Check { id: "net.outbound", about: "the sandbox cannot open connections beyond its own network (mode none, or a bridge with outbound = false); n/a on the host's network, which `net` scores", weight: 800, assess: net_outbound },
     Check { id: "net.abstract", about: "the host's abstract unix sockets are out of reach", weight: 500, assess: net_abstract },
     Check { id: "af.inet", about: "AF_INET/AF_INET6 sockets are refused (or reach only the sandbox's own network)", weight: 800, assess: af_inet },
     Check { id: "af.netlink", about: "AF_NETLINK sockets are refused (or see only the sandbox's own network)", weight: 300, assess: af_netlink },
@@ -231,7 +234,12 @@ Most checks score 0 or 10; in between: user 4 (root of its own user namespace), 
 group 7 (kept, inside a user namespace), af.inet and af.netlink 2 and af.packet 5 (allowed, in \
 the sandbox's own network), a seccomp group 5 (some of its calls allowed), landlock 6 (a rule \
 at a top-level directory) or 2 (deeper rules only), fs.binds, fs.home, fs.tmp and notes 5 (one \
-of them), umask 5, 2 or 1 (world-readable, group-writable, group-readable).\n\n\
+of them), umask 5, 2 or 1 (world-readable, group-writable, group-readable), net.publish 2 (ports \
+published on loopback addresses only) or 5 (on a specific host address; every address is 10), \
+net.outbound 3 (a bridge with outbound = false: the network's other sandboxes and the host at \
+the gateway address stay reachable; with outbound NAT 10; mode none 0). On the host's network \
+net.publish and net.outbound do not apply (n/a): `net` already scores every host port and \
+route at 10, and scoring them again would count one hole three times.\n\n\
 Checks (id, weight: what a badness of 0 means):\n",
     );
     for c in CHECKS {
@@ -443,6 +451,80 @@ fn ns_cgroup(p: &LaunchPlan) -> Verdict {
 }
 fn net(p: &LaunchPlan) -> Verdict {
     own_ns(p, Namespace::Net, "interfaces, ports, outbound")
+}
+
+/// The host's network is `net`'s to score (10 there, weight 1500): scoring its ports and
+/// outbound again would count one hole three times, so these two do not apply there.
+fn host_network(p: &LaunchPlan) -> Option<Verdict> {
+    let (own, from) = namespace(p, Namespace::Net);
+    (!own).then(|| Verdict {
+        badness: None,
+        says: "the host's network: scored by `net`".into(),
+        from,
+    })
+}
+
+/// Published ports, by the widest: none 0; only on loopback addresses 2 (local users of the
+/// host reach it); on a specific host address 5 (whoever reaches that address); on every
+/// host address 10.
+fn net_publish(p: &LaunchPlan) -> Verdict {
+    if let Some(h) = host_network(p) {
+        return h;
+    }
+    let Some(n) = &p.network else {
+        return v(
+            0,
+            "none (no network but loopback)",
+            namespace(p, Namespace::Net).1,
+        );
+    };
+    let badness = |pb: &Publish| match pb.host_ip {
+        None => 10,
+        Some(ip) if ip.is_loopback() => 2,
+        Some(_) => 5,
+    };
+    let Some(worst) = n.publish.iter().max_by_key(|d| badness(d)) else {
+        return v(0, "none", Provenance::default("network.publish"));
+    };
+    let shown: Vec<String> = n.publish.iter().map(|d| d.value.to_string()).collect();
+    let wide = match badness(worst) {
+        10 => "every host address",
+        5 => "a host address",
+        _ => "loopback only",
+    };
+    v(
+        badness(worst),
+        format!("{wide}: {}", shown.join(", ")),
+        worst.from.clone(),
+    )
+}
+
+/// Outbound connections: none (loopback only) 0; a bridge without NAT 3 (it still reaches
+/// the host at the gateway address and the network's other sandboxes); with NAT 10.
+fn net_outbound(p: &LaunchPlan) -> Verdict {
+    if let Some(h) = host_network(p) {
+        return h;
+    }
+    let Some(n) = &p.network else {
+        return v(0, "none: loopback only", namespace(p, Namespace::Net).1);
+    };
+    let o = &n.outbound;
+    if o.value {
+        v(
+            10,
+            format!("anywhere, masqueraded via network `{}`", n.network.value),
+            o.from.clone(),
+        )
+    } else {
+        v(
+            3,
+            format!(
+                "network `{}` only: its sandboxes and the host at {}",
+                n.network.value, n.def.gateway
+            ),
+            o.from.clone(),
+        )
+    }
 }
 
 fn net_abstract(p: &LaunchPlan) -> Verdict {

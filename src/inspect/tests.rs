@@ -8,8 +8,10 @@ use super::why::{self, PathAccess};
 use crate::plan::tests::record::{example_files, example_host, plan_file};
 use crate::plan::tests::Fixture;
 use crate::plan::{
-    Access, Decided, IdRange, LandlockRule, LaunchPlan, MountOp, Namespace, Provenance, SysAction,
+    Access, Decided, IdRange, LandlockRule, LaunchPlan, MountOp, Namespace, NetworkPlan,
+    Provenance, SysAction,
 };
+use crate::profile::networks::parse_publish;
 use caps::Capability as C;
 use std::collections::BTreeSet;
 
@@ -33,8 +35,8 @@ fn badness(r: &Report, id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every shipped profile scores, and the README's table of the daemon profiles' scores is
-/// the one this build computes.
+/// Every shipped profile scores, and the README's table of the daemon profiles' scores (and
+/// nginx-bridge's) is the one this build computes.
 #[test]
 fn every_shipped_profile_scores_and_the_readme_says_so() {
     let readme =
@@ -51,7 +53,7 @@ fn every_shipped_profile_scores_and_the_readme_says_so() {
             r.grade
         );
         println!("{line}");
-        if ["redis", "nginx", "postgresql", "memcached"].contains(&name.as_str())
+        if ["redis", "nginx", "postgresql", "memcached", "nginx-bridge"].contains(&name.as_str())
             && !readme.contains(&line)
         {
             missing.push(line);
@@ -119,6 +121,33 @@ fn rule(p: &mut LaunchPlan, access: Access) {
     }
 }
 
+/// The plan on a bridge network (the built-in `default`), keeping one it has: a plan in its
+/// own network namespace without one gets a bridge with no published port and no outbound
+/// NAT, the narrowest bridge. None on the host's network, which `net` scores.
+fn bridge(p: &mut LaunchPlan) -> Option<&mut NetworkPlan> {
+    if !p.has(Namespace::Net) {
+        return None;
+    }
+    let test = Provenance::default("test");
+    Some(p.network.get_or_insert_with(|| {
+        NetworkPlan {
+            network: Decided::new("default".into(), test.clone()),
+            def: crate::profile::networks::find("default", &[])
+                .unwrap()
+                .unwrap(),
+            address: None,
+            publish: Vec::new(),
+            outbound: Decided::new(false, test.clone()),
+            dns: Decided::new(Vec::new(), test.clone()),
+            veth: "vstk7".into(),
+            state_dir: crate::plan::network::network_dir("default"),
+            hostname: "test".into(),
+            hosts_file: "/run/stockade/networks/default/vstk7.hosts".into(),
+            resolv_file: "/run/stockade/networks/default/vstk7.resolv.conf".into(),
+        }
+    }))
+}
+
 /// Removes one protection from the plan, the one check `id` looks at.
 fn weaken(id: &str, p: &mut LaunchPlan) {
     let full = vec![IdRange {
@@ -153,6 +182,19 @@ fn weaken(id: &str, p: &mut LaunchPlan) {
         "ns.uts" => set_ns(p, Namespace::Uts, false),
         "ns.cgroup" => set_ns(p, Namespace::Cgroup, false),
         "net" => set_ns(p, Namespace::Net, false),
+        "net.publish" => {
+            if let Some(n) = bridge(p) {
+                n.publish.push(Decided::new(
+                    parse_publish("8080:80").unwrap(),
+                    Provenance::default("test"),
+                ));
+            }
+        }
+        "net.outbound" => {
+            if let Some(n) = bridge(p) {
+                n.outbound.value = true;
+            }
+        }
         "net.abstract" => {
             set_ns(p, Namespace::Net, false);
             p.finals.scope_abstract_sockets = false;
@@ -329,6 +371,66 @@ fn the_exposure_is_systemds_arithmetic() {
     assert_eq!(r.exposure_tenths, (bad * 100).div_ceil(w));
 }
 
+/// A bridge profile's published ports score by how widely the host offers them: every
+/// address is worse than loopback only, which is worse than none; outbound NAT is worse than
+/// the network alone; and the rows cite the profile's lines.
+#[test]
+fn published_ports_and_outbound_score_by_their_reach() {
+    let f = example_host();
+    let score = |net: &str| {
+        let text =
+            format!("[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\n{net}");
+        analyze(
+            &f.plan(&text, &[])
+                .unwrap_or_else(|e| panic!("{net}: {e:#?}")),
+        )
+    };
+    let row = |r: &Report, id: &str| r.checks.iter().find(|c| c.id == id).unwrap().clone();
+    let none = score("outbound = false\n");
+    let local = score("outbound = false\npublish = [\"127.0.0.1:8080:80\"]\n");
+    let every = score("outbound = false\npublish = [\"0.0.0.0:8080:80\"]\n");
+    let (n, l, e) = (
+        row(&none, "net.publish"),
+        row(&local, "net.publish"),
+        row(&every, "net.publish"),
+    );
+    assert!(
+        n.badness < l.badness && l.badness < e.badness,
+        "{n:?} {l:?} {e:?}"
+    );
+    assert!(
+        none.exposure_tenths < local.exposure_tenths
+            && local.exposure_tenths < every.exposure_tenths,
+        "none {} local {} every {}",
+        none.exposure_tenths,
+        local.exposure_tenths,
+        every.exposure_tenths
+    );
+    assert!(
+        matches!(&e.origin, Provenance::Profile { line: 6, key, .. } if key == "network.publish"),
+        "{e:?}"
+    );
+    let out = score("outbound = true\n");
+    let o = row(&out, "net.outbound");
+    assert!(row(&none, "net.outbound").badness < o.badness);
+    assert!(out.exposure_tenths > none.exposure_tenths);
+    assert!(
+        matches!(&o.origin, Provenance::Profile { line: 5, key, .. } if key == "network.outbound"),
+        "{o:?}"
+    );
+    // mode none is the narrowest; the host's network is `net`'s alone to score.
+    let plain = analyze(&f.plan(BARE, &[]).unwrap());
+    assert_eq!(row(&plain, "net.publish").badness, Some(0));
+    assert_eq!(row(&plain, "net.outbound").badness, Some(0));
+    let host = analyze(
+        &f.plan(&format!("{BARE}[network]\nmode = \"host\"\n"), &[])
+            .unwrap(),
+    );
+    assert_eq!(row(&host, "net.publish").badness, None);
+    assert_eq!(row(&host, "net.outbound").badness, None);
+    assert_eq!(row(&host, "net").badness, Some(10));
+}
+
 fn redis() -> LaunchPlan {
     let f = example_host();
     let (_, dir) = example_files();
@@ -363,6 +465,42 @@ fn why_a_path_names_the_mount_and_the_landlock_rule() {
     assert!(!a.allowed, "{a:#?}");
     assert!(why::path(&p, "relative", PathAccess::Read).is_err());
     assert!(why::path(&p, "/../..", PathAccess::Read).is_err());
+}
+
+/// On a bridge network /etc/resolv.conf and /etc/hosts are the files stockade generates,
+/// bound read-only: `why` says so, cites the profile's `mode = "bridge"` line and names the
+/// setting that fills each, not a mount to add.
+#[test]
+fn why_a_bridge_profiles_resolv_conf_and_hosts_names_the_generated_file() {
+    let f = example_host();
+    let (_, dir) = example_files();
+    let p = plan_file(
+        &f,
+        &dir.join("nginx-bridge.toml"),
+        std::slice::from_ref(&dir),
+    );
+    for (path, key) in [
+        ("/etc/resolv.conf", "network.dns"),
+        ("/etc/hosts", "network.hostname"),
+    ] {
+        let a = why::path(&p, path, PathAccess::Read).unwrap();
+        assert!(a.allowed, "{a:#?}");
+        let mount = a.steps.iter().find(|s| s.layer == "mount").unwrap();
+        assert!(
+            mount.says.contains("bound read-only")
+                && mount.says.contains("bridge network `default`")
+                && mount.says.contains(key),
+            "{a:#?}"
+        );
+        assert!(cites(mount, "nginx-bridge.toml"), "{a:#?}");
+        let a = why::path(&p, path, PathAccess::Write).unwrap();
+        assert!(!a.allowed && a.error.as_deref() == Some("EROFS"), "{a:#?}");
+        assert!(a.change.len() == 1 && a.change[0].contains(key), "{a:#?}");
+        print!("{}", why::text(&a));
+    }
+    // Without a bridge the file is the root's own.
+    let a = why::path(&redis(), "/etc/resolv.conf", PathAccess::Read).unwrap();
+    assert!(!a.steps[0].says.contains("generated"), "{a:#?}");
 }
 
 /// The baseline names the group and the capability that would re-allow it; an allow-list

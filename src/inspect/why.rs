@@ -111,6 +111,9 @@ struct Supply {
     hidden: bool,
     /// Nothing supplies it: the empty root has no such path.
     absent: bool,
+    /// A file stockade writes at each start for a bridge network (/etc/hosts,
+    /// /etc/resolv.conf): its contents are settings, not a mount to change.
+    generated: Option<&'static str>,
 }
 
 /// The last mount at or above `path` decides (the plan orders parents first); symlinks
@@ -127,6 +130,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
             noexec: false,
             hidden: false,
             absent: false,
+            generated: None,
         };
         return (s, path);
     };
@@ -146,6 +150,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                 noexec: false,
                 hidden: false,
                 absent: false,
+                generated: None,
             },
             RootSource::Empty => Supply {
                 says: "the empty root: no mount supplies it".into(),
@@ -154,6 +159,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                 noexec: false,
                 hidden: false,
                 absent: path != "/",
+                generated: None,
             },
         };
         for op in &fs.ops {
@@ -176,6 +182,26 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     read_only,
                     noexec,
                     ..
+                } if exact && generated(plan, source).is_some() => {
+                    let (key, what) = generated(plan, source).unwrap_or_default();
+                    Supply {
+                        says: format!(
+                            "{what}, generated at start from {key} and bound read-only from the host's {source}"
+                        ),
+                        // The bind exists because the profile chose a bridge network.
+                        from: super::namespace(plan, crate::plan::Namespace::Net).1,
+                        read_only: *read_only,
+                        noexec: *noexec,
+                        hidden: false,
+                        absent: false,
+                        generated: Some(key),
+                    }
+                }
+                MountOp::Bind {
+                    source,
+                    read_only,
+                    noexec,
+                    ..
                 } => Supply {
                     says: format!(
                         "bind of the host's {source}{rest} at {t}, {}",
@@ -186,6 +212,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     noexec: *noexec,
                     hidden: false,
                     absent: false,
+                    generated: None,
                 },
                 MountOp::Tmpfs {
                     read_only, noexec, ..
@@ -200,6 +227,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     noexec: *noexec,
                     hidden: false,
                     absent: false,
+                    generated: None,
                 },
                 MountOp::Proc { .. } => Supply {
                     says: format!("the sandbox's own procfs at {t}"),
@@ -208,6 +236,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     noexec: true,
                     hidden: false,
                     absent: false,
+                    generated: None,
                 },
                 MountOp::Sysfs { .. } => Supply {
                     says: format!("a fresh sysfs at {t}, read-only"),
@@ -216,6 +245,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     noexec: true,
                     hidden: false,
                     absent: false,
+                    generated: None,
                 },
                 MountOp::Devpts { .. } | MountOp::Mqueue { .. } => Supply {
                     says: format!(
@@ -231,6 +261,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     noexec: true,
                     hidden: false,
                     absent: false,
+                    generated: None,
                 },
                 MountOp::Symlink { text, .. } => {
                     let base = crate::host::walk::parent(t);
@@ -257,6 +288,7 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     noexec: true,
                     hidden: true,
                     absent: false,
+                    generated: None,
                 },
                 MountOp::ReadOnly { .. } => Supply {
                     says: format!("{}; {t} made read-only", s.says),
@@ -275,8 +307,40 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
         noexec: false,
         hidden: false,
         absent: true,
+        generated: None,
     };
     (s, path)
+}
+
+/// Which generated network file `source` is, if any: the setting that fills it and what it
+/// is, in words.
+fn generated(plan: &LaunchPlan, source: &str) -> Option<(&'static str, String)> {
+    let n = plan.network.as_ref()?;
+    let net = &n.network.value;
+    if n.resolv_file.as_os_str() == source {
+        let servers: Vec<String> = n.dns.iter().map(|ip| ip.to_string()).collect();
+        Some((
+            "network.dns",
+            format!(
+                "the resolv.conf of bridge network `{net}` (name servers: {})",
+                if servers.is_empty() {
+                    "none".into()
+                } else {
+                    servers.join(", ")
+                }
+            ),
+        ))
+    } else if n.hosts_file.as_os_str() == source {
+        Some((
+            "network.hostname",
+            format!(
+                "the hosts file of bridge network `{net}` (`{}` and its address)",
+                n.hostname
+            ),
+        ))
+    } else {
+        None
+    }
 }
 
 /// May the service `access` `path` (absolute)? Err: the path is not absolute or climbs
@@ -306,6 +370,10 @@ pub fn path(plan: &LaunchPlan, path: &str, access: PathAccess) -> Result<Answer,
         change.push(format!(
             "mount something at {resolved} ([[mount]] bind, volume or tmpfs)"
         ));
+        true
+    } else if let (true, Some(key)) = (writes && s.read_only, s.generated) {
+        error = Some("EROFS");
+        change.push(format!("it cannot be made writable: stockade writes {resolved} at each start; set its contents with {key} in the profile's [network]"));
         true
     } else if writes && s.read_only {
         error = Some("EROFS");
@@ -419,7 +487,10 @@ pub fn path(plan: &LaunchPlan, path: &str, access: PathAccess) -> Result<Answer,
             false,
         ));
     }
-    if mount_denies && landlock_denies && change.len() > 1 {
+    if mount_denies && s.generated.is_some() {
+        // No rule makes a generated file writable: its settings are the only change.
+        change.truncate(1);
+    } else if mount_denies && landlock_denies && change.len() > 1 {
         change.push("both are needed".into());
     }
     // Opening an existing file for writing checks its mode before the mount's read-only
