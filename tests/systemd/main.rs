@@ -270,10 +270,43 @@ fn sigkill_of_stockade_leaves_no_scope() {
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists());
 }
 
+/// stockade with `args`, in a mount namespace where systemd's private socket is hidden (a
+/// bind of /dev/null over it, which refuses connections), so only the system bus is left.
+fn without_private_socket(args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--", "sh", "-c"])
+        .arg("mount --bind /dev/null /run/systemd/private && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
 #[test]
 fn bus_down_is_a_clear_error_and_leaves_nothing() {
     bed();
-    let child = stockade(&["run", "scope-only"])
+    let child = without_private_socket(&["run", "scope-only"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
+        .spawn()
+        .unwrap();
+    // unshare and sh exec: the pid is stockade's.
+    let unit = scope_of(child.id()).replace("{}", "scope-only");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("register the scope") && e.contains("cannot connect to the system bus"),
+        "{e}"
+    );
+    assert!(unit_gone(&unit), "{unit} exists");
+}
+
+#[test]
+fn the_scope_is_registered_over_systemds_private_socket_without_the_bus() {
+    bed();
+    // No system bus at all: only the direct socket can register the scope.
+    let child = stockade(&["-v", "run", "scope-only"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -281,13 +314,44 @@ fn bus_down_is_a_clear_error_and_leaves_nothing() {
         .unwrap();
     let unit = scope_of(child.id()).replace("{}", "scope-only");
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(125));
     let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
     assert!(
-        e.contains("register the scope") && e.contains("cannot connect to the system bus"),
+        e.contains("scope registered over systemd's private socket") && e.contains(&unit),
         "{e}"
     );
-    assert!(unit_gone(&unit), "{unit} exists");
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_gone(&unit)),
+        "{unit} is left"
+    );
+}
+
+#[test]
+fn without_the_private_socket_the_scope_is_registered_over_the_system_bus() {
+    bed();
+    let child = without_private_socket(&["-v", "run", "scope-probe"])
+        .spawn()
+        .unwrap();
+    let unit = scope_of(child.id()).replace("{}", "scope-probe");
+    assert!(
+        wait_until(Duration::from_secs(10), || show(&unit, "ActiveState")
+            == "active"),
+        "scope {unit} never became active"
+    );
+    // The same properties as on the direct path.
+    assert_eq!(show(&unit, "Slice"), "stockade.slice");
+    assert_eq!(show(&unit, "Delegate"), "yes");
+    let o = stop(child);
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("private socket is not usable")
+            && e.contains("scope registered over the system bus"),
+        "{e}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_gone(&unit)),
+        "{unit} is left"
+    );
 }
 
 #[test]
