@@ -16,69 +16,96 @@ use zbus::zvariant::{serialized, Endian, OwnedObjectPath, Type, Value};
 
 pub const SOCKET: &str = "/run/systemd/private";
 
-/// An authenticated connection to systemd's private socket.
+/// A connection to systemd's private socket.
 pub struct Direct {
     sock: UnixStream,
     /// Bytes read but not yet taken as a message.
     buf: Vec<u8>,
 }
 
+/// Whether systemd took the call at all.
+pub enum Outcome {
+    /// systemd did not authenticate us (refused, or closed the connection): nothing was
+    /// done, and the system bus may be tried.
+    Unusable(String),
+    /// systemd authenticated us, and this is how the call ended.
+    Done(Result<(), Failure>),
+}
+
 impl Direct {
-    /// Connects and authenticates. Any error here means "use the system bus instead": the
-    /// socket is absent (ENOENT), not ours to use (EACCES, not root), or systemd refused.
-    pub fn connect(path: &str, timeout: Duration) -> io::Result<Direct> {
-        let mut sock = UnixStream::connect(path)?;
-        sock.set_read_timeout(Some(timeout))?;
-        let uid = nix::unistd::geteuid().as_raw().to_string();
-        let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
-        sock.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
-        let mut buf = Vec::new();
-        let line = loop {
-            if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&buf[..end]).into_owned();
-                buf.drain(..end + 2);
-                break line;
-            }
-            if buf.len() > 4096 {
-                return Err(io::Error::other("overlong SASL reply"));
-            }
-            let mut chunk = [0u8; 512];
-            let n = sock.read(&mut chunk)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        if !line.starts_with("OK ") {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("systemd refused authentication: {line}"),
-            ));
-        }
-        sock.write_all(b"BEGIN\r\n")?;
-        Ok(Direct { sock, buf })
+    /// Connects. An error here means "use the system bus instead": the socket is absent
+    /// (ENOENT) or not ours to use (EACCES, not root).
+    pub fn connect(path: &str) -> io::Result<Direct> {
+        Ok(Direct {
+            sock: UnixStream::connect(path)?,
+            buf: Vec::new(),
+        })
     }
 
     /// Starts a transient unit and returns once its job finished with result "done".
+    ///
+    /// Authentication and the calls go in one write: systemd reads the calls only after it
+    /// accepted `BEGIN`, so a refusal leaves nothing done, and the round trip of the SASL
+    /// exchange is saved (systemd, not this process, is what a loaded host makes wait).
     pub fn start_transient_unit(
         &mut self,
         name: &str,
         properties: Vec<(&str, Value<'_>)>,
         timeout: Duration,
-    ) -> Result<(), Failure> {
+    ) -> Outcome {
+        let deadline = Instant::now() + timeout;
         // Without a subscription systemd does not emit JobRemoved; on a direct connection
         // it sends its signals to every subscribed client, so no AddMatch is needed.
-        let (subscribe, start) = super::bus::calls(name, properties)?;
+        let (subscribe, start) = match super::bus::calls(name, properties) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Done(Err(e.into())),
+        };
         let mut wait = Wait::new(&[&subscribe, &start], &start);
-        let mut out = subscribe.data().bytes().to_vec();
+        let uid = nix::unistd::geteuid().as_raw().to_string();
+        let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
+        let mut out = format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").into_bytes();
+        out.extend_from_slice(subscribe.data().bytes());
         out.extend_from_slice(start.data().bytes());
-        self.sock.write_all(&out).map_err(io_failure)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let msg = self.next(deadline)?;
-            if let Some(done) = wait.feed(msg.event()?) {
-                return done;
+        if let Err(e) = self.sock.write_all(&out) {
+            return Outcome::Unusable(e.to_string());
+        }
+        match self.auth_reply(deadline) {
+            Ok(line) if line.starts_with("OK ") => {}
+            Ok(line) => {
+                return Outcome::Unusable(format!("systemd refused authentication: {line}"))
             }
+            Err(Failure::Timeout) => return Outcome::Done(Err(Failure::Timeout)),
+            Err(Failure::Socket(e)) => return Outcome::Unusable(e),
+            Err(f) => return Outcome::Done(Err(f)),
+        }
+        Outcome::Done(loop {
+            let msg = match self.next(deadline) {
+                Ok(m) => m,
+                Err(f) => break Err(f),
+            };
+            match msg.event() {
+                Ok(ev) => {
+                    if let Some(done) = wait.feed(ev) {
+                        break done;
+                    }
+                }
+                Err(f) => break Err(f),
+            }
+        })
+    }
+
+    /// The server's one SASL line (`OK <guid>` or `REJECTED ...`).
+    fn auth_reply(&mut self, deadline: Instant) -> Result<String, Failure> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                return Ok(line);
+            }
+            if self.buf.len() > 4096 {
+                return Err(Failure::Socket("overlong SASL reply".into()));
+            }
+            self.fill(deadline)?;
         }
     }
 
@@ -88,26 +115,36 @@ impl Direct {
             if let Some(msg) = Incoming::split(&mut self.buf)? {
                 return Ok(msg);
             }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Reads what the socket has, waiting until `deadline` at most.
+    fn fill(&mut self, deadline: Instant) -> Result<(), Failure> {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Failure::Timeout);
             }
             self.sock.set_read_timeout(Some(left)).map_err(io_failure)?;
             let mut chunk = [0u8; 8192];
-            match self.sock.read(&mut chunk) {
-                Ok(0) => return Err(Failure::Socket("systemd closed the connection".into())),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            return match self.sock.read(&mut chunk) {
+                Ok(0) => Err(Failure::Socket("systemd closed the connection".into())),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    Ok(())
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(Failure::Timeout)
+                    Err(Failure::Timeout)
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_failure(e)),
-            }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(io_failure(e)),
+            };
         }
     }
 }

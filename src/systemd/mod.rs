@@ -119,32 +119,36 @@ impl crate::sandbox::Manager for Systemd {
         init: u32,
     ) -> Result<(), crate::sandbox::ManagerError> {
         let t0 = std::time::Instant::now();
-        let mut props: Vec<(&str, Value<'_>)> = spec
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), value(v)))
-            .collect();
-        props.push(("PIDs", Value::from(vec![init])));
-        // Only a refusal to connect falls back to the bus: once the call is sent, systemd
-        // may have acted on it, and its answer (or silence) is the outcome.
-        match direct::Direct::connect(direct::SOCKET, JOB_TIMEOUT) {
-            Ok(mut d) => {
-                tracing::trace!(elapsed = ?t0.elapsed(), socket = %direct::SOCKET, "connected to systemd directly");
-                d.start_transient_unit(&spec.unit, props, JOB_TIMEOUT)
-                    .map_err(|f| Error::starting(&spec.unit, f))?;
-                tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = %direct::SOCKET, "scope registered over systemd's private socket");
-                self.link = Some(Link::Direct(d));
-            }
-            Err(e) => {
-                tracing::debug!(socket = %direct::SOCKET, "systemd's private socket is not usable ({e}); using the system bus");
-                let conn = connect()?;
-                tracing::trace!(elapsed = ?t0.elapsed(), "bus connected");
-                bus::start_transient_unit(&conn, &spec.unit, props, JOB_TIMEOUT)
-                    .map_err(|f| Error::starting(&spec.unit, f))?;
-                tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = "system bus", "scope registered over the system bus");
-                self.link = Some(Link::Bus(conn));
-            }
-        }
+        let props = || {
+            let mut props: Vec<(&str, Value<'_>)> = spec
+                .properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), value(v)))
+                .collect();
+            props.push(("PIDs", Value::from(vec![init])));
+            props
+        };
+        // Only a refusal before the call is read falls back to the bus: once systemd took
+        // it, it may have acted on it, and its answer (or silence) is the outcome.
+        let unusable = match direct::Direct::connect(direct::SOCKET) {
+            Ok(mut d) => match d.start_transient_unit(&spec.unit, props(), JOB_TIMEOUT) {
+                direct::Outcome::Done(done) => {
+                    done.map_err(|f| Error::starting(&spec.unit, f))?;
+                    tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = %direct::SOCKET, "scope registered over systemd's private socket");
+                    self.link = Some(Link::Direct(d));
+                    return Ok(());
+                }
+                direct::Outcome::Unusable(e) => e,
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(socket = %direct::SOCKET, "systemd's private socket is not usable ({unusable}); using the system bus");
+        let conn = connect()?;
+        tracing::trace!(elapsed = ?t0.elapsed(), "bus connected");
+        bus::start_transient_unit(&conn, &spec.unit, props(), JOB_TIMEOUT)
+            .map_err(|f| Error::starting(&spec.unit, f))?;
+        tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = "system bus", "scope registered over the system bus");
+        self.link = Some(Link::Bus(conn));
         Ok(())
     }
 
