@@ -18,20 +18,19 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The supervisor's link to systemd.
 pub struct Systemd {
-    link: Option<Link>,
+    /// The system bus connection the scope was registered on, when the private socket was
+    /// not usable; kept as before the direct path existed. A direct connection is closed
+    /// once the job is done: systemd sends every signal of every unit to each subscribed
+    /// direct client, and one that never reads would make PID 1 queue them for the
+    /// sandbox's whole life. The scope holds no reference to either (no AddRef).
+    conn: Option<zbus::blocking::Connection>,
     notify_socket: Option<String>,
-}
-
-/// The connection the scope was registered on, kept open for the sandbox's life.
-enum Link {
-    Direct(#[allow(dead_code)] direct::Direct),
-    Bus(#[allow(dead_code)] zbus::blocking::Connection),
 }
 
 impl Systemd {
     pub fn new(notify_socket: Option<String>) -> Self {
         Systemd {
-            link: None,
+            conn: None,
             notify_socket,
         }
     }
@@ -135,7 +134,8 @@ impl crate::sandbox::Manager for Systemd {
                 direct::Outcome::Done(done) => {
                     done.map_err(|f| Error::starting(&spec.unit, f))?;
                     tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = %direct::SOCKET, "scope registered over systemd's private socket");
-                    self.link = Some(Link::Direct(d));
+                    // Closed here (see `Systemd::conn`).
+                    drop(d);
                     return Ok(());
                 }
                 direct::Outcome::Unusable(e) => e,
@@ -148,7 +148,7 @@ impl crate::sandbox::Manager for Systemd {
         bus::start_transient_unit(&conn, &spec.unit, props(), JOB_TIMEOUT)
             .map_err(|f| Error::starting(&spec.unit, f))?;
         tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = "system bus", "scope registered over the system bus");
-        self.link = Some(Link::Bus(conn));
+        self.conn = Some(conn);
         Ok(())
     }
 
