@@ -289,9 +289,10 @@ pub(super) fn plan(
                 ("Delegate", Prop::Bool(true)),
                 // A failed scope is collected too, so no unit is left loaded.
                 ("CollectMode", Prop::Str("inactive-or-failed".into())),
-                // The scope stays while our bus connection holds a reference, so its
-                // memory.events can still be read after the service died.
-                ("AddRef", Prop::Bool(true)),
+                // No AddRef: systemd tracks that reference by the caller's name on the
+                // system bus, and refuses it (EINVAL) on its private socket, which stockade
+                // uses. It is not needed: the supervisor reads memory.events while init
+                // still holds the scope.
             ];
             let mut props: Vec<(String, Prop)> =
                 props.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();

@@ -1,9 +1,12 @@
-//! Talking to systemd: transient scope registration over the system bus, and sd_notify.
+//! Talking to systemd: transient scope registration, and sd_notify.
 //!
-//! Used only by the supervisor after the sandbox's last clone: zbus starts threads, and a
-//! forked child of a threaded process must not run arbitrary code.
+//! The scope is registered over systemd's private socket when this process may use it
+//! (root), as `systemd-run` does, and over the system bus otherwise. Used only by the
+//! supervisor after the sandbox's last clone: zbus starts threads, and a forked child of a
+//! threaded process must not run arbitrary code.
 
 mod bus;
+mod direct;
 
 use crate::plan::{Prop, ScopeSpec};
 use std::os::unix::net::UnixDatagram;
@@ -13,9 +16,13 @@ use zbus::zvariant::Value;
 /// How long systemd may take to start a scope before stockade gives up.
 const JOB_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The supervisor's link to systemd. Holding it keeps the scope's `AddRef` reference; the
-/// reference (and so the scope, once empty) goes when this is dropped or the process dies.
+/// The supervisor's link to systemd.
 pub struct Systemd {
+    /// The system bus connection the scope was registered on, when the private socket was
+    /// not usable; kept as before the direct path existed. A direct connection is closed
+    /// once the job is done: systemd sends every signal of every unit to each subscribed
+    /// direct client, and one that never reads would make PID 1 queue them for the
+    /// sandbox's whole life. The scope holds no reference to either (no AddRef).
     conn: Option<zbus::blocking::Connection>,
     notify_socket: Option<String>,
 }
@@ -60,6 +67,11 @@ pub enum Error {
     Job { unit: String, result: String },
     #[error("systemd did not start {unit} within {secs}s")]
     Timeout { unit: String, secs: u64 },
+    #[error(
+        "error on systemd's private socket {} while starting {unit}: {message}",
+        direct::SOCKET
+    )]
+    Socket { unit: String, message: String },
     #[error("D-Bus error while starting {unit}: {source}")]
     Bus {
         unit: String,
@@ -94,6 +106,7 @@ impl Error {
                 unit,
                 source: Box::new(source),
             },
+            bus::Failure::Socket(message) => Error::Socket { unit, message },
         }
     }
 }
@@ -105,17 +118,36 @@ impl crate::sandbox::Manager for Systemd {
         init: u32,
     ) -> Result<(), crate::sandbox::ManagerError> {
         let t0 = std::time::Instant::now();
+        let props = || {
+            let mut props: Vec<(&str, Value<'_>)> = spec
+                .properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), value(v)))
+                .collect();
+            props.push(("PIDs", Value::from(vec![init])));
+            props
+        };
+        // Only a refusal before the call is read falls back to the bus: once systemd took
+        // it, it may have acted on it, and its answer (or silence) is the outcome.
+        let unusable = match direct::Direct::connect(direct::SOCKET) {
+            Ok(mut d) => match d.start_transient_unit(&spec.unit, props(), JOB_TIMEOUT) {
+                direct::Outcome::Done(done) => {
+                    done.map_err(|f| Error::starting(&spec.unit, f))?;
+                    tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = %direct::SOCKET, "scope registered over systemd's private socket");
+                    // Closed here (see `Systemd::conn`).
+                    drop(d);
+                    return Ok(());
+                }
+                direct::Outcome::Unusable(e) => e,
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(socket = %direct::SOCKET, "systemd's private socket is not usable ({unusable}); using the system bus");
         let conn = connect()?;
         tracing::trace!(elapsed = ?t0.elapsed(), "bus connected");
-        let mut props: Vec<(&str, Value<'_>)> = spec
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), value(v)))
-            .collect();
-        props.push(("PIDs", Value::from(vec![init])));
-        bus::start_transient_unit(&conn, &spec.unit, props, JOB_TIMEOUT)
+        bus::start_transient_unit(&conn, &spec.unit, props(), JOB_TIMEOUT)
             .map_err(|f| Error::starting(&spec.unit, f))?;
-        tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), "scope registered");
+        tracing::debug!(unit = %spec.unit, elapsed = ?t0.elapsed(), via = "system bus", "scope registered over the system bus");
         self.conn = Some(conn);
         Ok(())
     }
@@ -129,8 +161,7 @@ impl crate::sandbox::Manager for Systemd {
     }
 }
 
-/// The system bus. (systemd's private socket would skip the bus daemon, but zbus 5 panics
-/// on the sender field systemd sets on that peer-to-peer connection.)
+/// The system bus, when systemd's private socket is not usable.
 fn connect() -> Result<zbus::blocking::Connection, Error> {
     zbus::blocking::Connection::system().map_err(|e| Error::Connect(Box::new(e)))
 }

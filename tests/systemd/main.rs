@@ -276,24 +276,116 @@ fn sigkill_of_stockade_leaves_no_scope() {
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists());
 }
 
+/// stockade with `args`, in a mount namespace where systemd's private socket is hidden (a
+/// bind of /dev/null over it, which refuses connections), so only the system bus is left.
+fn without_private_socket(args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--", "sh", "-c"])
+        .arg("mount --bind /dev/null /run/systemd/private && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
 #[test]
 fn bus_down_is_a_clear_error_and_leaves_nothing() {
     bed();
-    let child = stockade(&["run", "scope-only"])
+    let child = without_private_socket(&["run", "scope-only"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // unshare and sh exec: the pid is stockade's.
     let unit = scope_of(child.id()).replace("{}", "scope-only");
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
     let e = text(&o.stderr);
     assert!(
         e.contains("register the scope") && e.contains("cannot connect to the system bus"),
         "{e}"
     );
     assert!(unit_gone(&unit), "{unit} exists");
+}
+
+/// Whether `pid` has a connection open to systemd's private socket: one of its sockets is
+/// the peer of a socket systemd accepted there (`ss` shows systemd's ends with their peers).
+fn connected_to_private_socket(pid: u32) -> bool {
+    let ours: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    out("ss -xH src /run/systemd/private")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7).map(str::to_owned))
+        .any(|peer| ours.contains(&peer))
+}
+
+#[test]
+fn the_scope_is_registered_over_systemds_private_socket_without_the_bus() {
+    bed();
+    // No system bus at all: only the direct socket can register the scope.
+    let child = stockade(&["-v", "run", "--name", "scope-direct", "scope-probe"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let unit = scope_of(child.id()).replace("{}", "scope-probe");
+    assert!(
+        wait_until(Duration::from_secs(10), || show(&unit, "ActiveState")
+            == "active"),
+        "scope {unit} never became active"
+    );
+    // The direct connection is closed once the job is done: systemd sends each subscribed
+    // direct client every signal, and PID 1 would queue them for a sandbox that never reads.
+    assert!(
+        !connected_to_private_socket(child.id()),
+        "the supervisor keeps its connection to systemd open"
+    );
+    let o = stop(child);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("scope registered over systemd's private socket") && e.contains(&unit),
+        "{e}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_gone(&unit)),
+        "{unit} is left"
+    );
+}
+
+#[test]
+fn without_the_private_socket_the_scope_is_registered_over_the_system_bus() {
+    bed();
+    let child = without_private_socket(&["-v", "run", "scope-probe"])
+        .spawn()
+        .unwrap();
+    let unit = scope_of(child.id()).replace("{}", "scope-probe");
+    assert!(
+        wait_until(Duration::from_secs(10), || show(&unit, "ActiveState")
+            == "active"),
+        "scope {unit} never became active"
+    );
+    // The same properties as on the direct path.
+    assert_eq!(show(&unit, "Slice"), "stockade.slice");
+    assert_eq!(show(&unit, "Delegate"), "yes");
+    let o = stop(child);
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("private socket is not usable")
+            && e.contains("scope registered over the system bus"),
+        "{e}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_gone(&unit)),
+        "{unit} is left"
+    );
 }
 
 #[test]
