@@ -43,7 +43,9 @@ fn accept_one(l: &TcpListener, limit: Duration) -> Option<(std::net::SocketAddr,
         match l.accept() {
             Ok((mut s, peer)) => {
                 s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                // The peer connects before its command runs: under load (twenty sandboxes
+                // starting at once on two cores) that command may take seconds to start.
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let mut got = String::new();
                 let _ = s.read_to_string(&mut got);
                 return Some((peer, got));
@@ -342,7 +344,7 @@ fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
     let port = listener.local_addr().unwrap().port();
     let path = write_profile(
         "twenty",
-        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"ip -4 -o addr show dev eth0 >/dev/tcp/10.89.0.1/{port}; sleep 1\"]\n[network]\nmode = \"bridge\"\n"),
+        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"for i in 1 2 3 4 5; do a=$(ip -4 -o addr show dev eth0) && [ -n \\\"$a\\\" ] && break; sleep 0.2; done; echo \\\"$a\\\" >/dev/tcp/10.89.0.1/{port}; sleep 1\"]\n[network]\nmode = \"bridge\"\n"),
     );
     let children: Vec<_> = (0..20)
         .map(|i| {
