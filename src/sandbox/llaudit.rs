@@ -6,7 +6,7 @@
 //! changes no audit setting (the one request it sends is AUDIT_GET, a read of the status).
 //! The record parser is a pure function of the record text.
 
-use crate::plan::{LandlockRule, LaunchPlan, Provenance};
+use crate::plan::{LandlockRule, LaunchPlan};
 use nix::sys::socket::{
     bind, recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
     SockType,
@@ -179,10 +179,20 @@ struct Pending {
     path: String,
 }
 
-/// Reads landlock denials from the audit multicast group and reports the sandbox's.
-pub struct Reader<'a> {
-    fd: OwnedFd,
-    plan: &'a LaunchPlan,
+/// One denial to report: the missing right, the path, the caller and the deciding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub right: String,
+    pub path: String,
+    pub exe: String,
+    /// `security.landlock.read (web.toml:12)`.
+    pub rule: String,
+}
+
+/// Links records to the sandbox and picks what to report: a pure state machine fed one
+/// record at a time, so its choices are unit-tested on record sequences.
+pub struct Linker<'a> {
+    rules: &'a [crate::plan::Decided<LandlockRule>],
     /// The service's host pid: the process that created the sandbox's landlock domain.
     pub service: u32,
     /// Domains the service created (from their AUDIT_LANDLOCK_DOMAIN records).
@@ -191,17 +201,98 @@ pub struct Reader<'a> {
     seen: HashSet<(String, String, String)>,
 }
 
-impl<'a> Reader<'a> {
-    /// Opens the read-only multicast socket. Call it before the service applies landlock:
-    /// a domain's AUDIT_LANDLOCK_DOMAIN record comes only with its first denial.
-    pub fn open(plan: &'a LaunchPlan, service: u32) -> nix::Result<Reader<'a>> {
-        Ok(Reader {
-            fd: open(AUDIT_NLGRP_READLOG)?,
-            plan,
+impl<'a> Linker<'a> {
+    pub fn new(rules: &'a [crate::plan::Decided<LandlockRule>], service: u32) -> Self {
+        Linker {
+            rules,
             service,
             ours: HashSet::new(),
             pending: Vec::new(),
             seen: HashSet::new(),
+        }
+    }
+
+    /// Takes one record; returns the denials now known to be the sandbox's and new. An
+    /// event's records come in order: the access record, the domain record (with the
+    /// domain's first denial), then the syscall record naming the caller (when the kernel
+    /// audits the call). A record of a later event ends the wait for a syscall record.
+    pub fn take(&mut self, kind: u16, r: &Record) -> Vec<Report> {
+        let mut out = Vec::new();
+        if self.pending.first().is_some_and(|p| p.serial != r.serial) {
+            out = self.flush(None);
+        }
+        match kind {
+            AUDIT_LANDLOCK_ACCESS => {
+                if let (Some(domain), Some(blockers)) = (r.get("domain"), r.get("blockers")) {
+                    let path = r.get("path").or_else(|| r.get("name")).unwrap_or("?");
+                    self.pending.push(Pending {
+                        serial: r.serial,
+                        domain: domain.to_owned(),
+                        blockers: blockers.to_owned(),
+                        path: path.to_owned(),
+                    });
+                }
+            }
+            AUDIT_LANDLOCK_DOMAIN => {
+                let pid = r.get("pid").and_then(|p| p.parse::<u32>().ok());
+                if let (Some(d), Some(true)) = (r.get("domain"), pid.map(|p| p == self.service)) {
+                    self.ours.insert(d.to_owned());
+                }
+            }
+            AUDIT_SYSCALL => out.extend(self.flush(r.get("exe").map(str::to_owned))),
+            _ => {}
+        }
+        out
+    }
+
+    fn flush(&mut self, exe: Option<String>) -> Vec<Report> {
+        let exe = exe.unwrap_or_else(|| "?".to_owned());
+        let mut out = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            if !self.ours.contains(&p.domain) {
+                continue;
+            }
+            for right in p.blockers.split(',') {
+                if !self
+                    .seen
+                    .insert((right.to_owned(), p.path.clone(), exe.clone()))
+                {
+                    continue;
+                }
+                let rule = match deciding_rule(self.rules, &p.path) {
+                    Some(r) => format!("security.landlock.{} ({})", access_key(&r.value), r.from),
+                    // No rule reaches the path: the lists as a whole deny it.
+                    None => match self.rules.first() {
+                        Some(r) => format!("security.landlock ({})", r.from),
+                        None => "security.landlock".to_owned(),
+                    },
+                };
+                out.push(Report {
+                    right: right.to_owned(),
+                    path: p.path.clone(),
+                    exe: exe.clone(),
+                    rule,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Reads landlock denials from the audit multicast group and reports the sandbox's.
+pub struct Reader<'a> {
+    fd: OwnedFd,
+    pub linker: Linker<'a>,
+}
+
+impl<'a> Reader<'a> {
+    /// Opens the read-only multicast socket. Call it before the service applies landlock:
+    /// a domain's AUDIT_LANDLOCK_DOMAIN record comes only with its first denial.
+    pub fn open(plan: &'a LaunchPlan, service: u32) -> nix::Result<Reader<'a>> {
+        let rules = plan.finals.landlock.as_deref().unwrap_or(&[]);
+        Ok(Reader {
+            fd: open(AUDIT_NLGRP_READLOG)?,
+            linker: Linker::new(rules, service),
         })
     }
 
@@ -223,77 +314,19 @@ impl<'a> Reader<'a> {
                 .filter_map(|(k, p)| Some((k, parse(std::str::from_utf8(p).ok()?)?)))
                 .collect();
             for (kind, r) in records {
-                self.take(kind, &r);
-            }
-        }
-    }
-
-    fn take(&mut self, kind: u16, r: &Record) {
-        // A new event: the last one's syscall record is not coming (no syscall auditing).
-        if self.pending.first().is_some_and(|p| p.serial != r.serial) {
-            self.flush(None);
-        }
-        match kind {
-            AUDIT_LANDLOCK_ACCESS => {
-                if let (Some(domain), Some(blockers)) = (r.get("domain"), r.get("blockers")) {
-                    let path = r.get("path").or_else(|| r.get("name")).unwrap_or("?");
-                    self.pending.push(Pending {
-                        serial: r.serial,
-                        domain: domain.to_owned(),
-                        blockers: blockers.to_owned(),
-                        path: path.to_owned(),
-                    });
+                for d in self.linker.take(kind, &r) {
+                    tracing::warn!(
+                        stockade_denied_access = %d.right,
+                        stockade_path = %d.path,
+                        stockade_rule = %d.rule,
+                        stockade_exe = %d.exe,
+                        "landlock denied {} on {} to {}: {} does not grant it",
+                        d.right,
+                        d.path,
+                        d.exe,
+                        d.rule,
+                    );
                 }
-            }
-            AUDIT_LANDLOCK_DOMAIN => {
-                let pid = r.get("pid").and_then(|p| p.parse::<u32>().ok());
-                if let (Some(d), Some(true)) = (r.get("domain"), pid.map(|p| p == self.service)) {
-                    self.ours.insert(d.to_owned());
-                }
-            }
-            AUDIT_SYSCALL => {
-                let exe = r.get("exe").map(str::to_owned);
-                self.flush(exe);
-            }
-            _ => {}
-        }
-    }
-
-    fn flush(&mut self, exe: Option<String>) {
-        let exe = exe.unwrap_or_else(|| "?".to_owned());
-        for p in std::mem::take(&mut self.pending) {
-            if !self.ours.contains(&p.domain) {
-                continue;
-            }
-            for right in p.blockers.split(',') {
-                if !self
-                    .seen
-                    .insert((right.to_owned(), p.path.clone(), exe.clone()))
-                {
-                    continue;
-                }
-                let rules = self.plan.finals.landlock.as_deref().unwrap_or(&[]);
-                let (key, from) = match deciding_rule(rules, &p.path) {
-                    Some(r) => (
-                        format!("security.landlock.{}", access_key(&r.value)),
-                        r.from.clone(),
-                    ),
-                    None => (
-                        "security.landlock".to_owned(),
-                        rules.first().map_or_else(
-                            || Provenance::invocation("security.landlock"),
-                            |r| r.from.clone(),
-                        ),
-                    ),
-                };
-                tracing::warn!(
-                    stockade_denied_access = %right,
-                    stockade_path = %p.path,
-                    stockade_rule = %format!("{key} ({from})"),
-                    stockade_exe = %exe,
-                    "landlock denied {right} on {} to {exe}: {key} ({from}) does not grant it",
-                    p.path,
-                );
             }
         }
     }
@@ -310,6 +343,7 @@ fn access_key(r: &LandlockRule) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Provenance;
 
     #[test]
     fn parses_an_access_record_with_a_quoted_path() {
@@ -369,5 +403,56 @@ mod tests {
         assert_eq!(at("/var/lib/app/x"), Some("/var/lib/"));
         assert_eq!(at("/var/library"), Some("/"));
         assert_eq!(deciding_rule(&rules[1..], "/etc/x"), None);
+    }
+
+    #[test]
+    fn reports_the_services_domain_once_and_nothing_else() {
+        let rules = [crate::plan::Decided::new(
+            LandlockRule {
+                path: "/".into(),
+                access: crate::plan::Access::Read,
+            },
+            Provenance::invocation("t"),
+        )];
+        let mut l = Linker::new(&rules, 300);
+        let mut all = Vec::new();
+        let mut feed = |kind, text: &str| all.extend(l.take(kind, &parse(text).unwrap()));
+        // The service's first denial: access, its domain (created by pid 300), syscall.
+        feed(
+            1423,
+            "audit(1.0:10): domain=aa blockers=fs.make_reg path=\"/tmp\" dev=\"tmpfs\" ino=1",
+        );
+        feed(1424, "audit(1.0:10): domain=aa status=allocated mode=enforcing pid=300 uid=0 exe=\"/usr/bin/stockade\" comm=\"sh\"");
+        feed(1300, "audit(1.0:10): arch=c000003e syscall=257 success=no exit=-13 pid=300 comm=\"sh\" exe=\"/usr/bin/dash\"");
+        // The same again, and another process's domain (created by pid 999).
+        feed(
+            1423,
+            "audit(1.1:11): domain=aa blockers=fs.make_reg path=\"/tmp\" dev=\"tmpfs\" ino=1",
+        );
+        feed(1300, "audit(1.1:11): pid=300 exe=\"/usr/bin/dash\"");
+        feed(
+            1423,
+            "audit(1.2:12): domain=bb blockers=fs.write_file path=\"/etc/x\"",
+        );
+        feed(1424, "audit(1.2:12): domain=bb status=allocated mode=enforcing pid=999 uid=0 exe=\"/x\" comm=\"x\"");
+        // Without a syscall record: reported when a later event begins, caller unknown.
+        feed(
+            1423,
+            "audit(1.3:13): domain=aa blockers=fs.write_file,fs.truncate path=\"/etc/passwd\"",
+        );
+        feed(1300, "audit(1.4:14): pid=1 exe=\"/sbin/init\"");
+        let got: Vec<(&str, &str, &str)> = all
+            .iter()
+            .map(|r| (r.right.as_str(), r.path.as_str(), r.exe.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("fs.make_reg", "/tmp", "/usr/bin/dash"),
+                ("fs.write_file", "/etc/passwd", "?"),
+                ("fs.truncate", "/etc/passwd", "?"),
+            ]
+        );
+        assert_eq!(all[0].rule, "security.landlock.read (invocation (t))");
     }
 }

@@ -349,7 +349,7 @@ pub fn run(
     let explainer = listener.and_then(|l| explain::Explainer::new(plan, l));
     let audit = audit.and_then(|mut a| {
         // The domain's creator is the service, found now it has exec'd.
-        a.service = service_of(init)?.as_raw() as u32;
+        a.linker.service = service_of(init)?.as_raw() as u32;
         Some(a)
     });
     let ended = supervise(
