@@ -25,7 +25,7 @@ pub fn run(
         })?;
     }
     if plan.finals.syscalls.explain.is_some() {
-        tracing::debug!("--explain reports denied system calls; landlock denials are not reported (stockade does not read the kernel's landlock audit records)");
+        tracing::debug!("--explain reports denied system calls, and landlock denials where the kernel audits them");
     }
     tracing::debug!(?plan, "launch plan");
     for n in &notes {

@@ -287,6 +287,12 @@ fn landlock(f: &FinalSteps) -> Result<(), SetupError> {
         .create()
         .map_err(|e| err(&e))?
         .no_new_privs(*f.no_new_privs);
+    // Under --explain the kernel logs the service's denials (after its exec, which it does
+    // not by default for a launcher's domain) so the supervisor can report them. Asked for
+    // only where the kernel has the flag (ABI 7): elsewhere it would weaken the status.
+    if f.syscalls.explain.is_some() && crate::sys::landlock_abi().is_some_and(|v| v >= 7) {
+        ruleset = ruleset.log_new_exec(true).map_err(|e| err(&e))?;
+    }
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     for rule in f.landlock.iter().flatten() {
         let (path, access) = (&rule.path, &rule.access);

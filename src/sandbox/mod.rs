@@ -16,6 +16,7 @@ mod ids;
 mod init;
 pub mod join;
 mod journal;
+mod llaudit;
 mod mounts;
 mod network;
 mod notify;
@@ -299,6 +300,7 @@ pub fn run(
     let filters = compiling.finish()?;
     // If init failed meanwhile, the send fails and its report is read below.
     let _ = sup.tell_placed(filters);
+    let mut audit = None;
     // Recorded once init has made its last namespace (their inodes are final) and before
     // the service may exec: no service runs without its record.
     match sup.wait_for_ready() {
@@ -306,6 +308,9 @@ pub fn run(
             recorder
                 .record(init.as_raw() as u32, cgroup_dir.as_deref())
                 .map_err(|e| SetupError::other("record the sandbox", e))?;
+            // Bound before the service applies landlock: its domain's first record (which
+            // links the domain to the service) comes with its first denial.
+            audit = landlock_audit(plan);
             // If init is gone meanwhile, the end of file is read below.
             let _ = sup.tell_start();
         }
@@ -342,11 +347,17 @@ pub fn run(
     }
     std::mem::forget(guard);
     let explainer = listener.and_then(|l| explain::Explainer::new(plan, l));
+    let audit = audit.and_then(|mut a| {
+        // The domain's creator is the service, found now it has exec'd.
+        a.linker.service = service_of(init)?.as_raw() as u32;
+        Some(a)
+    });
     let ended = supervise(
         init,
         &set,
         notify.as_ref(),
         explainer,
+        audit,
         &mut status,
         cgroup_dir.as_deref(),
         manager,
@@ -363,6 +374,39 @@ pub fn run(
         oom_kills,
         stop_requested: ended.stop_requested,
     })
+}
+
+/// The reader of landlock's audit records under --explain, when the plan has landlock rules
+/// and the kernel writes such records; otherwise says once at -v why none are reported.
+fn landlock_audit(plan: &LaunchPlan) -> Option<llaudit::Reader<'_>> {
+    if plan.finals.syscalls.explain.is_none() || plan.finals.landlock.is_none() {
+        return None;
+    }
+    match sys::landlock_abi() {
+        Some(v) if v >= 7 => {}
+        v => {
+            tracing::debug!(
+                "landlock denials are not reported: this kernel's landlock (ABI {}) writes no audit records (ABI 7, Linux 6.15)",
+                v.map_or("none".into(), |v| v.to_string())
+            );
+            return None;
+        }
+    }
+    match llaudit::audit_enabled() {
+        Some(true) => {}
+        Some(false) => {
+            tracing::debug!("landlock denials are not reported: kernel audit is off (audit=1 or auditd turns it on)")
+        }
+        None => tracing::debug!(
+            "the kernel's audit status cannot be read (AUDIT_GET): landlock denials are reported only if audit is on"
+        ),
+    }
+    // Kept open even while audit is off: auditd may turn it on while the service runs.
+    llaudit::Reader::open(plan, 0)
+        .map_err(|e| {
+            tracing::debug!("landlock denials are not reported: cannot read the audit log (netlink audit, group readlog): {e}")
+        })
+        .ok()
 }
 
 /// Kills and reaps init when the supervisor gives up on a failure of its own.
@@ -477,6 +521,7 @@ fn supervise(
     set: &SigSet,
     notify: Option<&notify::NotifySocket>,
     mut explainer: Option<explain::Explainer>,
+    mut audit: Option<llaudit::Reader>,
     status: &mut channel::StatusReader,
     cgroup_dir: Option<&std::path::Path>,
     manager: &mut dyn Manager,
@@ -512,6 +557,11 @@ fn supervise(
             Some(e) => PollFd::new(e.fd(), PollFlags::POLLIN),
             None => PollFd::new(absent, PollFlags::empty()),
         });
+        // 4 the landlock audit records.
+        fds.push(match &audit {
+            Some(a) => PollFd::new(a.fd(), PollFlags::POLLIN),
+            None => PollFd::new(absent, PollFlags::empty()),
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(SetupError::sys("wait for the service", "poll()", e)),
@@ -534,7 +584,16 @@ fn supervise(
             && fds[3].revents().is_some_and(|r| {
                 r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
             });
+        let audit_ready = audit.is_some()
+            && fds[4]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
         drop(fds);
+        if audit_ready {
+            if let Some(a) = audit.as_mut() {
+                a.read();
+            }
+        }
         if listener_ready {
             if let Some(e) = explainer.as_mut() {
                 e.answer();

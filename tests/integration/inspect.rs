@@ -411,6 +411,91 @@ fn explain_reports_each_denied_call_once_and_changes_no_answer() {
     );
 }
 
+/// Whether kernel audit is on, read as stockade reads it: an AUDIT_GET request on a netlink
+/// audit socket (a read; nothing is changed). None when the kernel would not say.
+fn audit_enabled() -> Option<bool> {
+    use nix::sys::socket::*;
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkAudit,
+    )
+    .ok()?;
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&16u32.to_ne_bytes());
+    msg.extend_from_slice(&1000u16.to_ne_bytes()); // AUDIT_GET
+    msg.extend_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST
+    msg.extend_from_slice(&[0; 8]);
+    sendto(
+        fd.as_raw_fd(),
+        &msg,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 4096];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).ok()?;
+    // The reply's header, then struct audit_status: mask, enabled.
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    (kind == 1000 && n >= 24).then(|| u32::from_ne_bytes(buf[20..24].try_into().unwrap()) != 0)
+}
+
+/// `run --explain -v` of a landlock profile: with kernel audit off (this host) it says once
+/// why landlock denials are not reported; with audit on it reports the denial once, with the
+/// missing right, the path and the rule's line. Either way the service is denied as before.
+#[test]
+fn explain_reports_landlock_denials_or_says_why_not() {
+    require_root();
+    let m = marker();
+    let profiles = Profiles::new();
+    let script = "for i in 1 2; do true > /tmp/llaudit-$i 2>/dev/null; echo \"w$i=$?\"; done";
+    let extra = "[security]\nlandlock = { read = [\"/\"], write = [\"/dev/null\"], exec = [\"/bin\", \"/usr\", \"/lib\", \"/lib64\"] }\n";
+    let p = profiles.write("llaudit", &sh_profile(script, &m, extra));
+    let out = Run::stockade(
+        &["-v", "run", "--explain", "--name", &format!("llaudit-{m}")],
+        &m,
+    )
+    .arg(&p)
+    .output();
+    let e = text(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    let v = probe_values(&out);
+    assert!(
+        v["w1"] != "0" && v["w2"] != "0",
+        "landlock let the write through: {v:#?}"
+    );
+    let plain = Run::profile(&p, &m).output();
+    assert_eq!(
+        probe_values(&plain),
+        v,
+        "the service's answers changed under --explain"
+    );
+    let once =
+        "landlock denials are not reported: kernel audit is off (audit=1 or auditd turns it on)";
+    match audit_enabled() {
+        Some(false) => {
+            assert_eq!(e.matches(once).count(), 1, "{e}");
+            assert!(!e.contains("stockade_denied_access="), "{e}");
+        }
+        on => {
+            assert!(!e.contains(once), "audit is {on:?}, yet: {e}");
+            let lines: Vec<&str> = e
+                .lines()
+                .filter(|l| l.contains("stockade_denied_access=fs.make_reg"))
+                .collect();
+            assert_eq!(lines.len(), 2, "one per path:\n{e}");
+            assert!(
+                lines[0].contains("stockade_path=/tmp")
+                    && lines[0].contains("stockade_rule=security.landlock.read (llaudit.toml:"),
+                "{}",
+                lines[0]
+            );
+        }
+    }
+}
+
 /// A command `stockade exec` runs in a sandbox under `security.explain` has no supervisor
 /// listening for its filter: its denied calls still fail at once with the profile's errno
 /// (not ENOSYS, what a notifying filter without a listener gives), and only the service's
