@@ -116,6 +116,21 @@ struct Supply {
     generated: Option<&'static str>,
 }
 
+impl Supply {
+    /// A mount that supplies the path as it is: neither hidden, absent nor generated.
+    fn mounted(says: String, from: Provenance, read_only: bool, noexec: bool) -> Supply {
+        Supply {
+            says,
+            from,
+            read_only,
+            noexec,
+            hidden: false,
+            absent: false,
+            generated: None,
+        }
+    }
+}
+
 /// The last mount at or above `path` decides (the plan orders parents first); symlinks
 /// stockade makes are followed, at most `MAX` times.
 fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
@@ -136,8 +151,8 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
     };
     'follow: for _ in 0..MAX {
         let mut s = match &fs.root {
-            RootSource::Host(r) => Supply {
-                says: format!(
+            RootSource::Host(r) => Supply::mounted(
+                format!(
                     "the host's {r} (the sandbox root), {}",
                     if *fs.read_only {
                         "read-only"
@@ -145,13 +160,10 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                         "writable"
                     }
                 ),
-                from: fs.read_only.from.clone(),
-                read_only: *fs.read_only,
-                noexec: false,
-                hidden: false,
-                absent: false,
-                generated: None,
-            },
+                fs.read_only.from.clone(),
+                *fs.read_only,
+                false,
+            ),
             RootSource::Empty => Supply {
                 says: "the empty root: no mount supplies it".into(),
                 from: fs.read_only.from.clone(),
@@ -202,53 +214,41 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                     read_only,
                     noexec,
                     ..
-                } => Supply {
-                    says: format!(
+                } => Supply::mounted(
+                    format!(
                         "bind of the host's {source}{rest} at {t}, {}",
                         flags(*read_only, *noexec)
                     ),
-                    from: op.from.clone(),
-                    read_only: *read_only,
-                    noexec: *noexec,
-                    hidden: false,
-                    absent: false,
-                    generated: None,
-                },
+                    op.from.clone(),
+                    *read_only,
+                    *noexec,
+                ),
                 MountOp::Tmpfs {
                     read_only, noexec, ..
-                } => Supply {
-                    says: format!(
+                } => Supply::mounted(
+                    format!(
                         "tmpfs at {t}, {}{}",
                         flags(*read_only, *noexec),
                         if exact { "" } else { MADE_AT_RUN_TIME }
                     ),
-                    from: op.from.clone(),
-                    read_only: *read_only,
-                    noexec: *noexec,
-                    hidden: false,
-                    absent: false,
-                    generated: None,
-                },
-                MountOp::Proc { .. } => Supply {
-                    says: format!("the sandbox's own procfs at {t}"),
-                    from: op.from.clone(),
-                    read_only: false,
-                    noexec: true,
-                    hidden: false,
-                    absent: false,
-                    generated: None,
-                },
-                MountOp::Sysfs { .. } => Supply {
-                    says: format!("a fresh sysfs at {t}, read-only"),
-                    from: op.from.clone(),
-                    read_only: true,
-                    noexec: true,
-                    hidden: false,
-                    absent: false,
-                    generated: None,
-                },
-                MountOp::Devpts { .. } | MountOp::Mqueue { .. } => Supply {
-                    says: format!(
+                    op.from.clone(),
+                    *read_only,
+                    *noexec,
+                ),
+                MountOp::Proc { .. } => Supply::mounted(
+                    format!("the sandbox's own procfs at {t}"),
+                    op.from.clone(),
+                    false,
+                    true,
+                ),
+                MountOp::Sysfs { .. } => Supply::mounted(
+                    format!("a fresh sysfs at {t}, read-only"),
+                    op.from.clone(),
+                    true,
+                    true,
+                ),
+                MountOp::Devpts { .. } | MountOp::Mqueue { .. } => Supply::mounted(
+                    format!(
                         "the sandbox's own {} at {t}",
                         if matches!(op.value, MountOp::Devpts { .. }) {
                             "devpts"
@@ -256,13 +256,10 @@ fn supply(plan: &LaunchPlan, path: &str) -> (Supply, String) {
                             "mqueue"
                         }
                     ),
-                    from: op.from.clone(),
-                    read_only: false,
-                    noexec: true,
-                    hidden: false,
-                    absent: false,
-                    generated: None,
-                },
+                    op.from.clone(),
+                    false,
+                    true,
+                ),
                 MountOp::Symlink { text, .. } => {
                     let base = crate::host::walk::parent(t);
                     let joined = if text.starts_with('/') {
