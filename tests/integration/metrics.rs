@@ -69,6 +69,30 @@ fn body(answer: &str) -> &str {
 
 /// Kills the server when the test ends, whatever happened.
 struct Server(Child);
+
+/// `stockade metrics --listen` on a port the kernel picks, and the address it says it took.
+fn serve_metrics() -> (Server, String) {
+    let mut server = Server(
+        Command::new(stockade_bin())
+            .args(["metrics", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("stockade: serving http://")
+        .and_then(|a| a.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    (server, addr)
+}
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -114,25 +138,7 @@ fn metrics_exports_a_running_sandbox_and_serves_only_get_metrics() {
     promtool_accepts(&t);
 
     // Served: port 0, and the server says which port it took.
-    let mut server = Server(
-        Command::new(stockade_bin())
-            .args(["metrics", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(server.0.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("stockade: serving http://")
-        .and_then(|a| a.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
+    let (mut server, addr) = serve_metrics();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let get = |path: &str| {
         http(
@@ -239,25 +245,7 @@ fn a_scrape_with_50_sandboxes_running_is_timed() {
         })
         .collect();
     let start_time = started.elapsed();
-    let mut server = Server(
-        Command::new(stockade_bin())
-            .args(["metrics", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(server.0.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("stockade: serving http://")
-        .and_then(|a| a.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
+    let (server, addr) = serve_metrics();
     let mut times = Vec::new();
     let mut exported = 0;
     for _ in 0..20 {
