@@ -181,6 +181,22 @@ pub fn die_by_signal(sig: Signal) -> ! {
 /// Installs one classic-BPF seccomp filter on the calling thread. The caller holds
 /// CAP_SYS_ADMIN in its user namespace or has set no_new_privs, as the kernel requires.
 pub fn install_seccomp(insns: &[libc::sock_filter]) -> Result<(), Errno> {
+    Errno::result(seccomp_set_filter(insns, 0)?).map(drop)
+}
+
+/// Installs a seccomp filter whose user-notification listener is returned (close-on-exec,
+/// as the kernel makes it).
+pub fn install_seccomp_listener(insns: &[libc::sock_filter]) -> Result<OwnedFd, Errno> {
+    // With SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel returns a new descriptor.
+    owned(seccomp_set_filter(
+        insns,
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32,
+    )?)
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, insns): the kernel's raw return value (or
+/// E2BIG for a program too long to describe).
+fn seccomp_set_filter(insns: &[libc::sock_filter], flags: u32) -> Result<libc::c_long, Errno> {
     let len = u16::try_from(insns.len()).map_err(|_| Errno::E2BIG)?;
     let prog = libc::sock_fprog {
         len,
@@ -192,47 +208,18 @@ pub fn install_seccomp(insns: &[libc::sock_filter]) -> Result<(), Errno> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0u32,
+            flags,
             &prog as *const libc::sock_fprog,
         )
     };
-    Errno::result(ret).map(drop)
-}
-
-/// Installs a seccomp filter whose user-notification listener is returned (close-on-exec,
-/// as the kernel makes it).
-pub fn install_seccomp_listener(insns: &[libc::sock_filter]) -> Result<OwnedFd, Errno> {
-    let len = u16::try_from(insns.len()).map_err(|_| Errno::E2BIG)?;
-    let prog = libc::sock_fprog {
-        len,
-        filter: insns.as_ptr().cast_mut(),
-    };
-    // SAFETY: as in install_seccomp; with SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel
-    // returns a new descriptor, which nothing else owns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    let fd = Errno::result(ret)?;
-    // SAFETY: the kernel just returned this descriptor; it is ours alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    Ok(ret)
 }
 
 /// A copy of descriptor `fd` of process `pid` (pidfd_open, then pidfd_getfd, Linux 5.6).
 pub fn take_fd(pid: Pid, fd: i32) -> Result<OwnedFd, Errno> {
-    // SAFETY: no memory is passed; a returned descriptor is new and ours alone.
-    let pidfd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
-    // SAFETY: the pidfd was just returned by the kernel and nothing else owns it.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    let pidfd = pidfd_open(u32::try_from(pid.as_raw()).map_err(|_| Errno::ESRCH)?)?;
     // SAFETY: no memory is passed; the flags argument must be 0.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    let got = Errno::result(ret)?;
-    // SAFETY: the kernel just returned this descriptor (close-on-exec); it is ours alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(got as i32) })
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
 }
 
 /// Gives the process a new, empty session keyring, so the service cannot reach keys of the
