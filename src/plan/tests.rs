@@ -20,6 +20,14 @@ pub(crate) fn for_export(text: &str) -> LaunchPlan {
     let mut f = Fixture::new(0);
     f.cgroup = crate::export::target_cgroup();
     f.notify = crate::export::invocation().notify_socket;
+    // Only the loopback route and interface: a bridge profile's default network fits.
+    fs::create_dir_all(f.host.root.join("sys/class/net/lo")).unwrap();
+    fs::create_dir_all(f.host.root.join("proc/net")).unwrap();
+    fs::write(
+        f.host.root.join("proc/net/route"),
+        "Iface\tDestination\tGateway\n",
+    )
+    .unwrap();
     f.plan(text, &[]).unwrap_or_else(|e| panic!("{e:#?}"))
 }
 

@@ -219,3 +219,19 @@ fn what_oci_cannot_express_is_listed_and_annotated() {
     assert!(missing.iter().any(|m| m.contains("TIOCSTI")), "{missing:?}");
     assert_eq!(c["annotations"]["org.stockade.seccomp.tiocsti"], "EPERM");
 }
+
+#[test]
+fn a_bridge_network_is_listed_and_annotated_not_dropped() {
+    let (c, missing, _) = config(
+        "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\npublish = [\"127.0.0.1:8080:80\"]\n",
+    );
+    let a = &c["annotations"];
+    assert_eq!(a["org.stockade.network"], "default");
+    assert_eq!(a["org.stockade.network.publish"], "127.0.0.1:8080:80/tcp");
+    assert!(
+        missing
+            .iter()
+            .any(|m| m.contains("bridge network `default`")),
+        "{missing:?}"
+    );
+}

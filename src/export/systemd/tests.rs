@@ -171,3 +171,13 @@ fn command_words_are_quoted_for_systemd() {
     assert_eq!(quote("A=$x", false), r#""A=$x""#);
     assert_eq!(quote("a\\b", true), r#""a\\b""#);
 }
+
+#[test]
+fn a_bridge_network_is_named_among_what_systemd_cannot_express() {
+    let plan = for_export(
+        "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\npublish = [\"8080:80\"]\n",
+    );
+    let m = missing(&plan).join("\n");
+    assert!(m.contains("the bridge network `default`"), "{m}");
+    assert!(m.contains("8080:80/tcp"), "{m}");
+}
