@@ -221,7 +221,7 @@ fn after_sigkill_of_stockade_cleanup_removes_the_lease_rules_and_bridge() {
     let mut child = stockade(&["run", &path]).spawn().unwrap();
     let started = crate::common::wait_until(Duration::from_secs(10), || {
         !out("ls /run/stockade/networks/default/leases 2>/dev/null").is_empty()
-            && out("nft list table ip stockade 2>/dev/null").contains("dnat")
+            && out("nft list table inet stockade 2>/dev/null").contains("dnat")
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -457,5 +457,78 @@ fn nft_missing_is_a_clear_error_and_leaves_nothing_behind() {
         full_snapshot(),
         before,
         "a failed setup left something behind"
+    );
+}
+
+/// Starts redis in a bridge sandbox on `network`, publishing 127.0.0.1:`port`:6379, and waits
+/// for its PONG; returns the stockade process.
+fn published_redis(name: &str, network: &str, port: u16) -> std::process::Child {
+    let path = format!("/etc/stockade/profiles/{name}.toml");
+    std::fs::write(
+        &path,
+        format!("{REDIS}network = \"{network}\"\npublish = [\"127.0.0.1:{port}:6379\"]\n"),
+    )
+    .unwrap();
+    let child = stockade(&["run", &path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = crate::common::wait_until(Duration::from_secs(15), || {
+        out(&format!("timeout 2 redis-cli -h 127.0.0.1 -p {port} ping")) == "PONG"
+    });
+    assert!(up, "redis on network `{network}` never answered on {port}");
+    child
+}
+
+fn stop(child: std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}", o.status);
+}
+
+#[test]
+fn stopping_one_of_two_networks_sandboxes_leaves_the_others_rules_and_port() {
+    bed();
+    let _one = serial();
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/second.toml",
+        "subnet = \"10.91.0.0/24\"\n",
+    )
+    .unwrap();
+    let before = full_snapshot();
+    let first = published_redis("redis-first", "default", 16491);
+    let second = published_redis("redis-second", "second", 16492);
+    let table = || out("nft list table inet stockade");
+    let both = table();
+    stop(first);
+    let after_one = table();
+    let ping = |port: u16| out(&format!("timeout 2 redis-cli -h 127.0.0.1 -p {port} ping"));
+    let (first_ping, second_ping) = (ping(16491), ping(16492));
+    stop(second);
+    let _ = std::fs::remove_file("/etc/stockade/networks/second.toml");
+    assert!(both.contains("16491") && both.contains("16492"), "{both}");
+    assert_eq!(
+        second_ping, "PONG",
+        "the second network's port stopped answering"
+    );
+    assert_ne!(first_ping, "PONG", "the first sandbox's port still answers");
+    // Only the second sandbox's rules are left: its port, its address, its three chains.
+    assert!(!after_one.contains("16491"), "{after_one}");
+    assert!(!after_one.contains("10.89.0."), "{after_one}");
+    assert!(
+        after_one.contains("dnat ip to 10.91.0.2:6379"),
+        "{after_one}"
+    );
+    assert_eq!(after_one.matches("\tchain vstk").count(), 3, "{after_one}");
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "links, addresses, routes, rules or sysctls were left behind"
     );
 }

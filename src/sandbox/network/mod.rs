@@ -71,6 +71,10 @@ pub struct Attachment {
     plan: NetworkPlan,
     pub address: Ipv4Addr,
     lease: PathBuf,
+    /// What it has (or will have) in stockade's nftables table.
+    entry: nft::Entry,
+    /// Whether its rules went in: a start whose transaction was refused has none to remove.
+    rules: bool,
     /// The process that made it: a cloned child holding a copy never gives it back.
     owner: u32,
 }
@@ -124,19 +128,25 @@ impl Attachment {
             .map_err(|e| {
                 SetupError::other("lease the address", format!("{}: {e}", lease.display()))
             })?;
+        let entry = nft::Entry::of(plan, address);
+        // The lease names what a sweep after SIGKILL must remove: see sweep().
         let me = crate::host::Host::current().proc_id(std::process::id());
         let _ = writeln!(
             f,
             "{}",
             me.map_or(String::new(), |p| format!(
                 "{} {} {}",
-                p.pid, p.start_time, plan.veth
+                p.pid,
+                p.start_time,
+                entry.lease_words()
             ))
         );
-        let me = Attachment {
+        let mut me = Attachment {
             plan: plan.clone(),
             address,
             lease,
+            entry,
+            rules: false,
             owner: std::process::id(),
         };
         // From here on, dropping `me` gives the lease back (and a bridge made below), which
@@ -150,10 +160,11 @@ impl Attachment {
     }
 
     /// The sandbox's nftables chains, with forwarding on (remembering the host's setting).
-    fn add_rules(&self) -> Result<(), SetupError> {
+    fn add_rules(&mut self) -> Result<(), SetupError> {
         let _global = global_lock()?;
         // Rules first: when nft cannot run, forwarding is never touched.
-        nft::add(&self.plan, self.address)?;
+        nft::add(&self.plan, &self.entry)?;
+        self.rules = true;
         forwarding_on()
     }
 
@@ -286,7 +297,14 @@ impl Attachment {
                 None => Ok(()),
             })
             .map_err(|e| refused(&step, format!("RTM_DELLINK {}", self.plan.veth), e));
-        let rules = remove_rules(std::slice::from_ref(&self.plan.veth));
+        let rules = if self.rules {
+            remove_rules(
+                std::slice::from_ref(&self.entry),
+                std::slice::from_ref(&self.lease),
+            )
+        } else {
+            Ok(())
+        };
         let _lock = lock(dir)?;
         let _ = fs::remove_file(&self.plan.hosts_file);
         let _ = fs::remove_file(&self.plan.resolv_file);
@@ -302,31 +320,61 @@ impl Attachment {
 fn sweep(leases: &Path) {
     let host = crate::host::Host::current();
     let mut stale = Vec::new();
+    let mut gone = Vec::new();
     for e in fs::read_dir(leases).into_iter().flatten().flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
         let mut w = text.split_whitespace();
-        let pid = w.next().and_then(|p| p.parse().ok());
-        let start = w.next().and_then(|s| s.parse().ok());
-        let alive = match (pid, start) {
-            (Some(pid), Some(start_time)) => {
-                host.is_running(crate::host::ProcId { pid, start_time })
-            }
-            // Being written right now by a start holding the lock cannot be: we hold it.
-            _ => false,
-        };
-        if !alive {
-            if let (Some(veth), Some(dir)) = (w.next(), leases.parent()) {
-                let _ = fs::remove_file(dir.join(format!("{veth}.hosts")));
-                let _ = fs::remove_file(dir.join(format!("{veth}.resolv.conf")));
-                stale.push(veth.to_owned());
-            }
-            let _ = fs::remove_file(e.path());
+        // Being written right now by a start holding the lock cannot be: we hold it.
+        if lease_alive(&host, &mut w) {
+            continue;
         }
+        let address = e.file_name().to_str().and_then(|a| a.parse().ok());
+        if let (Some(entry), Some(dir)) = (
+            address.and_then(|a| nft::Entry::from_lease(a, w)),
+            leases.parent(),
+        ) {
+            let _ = fs::remove_file(dir.join(format!("{}.hosts", entry.veth)));
+            let _ = fs::remove_file(dir.join(format!("{}.resolv.conf", entry.veth)));
+            stale.push(entry);
+        }
+        gone.push(e.path());
     }
     // Its veth went with its namespace; its rules are still in the table.
-    if let Err(e) = remove_rules(&stale) {
+    if let Err(e) = remove_rules(&stale, &gone) {
         tracing::warn!("{e}");
     }
+    for g in gone {
+        let _ = fs::remove_file(g);
+    }
+}
+
+/// Whether the supervisor a lease names (its first two words: pid and start time) runs.
+fn lease_alive<'a>(host: &crate::host::Host, w: &mut impl Iterator<Item = &'a str>) -> bool {
+    let pid = w.next().and_then(|p| p.parse().ok());
+    let start = w.next().and_then(|s| s.parse().ok());
+    match (pid, start) {
+        (Some(pid), Some(start_time)) => host.is_running(crate::host::ProcId { pid, start_time }),
+        _ => false,
+    }
+}
+
+/// Whether a sandbox of any network, other than those whose leases are `leaving`, still
+/// runs: the leases decide, not the table (listing it costs an nft run). Called with the
+/// global lock held. A start that has not written its lease yet adds the table again after
+/// this, under the same lock, so deciding "last" without it is safe.
+fn others_remain(leaving: &[PathBuf]) -> bool {
+    let host = crate::host::Host::current();
+    let networks = fs::read_dir(crate::plan::network::NETWORKS_DIR).into_iter();
+    networks
+        .flatten()
+        .flatten()
+        .flat_map(|n| fs::read_dir(n.path().join("leases")).into_iter().flatten())
+        .flatten()
+        .filter(|l| !leaving.contains(&l.path()))
+        .any(|l| {
+            let text = fs::read_to_string(l.path()).unwrap_or_default();
+            lease_alive(&host, &mut text.split_whitespace())
+        })
 }
 
 /// Serialises changes to stockade's nftables table and to the forwarding sysctl, which
@@ -390,19 +438,17 @@ fn forwarding_on() -> Result<(), SetupError> {
     sysctl(step, IP_FORWARD, Some("1")).map(drop)
 }
 
-/// Removes the rules of these sandboxes; with the table gone, the host's forwarding
-/// setting comes back.
-fn remove_rules(veths: &[String]) -> Result<(), SetupError> {
-    if veths.is_empty() {
+/// Removes the rules of these sandboxes, whose leases are `leaving`; after the last sandbox
+/// of all networks, the whole table, and the host's forwarding setting comes back.
+fn remove_rules(entries: &[nft::Entry], leaving: &[PathBuf]) -> Result<(), SetupError> {
+    if entries.is_empty() {
         return Ok(());
     }
     let _global = global_lock()?;
-    let mut table_gone = false;
-    for v in veths {
-        table_gone = nft::remove(v)?;
-    }
+    let last = !others_remain(leaving);
+    nft::remove(entries, last)?;
     let saved = saved_forwarding();
-    if table_gone && saved.exists() {
+    if last && saved.exists() {
         let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
         sysctl("restore IPv4 forwarding", IP_FORWARD, Some(old.trim()))?;
         let _ = fs::remove_file(&saved);
