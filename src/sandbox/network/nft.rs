@@ -83,7 +83,16 @@ impl Family {
     }
 }
 
-fn run(batch: &Value, step: &str) -> Result<(), SetupError> {
+/// An nft run under way: its transaction is sent, its answer not read yet. The caller does
+/// other work meanwhile (making or removing the bridge): nft's exit waits for an RCU grace
+/// period the kernel starts after every transaction (its socket's release flushes the
+/// transaction's deferred destruction), several milliseconds on a loaded machine.
+pub struct Pending {
+    child: std::process::Child,
+    step: String,
+}
+
+fn spawn(batch: &Value, step: String) -> Result<Pending, SetupError> {
     let text = batch.to_string();
     let mut child = Command::new(NFT)
         .args(["-j", "-f", "-"])
@@ -93,17 +102,28 @@ fn run(batch: &Value, step: &str) -> Result<(), SetupError> {
         .spawn()
         .map_err(|e| {
             SetupError::other(
-                step,
+                &step,
                 format!("cannot run {NFT}: {e} (install nftables: apt-get install nftables)"),
             )
         })?;
+    // Written whole and closed (a transaction of a few kB fits the pipe): nft reads to EOF.
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(text.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| SetupError::other(step, format!("{NFT}: {e}")))?;
-    if !out.status.success() {
+    Ok(Pending { child, step })
+}
+
+impl Pending {
+    /// nft's answer: whether the kernel took the whole transaction.
+    pub fn wait(self) -> Result<(), SetupError> {
+        let step = self.step;
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| SetupError::other(&step, format!("{NFT}: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
         let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         let hint = if err.contains("Operation not supported") || err.contains("No such file") {
             " (hint: the kernel lacks nf_tables or its NAT support: modprobe nf_tables nft_nat nft_fib_inet)"
@@ -112,12 +132,11 @@ fn run(batch: &Value, step: &str) -> Result<(), SetupError> {
         } else {
             ""
         };
-        return Err(SetupError::other(
-            step,
+        Err(SetupError::other(
+            &step,
             format!("{NFT} -j -f - refused the rules: {err}{hint}"),
-        ));
+        ))
     }
-    Ok(())
 }
 
 /// What one sandbox has in the table: enough to add it, and to delete exactly it again (a
@@ -469,22 +488,22 @@ fn remove_batch(entries: &[Entry], last: bool) -> Value {
     json!({"nftables": cmds})
 }
 
-/// Adds the sandbox's chains, rules and elements (and whatever of the table is missing) in
-/// one transaction.
-pub fn add(plan: &NetworkPlan, e: &Entry) -> Result<(), SetupError> {
-    run(
+/// Starts adding the sandbox's chains, rules and elements (and whatever of the table is
+/// missing) in one transaction.
+pub fn add(plan: &NetworkPlan, e: &Entry) -> Result<Pending, SetupError> {
+    spawn(
         &add_batch(plan, e),
-        &format!("add the nftables rules of {}", e.veth),
+        format!("add the nftables rules of {}", e.veth),
     )
 }
 
-/// Deletes these sandboxes' elements and chains, or the whole table when no other sandbox is
-/// left (`last`), in one transaction.
-pub fn remove(entries: &[Entry], last: bool) -> Result<(), SetupError> {
+/// Starts deleting these sandboxes' elements and chains, or the whole table when no other
+/// sandbox is left (`last`), in one transaction.
+pub fn remove(entries: &[Entry], last: bool) -> Result<Pending, SetupError> {
     let names: Vec<&str> = entries.iter().map(|e| e.veth.as_str()).collect();
-    run(
+    spawn(
         &remove_batch(entries, last),
-        &format!("remove the nftables rules of {}", names.join(", ")),
+        format!("remove the nftables rules of {}", names.join(", ")),
     )
 }
 
