@@ -243,11 +243,11 @@ fn file_id(path: &Path) -> Option<FileId> {
 /// (~2 ms a record in a debug build). Which sandboxes run is still decided afresh on each
 /// [`list_cached`]; only the parse of an unchanged file is saved.
 #[derive(Default)]
-pub struct Cache(std::sync::Mutex<BTreeMap<String, (FileId, Record)>>);
+pub struct Cache(std::sync::Mutex<BTreeMap<String, (FileId, std::sync::Arc<Record>)>>);
 
 impl Cache {
     /// The record at `path` (instance `name`), parsed once per file.
-    fn read(&self, name: &str, path: &Path) -> Option<Record> {
+    fn read(&self, name: &str, path: &Path) -> Option<std::sync::Arc<Record>> {
         let id = file_id(path)?;
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached, record)) = map.get(name) {
@@ -255,7 +255,7 @@ impl Cache {
                 return Some(record.clone());
             }
         }
-        let record = read(path)?;
+        let record = std::sync::Arc::new(read(path)?);
         // Read again after the parse: a rename in between makes the parse not this id's.
         if file_id(path) == Some(id) {
             map.insert(name.to_owned(), (id, record.clone()));
@@ -451,7 +451,8 @@ pub struct Instance {
     pub name: String,
     /// OOM kills that ended earlier runs of this name since boot.
     pub earlier_oom_kills: u64,
-    pub record: Record,
+    /// Shared: a long-running reader's cache hands out the same parse on every scrape.
+    pub record: std::sync::Arc<Record>,
     /// Its supervisor has marked it stopping: a stop was asked for, or the service ended.
     pub stopping: bool,
 }
@@ -464,7 +465,7 @@ pub fn running(dir: &Path, name: &str, host: &Host) -> Option<Instance> {
         return None;
     }
     let files = Files::of(dir, name);
-    let record = read(&files.record)?;
+    let record = std::sync::Arc::new(read(&files.record)?);
     host.is_running(record.supervisor).then(|| Instance {
         earlier_oom_kills: earlier_oom_kills(&files),
         name: name.to_owned(),
@@ -513,7 +514,10 @@ fn list_with(dir: &Path, host: &Host, cache: Option<&Cache>) -> Vec<Instance> {
                 drop(lock);
             }
             Ok(None) => {
-                match cache.map_or_else(|| read(&files.record), |c| c.read(&name, &files.record)) {
+                match cache.map_or_else(
+                    || read(&files.record).map(std::sync::Arc::new),
+                    |c| c.read(&name, &files.record),
+                ) {
                     // Read after the record: the mark is made after it and removed before it.
                     Some(record) if host.is_running(record.supervisor) => {
                         let stopping = files.stopping.exists();
