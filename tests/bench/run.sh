@@ -15,6 +15,8 @@
 #   many       200 launches at once in the bed;  cycles: 1,000 start/stop cycles there
 #   redis      redis-benchmark in the redis profile (vs bare redis-server)
 #   memcached  memcaslap against the memcached profile (vs bare memcached)
+#   stages     (not in the default) where a host launch's time goes, stage by stage, for
+#              stockade and bwrap (tests/bench/stages.py, perf tracepoints and strace)
 #   vm         in the VM (tests/vm/vm.sh: pure cgroup v2, controllers, systemd as pid 1):
 #              the scope, stockade@ and export rows again, with MemoryMax and TasksMax set
 #              on both sides (the bed has no controllers, so limits cannot be set there)
@@ -37,6 +39,8 @@ esac
 abab=$PWD/tests/bench/abab.py
 rows=" ${ROWS:-host bed many cycles redis memcached vm} "
 want() { [[ $rows == *" $1 "* ]]; }
+# The host row's peer: every namespace, the same mounts as bench.toml.
+bwrap_cmd="/usr/bin/bwrap --unshare-all --unshare-user --uid 0 --gid 0 --die-with-parent --new-session --ro-bind / / --proc /proc --dev /dev --tmpfs /tmp --tmpfs /var/tmp --hostname bench /bin/true"
 
 profiles() {
   local dir=$1
@@ -70,6 +74,9 @@ unit_rows() {
   sed "s#/usr/bin/stockade#$stockade#" units/stockade@.service > /etc/systemd/system/stockade@.service
   cp units/stockade.slice /etc/systemd/system/
   printf '[Service]\nType=oneshot\nExecStart=/bin/true\nSlice=stockade.slice\n%b' "$limits" > /etc/systemd/system/bench-plain.service
+  # The floor of any tool that builds the sandbox itself inside a unit: the same unit
+  # running bwrap with the host row's sandbox.
+  printf '[Service]\nType=oneshot\nExecStart=%s\nSlice=stockade.slice\n%b' "$bwrap_cmd" "$limits" > /etc/systemd/system/bench-bwrap.service
   "$stockade" -q export --format systemd /etc/stockade/profiles/bench.toml 2>/dev/null > /etc/systemd/system/bench-export.service
   systemctl daemon-reload
   echo "## launch under stockade@.service (target <= 1.10x systemctl start of a plain unit${limits:+ with the same limits})"
@@ -77,6 +84,7 @@ unit_rows() {
   # at once; the plain unit is a oneshot, whose start returns when /bin/true has ended.
   "$abab" --rounds "$rounds" --rss-rounds 0 \
     "systemctl start stockade@bench=systemctl start stockade@bench.service" \
+    "systemctl start bwrap in a oneshot=systemctl start bench-bwrap.service" \
     "systemctl start plain=systemctl start bench-plain.service"
   echo
   echo "## the same sandbox applied by systemd itself (target: stockade@bench <= 1.00x the unit export writes)"
@@ -149,9 +157,16 @@ echo
 if want host; then
   echo "## host launch, default hardening + landlock, /bin/true (target <= 0.90x bwrap --unshare-all, same mounts)"
   echo "## peak RSS of the largest process (target <= 1.3x bwrap)"
-  bwrap_cmd="bwrap --unshare-all --unshare-user --uid 0 --gid 0 --die-with-parent --new-session --ro-bind / / --proc /proc --dev /dev --tmpfs /tmp --tmpfs /var/tmp --hostname bench /bin/true"
   "$abab" --rounds "$rounds" --rss-rounds "$([ -n "$smoke" ] && echo 4 || echo 20)" \
     "stockade run=$stockade run --name bench-$$ $dir/bench.toml" "bwrap=$bwrap_cmd"
+  echo
+fi
+
+if want stages; then
+  echo "## where a host launch's time goes, by stage (tests/bench/stages.py)"
+  n=$([ -n "$smoke" ] && echo 3 || echo 20)
+  tests/bench/stages.py --perf --rounds "$n" "stockade: host=$stockade run --name bench-$$ $dir/bench.toml" "bwrap=$bwrap_cmd"
+  tests/bench/stages.py --rounds "$n" "stockade: host=$stockade run --name bench-$$ $dir/bench.toml" "bwrap=$bwrap_cmd"
   echo
 fi
 
