@@ -13,8 +13,9 @@
 #              systemd-run --scope), under stockade@.service (vs systemctl start of a plain
 #              unit) and vs the unit `stockade export --format systemd` writes
 #   many       200 launches at once in the bed;  cycles: 1,000 start/stop cycles there
-#   redis      redis-benchmark in the redis profile (vs bare redis-server)
-#   memcached  memcaslap against the memcached profile (vs bare memcached)
+#   redis      redis-benchmark in the redis profile (vs bare redis-server, and bare in a
+#              session of its own)
+#   memcached  memcaslap against the memcached profile (the same two peers)
 #   stages     (not in the default) where a host launch's time goes, stage by stage, for
 #              stockade and bwrap (tests/bench/stages.py, perf tracepoints and strace)
 #   vm         in the VM (tests/vm/vm.sh: pure cgroup v2, controllers, systemd as pid 1):
