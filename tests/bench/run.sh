@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark of issue 15: every row of its table, each against its peer measured in the
 # same run, interleaved A B A B (tests/bench/abab.py), with the ratio and the target.
-# Prints figures, asserts nothing; about 15 minutes in full, a few minutes with --smoke.
+# Prints figures, asserts nothing; about 10 minutes in full (8.5 here, the VM rows included),
+# a few minutes with --smoke.
 #
 #   sudo tests/bench/run.sh [--smoke] [ROUNDS]
 #
