@@ -541,14 +541,25 @@ fn supervise(
             recorder.stopping();
         }
     };
+    // Whether init's status channel is still worth watching: not once the service's end
+    // has been read, nor after a hang-up. poll reports a hang-up on every entry for that
+    // socket, even one that asks for no events, so a hung-up channel left in the set makes
+    // this loop spin until SIGCHLD: measured, thousands of rounds while the kernel tore
+    // down init's namespaces, on the same two cores that teardown needed.
+    let mut status_open = true;
     loop {
+        // The stand-in for what is absent keeps the indices fixed: the signalfd with no
+        // events asked for, which never hangs up.
+        let absent = sfd.as_fd();
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(status.fd(), PollFlags::POLLIN),
+            if status_open {
+                PollFd::new(status.fd(), PollFlags::POLLIN)
+            } else {
+                PollFd::new(absent, PollFlags::empty())
+            },
         ];
-        // Fixed places: 2 the notify socket, 3 the seccomp listener (a closed stand-in
-        // for what is absent keeps the indices).
-        let absent = status.fd();
+        // Fixed places: 2 the notify socket, 3 the seccomp listener.
         fds.push(match notify {
             Some(n) => PollFd::new(n.fd(), PollFlags::POLLIN),
             None => PollFd::new(absent, PollFlags::empty()),
@@ -573,7 +584,11 @@ fn supervise(
                     .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
             })
         };
-        let (status_ready, notify_ready) = (ready(1), notify.is_some() && ready(2));
+        let (status_ready, notify_ready) = (status_open && ready(1), notify.is_some() && ready(2));
+        let status_hung_up = status_open
+            && fds[1]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
         // A notification waits (POLLIN); a hang-up alone means no process is filtered any
         // more (answering it would spin: the receive fails at once).
         let listener_ready = explainer.is_some()
@@ -614,6 +629,9 @@ fn supervise(
                 oom_kills = cgroup_dir.and_then(cgroup::oom_kills);
                 status.release();
             }
+        }
+        if service.is_some() || status_hung_up {
+            status_open = false;
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
