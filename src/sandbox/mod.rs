@@ -137,6 +137,8 @@ pub struct Runtime {
     pub filters: Vec<seccomp::Program>,
     /// The address leased for eth0 on a bridge network.
     pub address: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 address, on a network with subnet6.
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 /// The service's host pid: init's one child.
@@ -220,6 +222,7 @@ pub fn run(
             .transpose()?,
         filters: Vec::new(),
         address: net.as_ref().map(|n| n.address),
+        address6: net.as_ref().and_then(|n| n.address6),
     };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
     // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.

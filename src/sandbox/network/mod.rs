@@ -1,12 +1,14 @@
-//! A bridge sandbox's network, host side and inside: the lease of its address, the bridge
-//! (created for the first sandbox of a network, removed after the last when stockade made
-//! it), the veth pair whose inner end is born as `eth0` in init's network namespace, and,
-//! inside, eth0's address and the default route. Takes the plan's [`NetworkPlan`] only.
+//! A bridge sandbox's network, host side and inside: the lease of its addresses (IPv4, and
+//! IPv6 on a network with subnet6), the bridge (created for the first sandbox of a network,
+//! removed after the last when stockade made it), the veth pair whose inner end is born as
+//! `eth0` in init's network namespace, and, inside, eth0's addresses and default routes.
+//! Takes the plan's [`NetworkPlan`] only.
 //!
 //! Locking: one flock(2) on the network's `lock` file serialises every change to its leases
 //! and its bridge, so sandboxes started at once get distinct addresses and a bridge is never
-//! removed while another sandbox is joining it. The lease is a file named after the address
-//! in `leases/`; `bridge-created` marks a bridge stockade made (and may remove).
+//! removed while another sandbox is joining it. A lease is a file named after the address
+//! in `leases/` (one per family, both taken under one hold of the lock, both naming the
+//! supervisor and the veth); `bridge-created` marks a bridge stockade made (and may remove).
 
 mod netlink;
 mod nft;
@@ -16,7 +18,7 @@ use crate::plan::NetworkPlan;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -70,7 +72,10 @@ fn lock(dir: &Path) -> Result<Flock<File>, SetupError> {
 pub struct Attachment {
     plan: NetworkPlan,
     pub address: Ipv4Addr,
+    /// The IPv6 address, on a network with subnet6.
+    pub address6: Option<Ipv6Addr>,
     lease: PathBuf,
+    lease6: Option<PathBuf>,
     /// The process that made it: a cloned child holding a copy never gives it back.
     owner: u32,
 }
@@ -82,7 +87,7 @@ impl Attachment {
         let held = lock(dir)?;
         let leases = dir.join("leases");
         sweep(&leases);
-        let taken: Vec<Ipv4Addr> = fs::read_dir(&leases)
+        let taken: Vec<IpAddr> = fs::read_dir(&leases)
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -91,7 +96,7 @@ impl Attachment {
             .unwrap_or_default();
         let def = &plan.def;
         let address = match &plan.address {
-            Some(a) if taken.contains(&a.value) => {
+            Some(a) if taken.contains(&IpAddr::V4(a.value)) => {
                 return Err(SetupError::other(
                     "lease the address",
                     format!(
@@ -104,7 +109,7 @@ impl Attachment {
             None => def
                 .subnet
                 .hosts()
-                .find(|ip| *ip != def.gateway && !taken.contains(ip))
+                .find(|ip| *ip != def.gateway && !taken.contains(&IpAddr::V4(*ip)))
                 .ok_or_else(|| {
                     SetupError::other(
                         "lease an address",
@@ -115,28 +120,58 @@ impl Attachment {
                     )
                 })?,
         };
-        let lease = leases.join(address.to_string());
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&lease)
-            .map_err(|e| {
-                SetupError::other("lease the address", format!("{}: {e}", lease.display()))
-            })?;
+        let address6 = match (&def.ipv6, &plan.address6) {
+            (None, _) => None,
+            (Some(_), Some(a)) if taken.contains(&IpAddr::V6(a.value)) => {
+                return Err(SetupError::other(
+                    "lease the IPv6 address",
+                    format!(
+                        "{} is already leased on network `{}` ({})",
+                        a.value, def.name, a.from
+                    ),
+                ))
+            }
+            (Some(_), Some(a)) => Some(a.value),
+            // The first free one: a /64 has more than anyone leases, so this stops early.
+            (Some(v6), None) => Some(
+                v6.subnet
+                    .hosts()
+                    .find(|ip| *ip != v6.gateway && !taken.contains(&IpAddr::V6(*ip)))
+                    .ok_or_else(|| {
+                        SetupError::other(
+                            "lease an IPv6 address",
+                            format!(
+                                "every address of {} on network `{}` is leased",
+                                v6.subnet, def.name
+                            ),
+                        )
+                    })?,
+            ),
+        };
         let me = crate::host::Host::current().proc_id(std::process::id());
-        let _ = writeln!(
-            f,
-            "{}",
-            me.map_or(String::new(), |p| format!(
-                "{} {} {}",
-                p.pid, p.start_time, plan.veth
-            ))
-        );
+        let holder = me.map_or(String::new(), |p| {
+            format!("{} {} {}", p.pid, p.start_time, plan.veth)
+        });
+        let lease = leases.join(address.to_string());
+        write_lease(&lease, &holder)?;
+        let lease6 = match address6 {
+            None => None,
+            Some(a6) => {
+                let path = leases.join(a6.to_string());
+                if let Err(e) = write_lease(&path, &holder) {
+                    // Nothing holds the IPv4 lease yet: give it back here.
+                    let _ = fs::remove_file(&lease);
+                    return Err(e);
+                }
+                Some(path)
+            }
+        };
         let me = Attachment {
             plan: plan.clone(),
             address,
+            address6,
             lease,
+            lease6,
             owner: std::process::id(),
         };
         // From here on, dropping `me` gives the lease back (and a bridge made below), which
@@ -149,22 +184,32 @@ impl Attachment {
         Ok(me)
     }
 
-    /// The sandbox's nftables chains, with forwarding on (remembering the host's setting).
+    /// The sandbox's nftables chains, with forwarding on (remembering the host's setting;
+    /// IPv6 forwarding only for a sandbox with IPv6).
     fn add_rules(&self) -> Result<(), SetupError> {
         let _global = global_lock()?;
         // Rules first: when nft cannot run, forwarding is never touched.
         nft::add(&self.plan, self.address)?;
-        forwarding_on()
+        for f in &FORWARDING {
+            if f.v6 && self.address6.is_none() {
+                continue;
+            }
+            forwarding_on(f)?;
+        }
+        Ok(())
     }
 
     /// The sandbox's /etc/hosts (its name at its address) and /etc/resolv.conf (the
     /// planned name servers), bound read-only over the root's.
     fn write_files(&self) -> Result<(), SetupError> {
         let p = &self.plan;
-        let hosts = format!(
+        let mut hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
             self.address, p.hostname
         );
+        if let Some(a6) = self.address6 {
+            hosts.push_str(&format!("{a6}\t{}\n", p.hostname));
+        }
         let resolv: String = p
             .dns
             .value
@@ -210,7 +255,7 @@ impl Attachment {
             .index(&def.bridge)
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .ok_or_else(|| SetupError::other(&step, "the bridge vanished as it was made"))?;
-        nl.add_address(index, def.gateway, def.subnet.prefix)
+        nl.add_address(index, IpAddr::V4(def.gateway), def.subnet.prefix)
             .map_err(|e| {
                 refused(
                     &step,
@@ -221,6 +266,19 @@ impl Attachment {
                     e,
                 )
             })?;
+        if let Some(v6) = &def.ipv6 {
+            nl.add_address(index, IpAddr::V6(v6.gateway), v6.subnet.prefix)
+                .map_err(|e| {
+                    refused(
+                        &step,
+                        format!(
+                            "RTM_NEWADDR {}/{} dev {} nodad",
+                            v6.gateway, v6.subnet.prefix, def.bridge
+                        ),
+                        e,
+                    )
+                })?;
+        }
         // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
         // the setting is the bridge's and goes with it.
         sysctl(
@@ -291,6 +349,9 @@ impl Attachment {
         let _ = fs::remove_file(&self.plan.hosts_file);
         let _ = fs::remove_file(&self.plan.resolv_file);
         let _ = fs::remove_file(&self.lease);
+        if let Some(l) = &self.lease6 {
+            let _ = fs::remove_file(l);
+        }
         sweep(&dir.join("leases"));
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
         removed.and(rules).and(bridge)
@@ -318,7 +379,10 @@ fn sweep(leases: &Path) {
             if let (Some(veth), Some(dir)) = (w.next(), leases.parent()) {
                 let _ = fs::remove_file(dir.join(format!("{veth}.hosts")));
                 let _ = fs::remove_file(dir.join(format!("{veth}.resolv.conf")));
-                stale.push(veth.to_owned());
+                // Its IPv4 and IPv6 leases both name it.
+                if !stale.iter().any(|s| s == veth) {
+                    stale.push(veth.to_owned());
+                }
             }
             let _ = fs::remove_file(e.path());
         }
@@ -350,7 +414,45 @@ fn lock_file(path: &Path, step: &str) -> Result<Flock<File>, SetupError> {
         .map_err(|(_, e)| SetupError::sys(step, format!("flock({}, LOCK_EX)", path.display()), e))
 }
 
-const IP_FORWARD: &str = "net/ipv4/ip_forward";
+/// A forwarding sysctl stockade turns on while a sandbox routes through the host, and the
+/// file below RUN_DIR where the host's value is kept until the last sandbox is gone.
+struct Forwarding {
+    sysctl: &'static str,
+    saved: &'static str,
+    what: &'static str,
+    v6: bool,
+}
+
+/// IPv4 for every bridge sandbox; IPv6 for those with an IPv6 address. IPv6's is the `all`
+/// setting, which the kernel copies to every interface; with it on, the host ignores
+/// router advertisements on interfaces with accept_ra=1 (as with Docker's IPv6).
+const FORWARDING: [Forwarding; 2] = [
+    Forwarding {
+        sysctl: "net/ipv4/ip_forward",
+        saved: "ip_forward.saved",
+        what: "IPv4 forwarding",
+        v6: false,
+    },
+    Forwarding {
+        sysctl: "net/ipv6/conf/all/forwarding",
+        saved: "ipv6_forwarding.saved",
+        what: "IPv6 forwarding",
+        v6: true,
+    },
+];
+
+/// Creates a lease file naming its holder ("PID START_TIME VETH"); fails when it exists.
+fn write_lease(path: &Path, holder: &str) -> Result<(), SetupError> {
+    let step = "lease the address";
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
+    writeln!(f, "{holder}")
+        .map_err(|e| SetupError::other(step, format!("write({}): {e}", path.display())))
+}
 
 /// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given, through a detached
 /// proc mount of stockade's own: the host's /proc/sys may be read-only (a container), and a
@@ -369,25 +471,20 @@ fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupEr
     Ok(old.trim().to_owned())
 }
 
-/// Where the host's ip_forward is kept while stockade has it on.
-fn saved_forwarding() -> PathBuf {
-    Path::new(crate::plan::RUN_DIR).join("ip_forward.saved")
-}
-
 /// Routing between the bridge and the host's other interfaces (NAT, published ports) needs
-/// net.ipv4.ip_forward; the host's value is kept to be restored with the last sandbox.
-fn forwarding_on() -> Result<(), SetupError> {
-    let step = "turn on IPv4 forwarding";
-    let now = sysctl(step, IP_FORWARD, None)?;
+/// forwarding on; the host's value is kept to be restored with the last sandbox.
+fn forwarding_on(f: &Forwarding) -> Result<(), SetupError> {
+    let step = format!("turn on {}", f.what);
+    let now = sysctl(&step, f.sysctl, None)?;
     if now == "1" {
         return Ok(());
     }
-    let saved = saved_forwarding();
+    let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
     if !saved.exists() {
         fs::write(&saved, &now)
-            .map_err(|e| SetupError::other(step, format!("{}: {e}", saved.display())))?;
+            .map_err(|e| SetupError::other(&step, format!("{}: {e}", saved.display())))?;
     }
-    sysctl(step, IP_FORWARD, Some("1")).map(drop)
+    sysctl(&step, f.sysctl, Some("1")).map(drop)
 }
 
 /// Removes the rules of these sandboxes; with the table gone, the host's forwarding
@@ -401,11 +498,16 @@ fn remove_rules(veths: &[String]) -> Result<(), SetupError> {
     for v in veths {
         table_gone = nft::remove(v)?;
     }
-    let saved = saved_forwarding();
-    if table_gone && saved.exists() {
-        let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
-        sysctl("restore IPv4 forwarding", IP_FORWARD, Some(old.trim()))?;
-        let _ = fs::remove_file(&saved);
+    if !table_gone {
+        return Ok(());
+    }
+    for f in &FORWARDING {
+        let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
+        if saved.exists() {
+            let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
+            sysctl(&format!("restore {}", f.what), f.sysctl, Some(old.trim()))?;
+            let _ = fs::remove_file(&saved);
+        }
     }
     Ok(())
 }
@@ -464,8 +566,12 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
 }
 
 /// Inside the sandbox's network namespace (init, with CAP_NET_ADMIN over it): eth0 gets its
-/// address and is brought up, and the default route goes via the gateway.
-pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), SetupError> {
+/// addresses and is brought up, and the default routes go via the gateways.
+pub fn configure_inside(
+    plan: &NetworkPlan,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+) -> Result<(), SetupError> {
     let def = &plan.def;
     let step = "configure eth0";
     let mut nl = netlink::Rtnl::open()
@@ -474,7 +580,7 @@ pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), Set
         .index(INNER)
         .map_err(|e| refused(step, format!("RTM_GETLINK {INNER}"), e))?
         .ok_or_else(|| SetupError::other(step, "eth0 did not arrive in the sandbox"))?;
-    nl.add_address(index, address, def.subnet.prefix)
+    nl.add_address(index, IpAddr::V4(address), def.subnet.prefix)
         .map_err(|e| {
             refused(
                 step,
@@ -482,8 +588,29 @@ pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), Set
                 e,
             )
         })?;
+    let v6 = def.ipv6.zip(address6);
+    if let Some((v6, a6)) = v6 {
+        nl.add_address(index, IpAddr::V6(a6), v6.subnet.prefix)
+            .map_err(|e| {
+                refused(
+                    step,
+                    format!("RTM_NEWADDR {a6}/{} dev {INNER} nodad", v6.subnet.prefix),
+                    e,
+                )
+            })?;
+    }
     nl.set_up(index)
         .map_err(|e| refused(step, format!("RTM_SETLINK {INNER} up"), e))?;
-    nl.add_default_route(def.gateway)
-        .map_err(|e| refused(step, format!("RTM_NEWROUTE default via {}", def.gateway), e))
+    nl.add_default_route(IpAddr::V4(def.gateway))
+        .map_err(|e| refused(step, format!("RTM_NEWROUTE default via {}", def.gateway), e))?;
+    if let Some((v6, _)) = v6 {
+        nl.add_default_route(IpAddr::V6(v6.gateway)).map_err(|e| {
+            refused(
+                step,
+                format!("RTM_NEWROUTE default via {} dev {INNER}", v6.gateway),
+                e,
+            )
+        })?;
+    }
+    Ok(())
 }

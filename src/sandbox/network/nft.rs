@@ -111,8 +111,14 @@ pub fn add(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), SetupError> {
             json!({"fib": {"result": "type", "flags": ["daddr"]}}),
             json!("local"),
         )];
-        if let Some(h) = p.host_ip {
-            matches.push(m("==", ip("daddr"), json!(h.to_string())));
+        match p.host_ip {
+            // IPv6 host addresses: their rules come with the IPv6 part of the table.
+            Some(std::net::IpAddr::V6(_)) => continue,
+            // 0.0.0.0: every IPv4 address of the host.
+            Some(h) if !h.is_unspecified() => {
+                matches.push(m("==", ip("daddr"), json!(h.to_string())))
+            }
+            _ => {}
         }
         matches.push(m(
             "==",
