@@ -1,7 +1,7 @@
 //! Bridge networks, in the bed's own network namespace (tests/systemd/bed.sh gives it one):
-//! every address a test talks to is inside it (the sandboxes, the bridge's gateway). Each
-//! test compares the bed's links, addresses and routes, and stockade's network state, before
-//! and after.
+//! every address a test talks to is inside it (the sandboxes, the bridge's gateways, IPv4
+//! and IPv6). Each test compares the bed's links, addresses and routes of both families, and
+//! stockade's network state, before and after.
 
 use super::{bed, stockade};
 use crate::common::{out, text};
@@ -23,8 +23,34 @@ fn net_snapshot() -> Vec<String> {
         out("ip -j link show"),
         out("ip -j addr show"),
         out("ip -j route show"),
+        out("ip -6 -j route show"),
         out("find /run/stockade/networks -mindepth 1 2>/dev/null || true"),
     ]
+}
+
+/// A network with IPv6 beside IPv4, defined in /etc/stockade/networks for the test's
+/// length; removed on drop.
+struct Net6 {
+    path: String,
+}
+
+impl Net6 {
+    fn define(name: &str, subnet: &str, subnet6: &str) -> Net6 {
+        std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+        let path = format!("/etc/stockade/networks/{name}.toml");
+        std::fs::write(
+            &path,
+            format!("subnet = \"{subnet}\"\nsubnet6 = \"{subnet6}\"\n"),
+        )
+        .unwrap();
+        Net6 { path }
+    }
+}
+
+impl Drop for Net6 {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn write_profile(name: &str, body: &str) -> String {
@@ -112,7 +138,120 @@ fn full_snapshot() -> Vec<String> {
     let mut s = net_snapshot();
     s.push(out("nft -j list ruleset"));
     s.push(out("cat /proc/sys/net/ipv4/ip_forward"));
+    s.push(out("cat /proc/sys/net/ipv6/conf/all/forwarding"));
     s
+}
+
+#[test]
+fn an_ipv6_network_gives_eth0_its_address_and_the_sandbox_reaches_gateway6() {
+    bed();
+    let _one = serial();
+    // The bed's namespace has IPv6 (else nothing below would mean anything).
+    assert_eq!(out("cat /proc/sys/net/ipv6/conf/all/disable_ipv6"), "0");
+    let _net = Net6::define("v6", "10.92.0.0/24", "fd89::/64");
+    let before = full_snapshot();
+    // Listening on the bed's IPv6 addresses only: the sandbox reaches it at gateway6.
+    let listener = TcpListener::bind("[::]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = write_profile(
+        "gateway6",
+        &format!(
+            r#"[exec]
+command = ["/bin/bash", "-c", "ip -6 -o addr show dev eth0 scope global; ip -6 route show default; cat /etc/hosts; echo hello6 >/dev/tcp/fd89::1/{port}"]
+[network]
+mode = "bridge"
+network = "v6"
+dns = ["fd89::53"]
+"#
+        ),
+    );
+    let t = Instant::now();
+    let run = std::thread::spawn(move || stockade(&["run", &path]).output().unwrap());
+    let got = accept_one(&listener, Duration::from_secs(20));
+    let o = run.join().unwrap();
+    let took = t.elapsed();
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    let (peer, said) = got.expect("the sandbox did not reach gateway6 over IPv6");
+    assert_eq!(said.trim(), "hello6");
+    // The first address of the subnet6 after the gateway's, on eth0 with no duplicate
+    // address detection pending (it is usable at once, never "tentative").
+    assert_eq!(peer.ip().to_string(), "fd89::2", "{stdout}");
+    assert!(
+        stdout.contains("inet6 fd89::2/64 scope global nodad"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("tentative"), "{stdout}");
+    assert!(stdout.contains("default via fd89::1 dev eth0"), "{stdout}");
+    assert!(stdout.contains("fd89::2\tgateway6\n"), "{stdout}");
+    // Without DAD the whole run takes no DAD second (under load it may still be slow).
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "the bridge, its IPv6 address, a route, a lease or IPv6 forwarding was left behind"
+    );
+}
+
+#[test]
+fn bad_ipv6_network_values_are_refused_naming_file_line_and_key_and_leave_nothing() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/bad6.toml",
+        "subnet = \"10.93.0.0/24\"\nsubnet6 = \"fd89::1/64\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/good6.toml",
+        "subnet = \"10.93.0.0/24\"\nsubnet6 = \"fd89::/64\"\n",
+    )
+    .unwrap();
+    let run = |name: &str, extra: &str| {
+        let path = write_profile(
+            name,
+            &format!("[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\n{extra}"),
+        );
+        let o = stockade(&["run", &path]).output().unwrap();
+        (o.status.code(), text(&o.stderr), path)
+    };
+    let malformed = run("bad6", "network = \"bad6\"\n");
+    let outside = run("outside6", "network = \"good6\"\naddress6 = \"fd90::5\"\n");
+    let without = run("without6", "address6 = \"fd89::5\"\n");
+    let _ = std::fs::remove_file("/etc/stockade/networks/bad6.toml");
+    let _ = std::fs::remove_file("/etc/stockade/networks/good6.toml");
+    let (code, err, _) = &malformed;
+    assert_ne!(*code, Some(0), "{err}");
+    assert!(
+        err.contains(
+            "/etc/stockade/networks/bad6.toml:2:11: subnet6: `fd89::1/64` has host bits set"
+        ),
+        "{err}"
+    );
+    let (code, err, path) = &outside;
+    assert_ne!(*code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{path}:6:12: network.address6: fd90::5 is outside the subnet6 fd89::/64"
+        )),
+        "{err}"
+    );
+    let (code, err, path) = &without;
+    assert_ne!(*code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{path}:5:12: network.address6: network `default` has no IPv6 (no subnet6)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "a refused profile left something behind"
+    );
 }
 
 const REDIS: &str = r#"include = ["include/base.toml"]
@@ -339,12 +478,14 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
 fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
     bed();
     let _one = serial();
+    // On a network with IPv6: each also leases an IPv6 address under the same lock.
+    let _net = Net6::define("twenty", "10.94.0.0/24", "fd94::/64");
     let before = full_snapshot();
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let path = write_profile(
         "twenty",
-        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"for i in 1 2 3 4 5; do a=$(ip -4 -o addr show dev eth0) && [ -n \\\"$a\\\" ] && break; sleep 0.2; done; echo \\\"$a\\\" >/dev/tcp/10.89.0.1/{port}; sleep 1\"]\n[network]\nmode = \"bridge\"\n"),
+        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"for i in 1 2 3 4 5; do a=$(ip -o addr show dev eth0 scope global) && [ -n \\\"$a\\\" ] && break; sleep 0.2; done; echo \\\"$a\\\" >/dev/tcp/10.94.0.1/{port}; sleep 1\"]\n[network]\nmode = \"bridge\"\nnetwork = \"twenty\"\n"),
     );
     let children: Vec<_> = (0..20)
         .map(|i| {
@@ -374,9 +515,21 @@ fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
         20,
         "distinct addresses that reached the gateway: {seen:?}"
     );
+    let mut v6 = std::collections::BTreeSet::new();
     for (ip, said) in &seen {
         assert!(said.contains(&format!("inet {ip}/24")), "{ip} said {said}");
+        let a6 = said
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{ip} has no IPv6 address: {said}"));
+        assert!(
+            a6.starts_with("fd94::") && a6.ends_with("/64"),
+            "{ip}: {a6}"
+        );
+        v6.insert(a6.to_owned());
     }
+    assert_eq!(v6.len(), 20, "distinct IPv6 addresses: {v6:?}");
     let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
     assert!(clean, "left behind: {:?}", full_snapshot());
 }
