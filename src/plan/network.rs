@@ -270,6 +270,14 @@ pub(crate) fn plan(
             let Ok(pb) = parse_publish(spec) else {
                 continue;
             };
+            if pb.host_ip == Some(IpAddr::V6(Ipv6Addr::LOCALHOST)) {
+                // IPv6 has no route_localnet: see sandbox/network/nft.rs.
+                b.err(
+                    list,
+                    "network.publish",
+                    format!("`{spec}`: ::1 cannot be published: the kernel drops IPv6 packets from or to ::1 on any interface but lo, so replies to a DNAT from ::1 never arrive; publish on 127.0.0.1, on another IPv6 address of the host, or without a host address"),
+                );
+            }
             if pb.host_ip.is_some_and(|h| h.is_ipv6()) && !with_v6 {
                 b.err(
                     list,

@@ -1528,7 +1528,7 @@ fn a_network_with_subnet6_gives_the_plan_ipv6_with_its_decisions_cited() {
     let f = net_fixture();
     let p = f
         .plan(
-            &format!("{BRIDGE}network = \"v6\"\naddress6 = \"fd89::10\"\npublish = [\"8081:80\", \"[::1]:8443:443\"]\ndns = [\"2001:db8::53\"]\n"),
+            &format!("{BRIDGE}network = \"v6\"\naddress6 = \"fd89::10\"\npublish = [\"8081:80\", \"[fd00::1]:8443:443\"]\ndns = [\"2001:db8::53\"]\n"),
             &[],
         )
         .unwrap();
@@ -1546,7 +1546,7 @@ fn a_network_with_subnet6_gives_the_plan_ipv6_with_its_decisions_cited() {
             .iter()
             .map(|p| p.value.to_string())
             .collect::<Vec<_>>(),
-        ["8081:80/tcp", "[::1]:8443:443/tcp"]
+        ["8081:80/tcp", "[fd00::1]:8443:443/tcp"]
     );
     assert_eq!(
         n.dns.value,
@@ -1572,8 +1572,12 @@ fn bad_ipv6_values_are_refused_with_file_line_and_key() {
         ("address6 = \"fd89::1\"\n", ":6:12: network.address6: fd89::1 is the IPv6 gateway"),
         ("address6 = \"fd89::\"\n", "subnet-router anycast address"),
         (
-            "publish = [\"[::1]:8082:80\"]\n",
-            ":6:11: network.publish: `[::1]:8082:80`: host port 8082/tcp is already bound on the host (by a socket on ::1)",
+            "publish = [\"[::]:8082:80\"]\n",
+            ":6:11: network.publish: `[::]:8082:80`: host port 8082/tcp is already bound on the host (by a socket on ::1)",
+        ),
+        (
+            "publish = [\"[::1]:8443:443\"]\n",
+            ":6:11: network.publish: `[::1]:8443:443`: ::1 cannot be published",
         ),
         // No host address: both families, so the IPv6 socket is in the way too.
         ("publish = [\"8082:80\"]\n", "host port 8082/tcp is already bound"),
@@ -1587,7 +1591,10 @@ fn bad_ipv6_values_are_refused_with_file_line_and_key() {
         .plan(&format!("{BRIDGE}publish = [\"8082:80\"]\n"), &[])
         .is_ok());
     assert!(f
-        .plan(&format!("{BRIDGE}{v6}publish = [\"[::1]:8080:80\"]\n"), &[])
+        .plan(
+            &format!("{BRIDGE}{v6}publish = [\"[fd00::1]:8080:80\"]\n"),
+            &[]
+        )
         .is_ok());
     // On the IPv4-only default network, nothing of IPv6 is accepted.
     for (extra, want) in [

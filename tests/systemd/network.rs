@@ -349,6 +349,78 @@ fn a_published_redis_answers_the_host_and_its_network_but_not_another_network() 
 }
 
 #[test]
+fn a_published_redis_answers_over_ipv6_from_the_host_and_its_network() {
+    bed();
+    let _one = serial();
+    let _net = Net6::define("pub6", "10.96.0.0/24", "fd96::/64");
+    let _other = Net6::define("pub6b", "10.97.0.0/24", "fd97::/64");
+    let before = full_snapshot();
+    let path = "/etc/stockade/profiles/redis-bridge6.toml";
+    // No host address: both families; and one port on the bridge's IPv6 address only.
+    std::fs::write(
+        path,
+        format!("{}network = \"pub6\"\naddress6 = \"fd96::50\"\npublish = [\"16579:6379\", \"[fd96::1]:16580:6379\"]\n", REDIS.replace("\"0.0.0.0\"", "\"0.0.0.0 ::\"")),
+    )
+    .unwrap();
+    let redis = stockade(&["run", path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The host's own IPv6 address (the bridge's fd96::1 is one): DNAT in the output hook.
+    let ping = |to: &str, port: u16| out(&format!("timeout 2 redis-cli -h {to} -p {port} ping"));
+    let answered =
+        crate::common::wait_until(Duration::from_secs(15), || ping("fd96::1", 16579) == "PONG");
+    let at = ping("fd96::1", 16580);
+    // IPv4 still answers on the port without host address.
+    let v4 = ping("10.96.0.1", 16579);
+    // A sandbox of the network reaches it at its own address and through the published port.
+    let same = client(
+        "same-net6",
+        "pub6",
+        "timeout 5 redis-cli -h fd96::50 ping; timeout 5 redis-cli -h fd96::1 -p 16579 ping",
+    );
+    // A sandbox on another IPv6 network does not reach its address (only published ports).
+    let t = Instant::now();
+    let other = client(
+        "other-net6",
+        "pub6b",
+        "timeout 2 redis-cli -h fd96::50 ping",
+    );
+    let other_took = t.elapsed();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(redis.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = redis.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(path);
+    assert!(
+        !other.1.contains("PONG") && other_took < Duration::from_secs(5),
+        "a sandbox on another network reached redis over IPv6 ({other_took:?}): {}",
+        other.1
+    );
+    assert!(
+        answered,
+        "redis-cli -h fd96::1 -p 16579 ping from the host got no PONG: {}",
+        text(&o.stderr)
+    );
+    assert_eq!(at, "PONG", "the port published on [fd96::1]");
+    assert_eq!(v4, "PONG", "the same port over IPv4");
+    assert_eq!(
+        same.1.matches("PONG").count(),
+        2,
+        "a sandbox on the same network: {}",
+        same.1
+    );
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "links, addresses, routes, rules or sysctls were left behind"
+    );
+}
+
+#[test]
 fn after_sigkill_of_stockade_cleanup_removes_the_lease_rules_and_bridge() {
     bed();
     let _one = serial();
@@ -360,7 +432,7 @@ fn after_sigkill_of_stockade_cleanup_removes_the_lease_rules_and_bridge() {
     let mut child = stockade(&["run", &path]).spawn().unwrap();
     let started = crate::common::wait_until(Duration::from_secs(10), || {
         !out("ls /run/stockade/networks/default/leases 2>/dev/null").is_empty()
-            && out("nft list table ip stockade 2>/dev/null").contains("dnat")
+            && out("nft list table inet stockade 2>/dev/null").contains("dnat")
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -398,6 +470,10 @@ impl Outside {
             "ip -n stk-outside link set stko1 up",
             "ip -n stk-outside link set lo up",
             "ip route add default via 198.18.0.2",
+            // And over IPv6: [fd99::2]:7777, no route back to any sandbox subnet6 either.
+            "ip addr add fd99::1/64 dev stko0 nodad",
+            "ip -n stk-outside addr add fd99::2/64 dev stko1 nodad",
+            "ip -6 route add default via fd99::2",
         ] {
             let o = crate::common::sh(cmd);
             assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
@@ -415,7 +491,7 @@ impl Outside {
             ])
             .args([
                 "--bind",
-                "198.18.0.2",
+                "198.18.0.2 fd99::2",
                 "--protected-mode",
                 "no",
                 "--save",
@@ -428,6 +504,7 @@ impl Outside {
             .unwrap();
         let up = crate::common::wait_until(Duration::from_secs(10), || {
             out("timeout 2 redis-cli -h 198.18.0.2 -p 7777 ping") == "PONG"
+                && out("timeout 2 redis-cli -h fd99::2 -p 7777 ping") == "PONG"
         });
         assert!(up, "the outside server did not start");
         Outside { server }
@@ -439,7 +516,7 @@ impl Drop for Outside {
         let _ = self.server.kill();
         let _ = self.server.wait();
         crate::common::sh(
-            "ip route del default via 198.18.0.2; ip link del stko0; ip netns del stk-outside",
+            "ip route del default via 198.18.0.2; ip -6 route del default via fd99::2; ip link del stko0; ip netns del stk-outside",
         );
     }
 }
@@ -449,24 +526,33 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
     bed();
     let _one = serial();
     let outside = Outside::start();
+    let _net = Net6::define("out6", "10.95.0.0/24", "fd95::/64");
     let before = full_snapshot();
-    let ping = "timeout 3 redis-cli -h 198.18.0.2 -p 7777 ping";
-    let run = |name: &str, outbound: bool| {
+    let run = |name: &str, network: &str, server: &str, outbound: bool| {
+        let ping = format!("timeout 3 redis-cli -h {server} -p 7777 ping");
         let path = write_profile(
             name,
-            &format!("[exec]\ncommand = [\"/bin/sh\", \"-c\", {ping:?}]\n[network]\nmode = \"bridge\"\noutbound = {outbound}\n"),
+            &format!("[exec]\ncommand = [\"/bin/sh\", \"-c\", {ping:?}]\n[network]\nmode = \"bridge\"\nnetwork = \"{network}\"\noutbound = {outbound}\n"),
         );
         let o = stockade(&["run", &path]).output().unwrap();
         format!("{}{}", text(&o.stdout), text(&o.stderr))
     };
-    let with = run("outbound-on", true);
-    let without = run("outbound-off", false);
+    let with = run("outbound-on", "default", "198.18.0.2", true);
+    let without = run("outbound-off", "default", "198.18.0.2", false);
+    // Over IPv6, from a network with subnet6: masqueraded to the bed's fd99::1.
+    let with6 = run("outbound6-on", "out6", "fd99::2", true);
+    let without6 = run("outbound6-off", "out6", "fd99::2", false);
     let after = full_snapshot();
     drop(outside);
     assert!(with.contains("PONG"), "outbound = true: {with}");
     assert!(
         !without.contains("PONG"),
         "outbound = false reached the outside: {without}"
+    );
+    assert!(with6.contains("PONG"), "outbound = true over IPv6: {with6}");
+    assert!(
+        !without6.contains("PONG"),
+        "outbound = false reached the outside over IPv6: {without6}"
     );
     assert_eq!(
         after, before,
@@ -610,5 +696,78 @@ fn nft_missing_is_a_clear_error_and_leaves_nothing_behind() {
         full_snapshot(),
         before,
         "a failed setup left something behind"
+    );
+}
+
+/// Starts redis in a bridge sandbox on `network`, publishing 127.0.0.1:`port`:6379, and waits
+/// for its PONG; returns the stockade process.
+fn published_redis(name: &str, network: &str, port: u16) -> std::process::Child {
+    let path = format!("/etc/stockade/profiles/{name}.toml");
+    std::fs::write(
+        &path,
+        format!("{REDIS}network = \"{network}\"\npublish = [\"127.0.0.1:{port}:6379\"]\n"),
+    )
+    .unwrap();
+    let child = stockade(&["run", &path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = crate::common::wait_until(Duration::from_secs(15), || {
+        out(&format!("timeout 2 redis-cli -h 127.0.0.1 -p {port} ping")) == "PONG"
+    });
+    assert!(up, "redis on network `{network}` never answered on {port}");
+    child
+}
+
+fn stop(child: std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}", o.status);
+}
+
+#[test]
+fn stopping_one_of_two_networks_sandboxes_leaves_the_others_rules_and_port() {
+    bed();
+    let _one = serial();
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/second.toml",
+        "subnet = \"10.91.0.0/24\"\n",
+    )
+    .unwrap();
+    let before = full_snapshot();
+    let first = published_redis("redis-first", "default", 16491);
+    let second = published_redis("redis-second", "second", 16492);
+    let table = || out("nft list table inet stockade");
+    let both = table();
+    stop(first);
+    let after_one = table();
+    let ping = |port: u16| out(&format!("timeout 2 redis-cli -h 127.0.0.1 -p {port} ping"));
+    let (first_ping, second_ping) = (ping(16491), ping(16492));
+    stop(second);
+    let _ = std::fs::remove_file("/etc/stockade/networks/second.toml");
+    assert!(both.contains("16491") && both.contains("16492"), "{both}");
+    assert_eq!(
+        second_ping, "PONG",
+        "the second network's port stopped answering"
+    );
+    assert_ne!(first_ping, "PONG", "the first sandbox's port still answers");
+    // Only the second sandbox's rules are left: its port, its address, its three chains.
+    assert!(!after_one.contains("16491"), "{after_one}");
+    assert!(!after_one.contains("10.89.0."), "{after_one}");
+    assert!(
+        after_one.contains("dnat ip to 10.91.0.2:6379"),
+        "{after_one}"
+    );
+    assert_eq!(after_one.matches("\tchain vstk").count(), 3, "{after_one}");
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "links, addresses, routes, rules or sysctls were left behind"
     );
 }

@@ -7,8 +7,10 @@
 //! Locking: one flock(2) on the network's `lock` file serialises every change to its leases
 //! and its bridge, so sandboxes started at once get distinct addresses and a bridge is never
 //! removed while another sandbox is joining it. A lease is a file named after the address
-//! in `leases/` (one per family, both taken under one hold of the lock, both naming the
-//! supervisor and the veth); `bridge-created` marks a bridge stockade made (and may remove).
+//! in `leases/` (one per family, both taken under one hold of the lock, both with the same
+//! words: the supervisor, the veth, the IPv6 address, the published ports; a sweep rebuilds
+//! the sandbox's nftables entry from the IPv4 one); `bridge-created` marks a bridge stockade
+//! made (and may remove).
 
 mod netlink;
 mod nft;
@@ -76,6 +78,10 @@ pub struct Attachment {
     pub address6: Option<Ipv6Addr>,
     lease: PathBuf,
     lease6: Option<PathBuf>,
+    /// What it has (or will have) in stockade's nftables table.
+    entry: nft::Entry,
+    /// Whether its rules went in: a start whose transaction was refused has none to remove.
+    rules: bool,
     /// The process that made it: a cloned child holding a copy never gives it back.
     owner: u32,
 }
@@ -148,17 +154,19 @@ impl Attachment {
                     })?,
             ),
         };
+        let entry = nft::Entry::of(plan, address, address6);
+        // The lease names what a sweep after SIGKILL must remove: see sweep().
         let me = crate::host::Host::current().proc_id(std::process::id());
         let holder = me.map_or(String::new(), |p| {
-            format!("{} {} {}", p.pid, p.start_time, plan.veth)
+            format!("{} {} {}", p.pid, p.start_time, entry.lease_words())
         });
         let lease = leases.join(address.to_string());
-        write_lease(&lease, &holder)?;
+        write_lease(&lease, &holder, "lease the address")?;
         let lease6 = match address6 {
             None => None,
             Some(a6) => {
                 let path = leases.join(a6.to_string());
-                if let Err(e) = write_lease(&path, &holder) {
+                if let Err(e) = write_lease(&path, &holder, "lease the IPv6 address") {
                     // Nothing holds the IPv4 lease yet: give it back here.
                     let _ = fs::remove_file(&lease);
                     return Err(e);
@@ -166,30 +174,36 @@ impl Attachment {
                 Some(path)
             }
         };
-        let me = Attachment {
+        let mut me = Attachment {
             plan: plan.clone(),
             address,
             address6,
             lease,
             lease6,
+            entry,
+            rules: false,
             owner: std::process::id(),
         };
         // From here on, dropping `me` gives the lease back (and a bridge made below), which
-        // takes the lock again: it is released first.
-        let made = me.ensure_bridge();
+        // takes the locks again: they are released first.
+        let done = me.set_up_host();
         drop(held);
-        made?;
-        me.add_rules()?;
+        done?;
         me.write_files()?;
         Ok(me)
     }
 
-    /// The sandbox's nftables chains, with forwarding on (remembering the host's setting;
-    /// IPv6 forwarding only for a sandbox with IPv6).
-    fn add_rules(&self) -> Result<(), SetupError> {
+    /// The bridge (when missing) and the sandbox's nftables rules, with forwarding on
+    /// (remembering the host's setting; IPv6 forwarding only for a sandbox with IPv6). nft runs while the bridge is made: its exit waits
+    /// for a grace period (see nft::Pending), which the bridge's setup overlaps.
+    fn set_up_host(&mut self) -> Result<(), SetupError> {
         let _global = global_lock()?;
-        // Rules first: when nft cannot run, forwarding is never touched.
-        nft::add(&self.plan, self.address)?;
+        // Rules first: when nft cannot run, neither the bridge nor forwarding is touched.
+        let rules = nft::add(&self.plan, &self.entry)?;
+        let made = self.ensure_bridge();
+        let added = rules.wait();
+        self.rules = added.is_ok();
+        made.and(added)?;
         for f in &FORWARDING {
             if f.v6 && self.address6.is_none() {
                 continue;
@@ -281,13 +295,13 @@ impl Attachment {
         }
         // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
         // the setting is the bridge's and goes with it.
-        sysctl(
-            &step,
-            &format!("net/ipv4/conf/{}/route_localnet", def.bridge),
-            Some("1"),
-        )?;
-        nl.set_up(index)
-            .map_err(|e| refused(&step, format!("RTM_SETLINK {} up", def.bridge), e))
+        nl.set_up_route_localnet(index).map_err(|e| {
+            refused(
+                &step,
+                format!("RTM_SETLINK {} up route_localnet 1", def.bridge),
+                e,
+            )
+        })
     }
 
     /// Creates the veth pair: the host end on the bridge and up, the other end born as
@@ -333,19 +347,20 @@ impl Drop for Attachment {
 
 impl Attachment {
     /// Removes the veth (the namespace would take it too, but only once the kernel has
-    /// torn the namespace down, later), gives the lease back; the last sandbox removes a
-    /// bridge stockade made and the network's state directory.
+    /// torn the namespace down, later), gives the lease back and removes the sandbox's
+    /// rules; the last sandbox of the network removes a bridge stockade made and the
+    /// network's state directory, the last of all networks stockade's table. The nft run
+    /// goes on while the bridge is removed: both wait for RCU grace periods, which overlap.
     fn release(&self) -> Result<(), SetupError> {
         let dir = &self.plan.state_dir;
         let step = format!("remove the veth {}", self.plan.veth);
+        let _lock = lock(dir)?;
         let removed = netlink::Rtnl::open()
             .and_then(|mut nl| match nl.index(&self.plan.veth)? {
                 Some(i) => nl.del_link(i),
                 None => Ok(()),
             })
             .map_err(|e| refused(&step, format!("RTM_DELLINK {}", self.plan.veth), e));
-        let rules = remove_rules(std::slice::from_ref(&self.plan.veth));
-        let _lock = lock(dir)?;
         let _ = fs::remove_file(&self.plan.hosts_file);
         let _ = fs::remove_file(&self.plan.resolv_file);
         let _ = fs::remove_file(&self.lease);
@@ -353,7 +368,24 @@ impl Attachment {
             let _ = fs::remove_file(l);
         }
         sweep(&dir.join("leases"));
+        let global = global_lock()?;
+        let mine: Vec<PathBuf> = std::iter::once(self.lease.clone())
+            .chain(self.lease6.clone())
+            .collect();
+        let last = !others_remain(&mine);
+        let rules = match self.rules {
+            true => nft::remove(std::slice::from_ref(&self.entry), last).map(Some),
+            false => Ok(None),
+        };
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
+        let rules = match rules {
+            Ok(Some(pending)) => pending.wait().and_then(|()| match last {
+                true => restore_forwarding(),
+                false => Ok(()),
+            }),
+            other => other.map(drop),
+        };
+        drop(global);
         removed.and(rules).and(bridge)
     }
 }
@@ -363,34 +395,66 @@ impl Attachment {
 fn sweep(leases: &Path) {
     let host = crate::host::Host::current();
     let mut stale = Vec::new();
+    let mut gone = Vec::new();
     for e in fs::read_dir(leases).into_iter().flatten().flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
         let mut w = text.split_whitespace();
-        let pid = w.next().and_then(|p| p.parse().ok());
-        let start = w.next().and_then(|s| s.parse().ok());
-        let alive = match (pid, start) {
-            (Some(pid), Some(start_time)) => {
-                host.is_running(crate::host::ProcId { pid, start_time })
-            }
-            // Being written right now by a start holding the lock cannot be: we hold it.
-            _ => false,
-        };
-        if !alive {
-            if let (Some(veth), Some(dir)) = (w.next(), leases.parent()) {
-                let _ = fs::remove_file(dir.join(format!("{veth}.hosts")));
-                let _ = fs::remove_file(dir.join(format!("{veth}.resolv.conf")));
-                // Its IPv4 and IPv6 leases both name it.
-                if !stale.iter().any(|s| s == veth) {
-                    stale.push(veth.to_owned());
-                }
-            }
-            let _ = fs::remove_file(e.path());
+        // Being written right now by a start holding the lock cannot be: we hold it.
+        if lease_alive(&host, &mut w) {
+            continue;
         }
+        // The IPv4 lease names the whole entry (its IPv6 address too); an IPv6 lease only
+        // goes with it.
+        let address = e
+            .file_name()
+            .to_str()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        if let (Some(entry), Some(dir)) = (
+            address.and_then(|a| nft::Entry::from_lease(a, w)),
+            leases.parent(),
+        ) {
+            let _ = fs::remove_file(dir.join(format!("{}.hosts", entry.veth)));
+            let _ = fs::remove_file(dir.join(format!("{}.resolv.conf", entry.veth)));
+            stale.push(entry);
+        }
+        gone.push(e.path());
     }
     // Its veth went with its namespace; its rules are still in the table.
-    if let Err(e) = remove_rules(&stale) {
+    if let Err(e) = remove_rules(&stale, &gone) {
         tracing::warn!("{e}");
     }
+    for g in gone {
+        let _ = fs::remove_file(g);
+    }
+}
+
+/// Whether the supervisor a lease names (its first two words: pid and start time) runs.
+fn lease_alive<'a>(host: &crate::host::Host, w: &mut impl Iterator<Item = &'a str>) -> bool {
+    let pid = w.next().and_then(|p| p.parse().ok());
+    let start = w.next().and_then(|s| s.parse().ok());
+    match (pid, start) {
+        (Some(pid), Some(start_time)) => host.is_running(crate::host::ProcId { pid, start_time }),
+        _ => false,
+    }
+}
+
+/// Whether a sandbox of any network, other than those whose leases are `leaving`, still
+/// runs: the leases decide, not the table (listing it costs an nft run). Called with the
+/// global lock held. A start that has not written its lease yet adds the table again after
+/// this, under the same lock, so deciding "last" without it is safe.
+fn others_remain(leaving: &[PathBuf]) -> bool {
+    let host = crate::host::Host::current();
+    let networks = fs::read_dir(crate::plan::network::NETWORKS_DIR).into_iter();
+    networks
+        .flatten()
+        .flatten()
+        .flat_map(|n| fs::read_dir(n.path().join("leases")).into_iter().flatten())
+        .flatten()
+        .filter(|l| !leaving.contains(&l.path()))
+        .any(|l| {
+            let text = fs::read_to_string(l.path()).unwrap_or_default();
+            lease_alive(&host, &mut text.split_whitespace())
+        })
 }
 
 /// Serialises changes to stockade's nftables table and to the forwarding sysctl, which
@@ -441,9 +505,8 @@ const FORWARDING: [Forwarding; 2] = [
     },
 ];
 
-/// Creates a lease file naming its holder ("PID START_TIME VETH"); fails when it exists.
-fn write_lease(path: &Path, holder: &str) -> Result<(), SetupError> {
-    let step = "lease the address";
+/// Creates a lease file naming its holder ("PID START_TIME WORDS..."); fails when it exists.
+fn write_lease(path: &Path, holder: &str, step: &str) -> Result<(), SetupError> {
     let mut f = OpenOptions::new()
         .create_new(true)
         .write(true)
@@ -454,20 +517,46 @@ fn write_lease(path: &Path, holder: &str) -> Result<(), SetupError> {
         .map_err(|e| SetupError::other(step, format!("write({}): {e}", path.display())))
 }
 
-/// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given, through a detached
-/// proc mount of stockade's own: the host's /proc/sys may be read-only (a container), and a
-/// network sysctl is the namespace's of the process that opens it.
+/// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given. A network sysctl
+/// is the namespace's of the process that opens it, whichever procfs it is reached through.
+/// Read, and written where the host's /proc/sys is writable, through the host's /proc;
+/// where it is read-only (a container, the systemd bed), written through a detached proc
+/// mount of stockade's own. Not that one first: closing a detached mount waits for an
+/// expedited RCU grace period (0.3 to 2.5 ms each on a shared two-core machine).
 fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupError> {
     use std::os::fd::AsRawFd;
+    let host = format!("/proc/sys/{name}");
+    let old =
+        fs::read_to_string(&host).map_err(|e| SetupError::other(step, format!("{host}: {e}")))?;
+    let Some(v) = value else {
+        return Ok(old.trim().to_owned());
+    };
+    let write = |path: &str| {
+        OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(v.as_bytes())
+    };
+    match write(&host) {
+        Ok(()) => return Ok(old.trim().to_owned()),
+        // Only a read-only or refused host file has another way; anything else is the
+        // kernel's answer to the value itself.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EROFS | libc::EACCES | libc::EPERM)
+            ) => {}
+        Err(e) => {
+            return Err(SetupError::other(
+                step,
+                format!("write({host}, {v:?}): {e}"),
+            ))
+        }
+    }
     let proc = super::mounts::new_mount(step, "proc", &[], 0)?;
     // Reached through its descriptor only, never attached anywhere.
     let path = format!("/proc/self/fd/{}/sys/{name}", proc.as_raw_fd());
-    let old = fs::read_to_string(&path)
-        .map_err(|e| SetupError::other(step, format!("/proc/sys/{name}: {e}")))?;
-    if let Some(v) = value {
-        fs::write(&path, v)
-            .map_err(|e| SetupError::other(step, format!("write(/proc/sys/{name}, {v:?}): {e}")))?;
-    }
+    write(&path).map_err(|e| SetupError::other(step, format!("write({host}, {v:?}): {e}")))?;
     Ok(old.trim().to_owned())
 }
 
@@ -487,20 +576,24 @@ fn forwarding_on(f: &Forwarding) -> Result<(), SetupError> {
     sysctl(&step, f.sysctl, Some("1")).map(drop)
 }
 
-/// Removes the rules of these sandboxes; with the table gone, the host's forwarding
-/// setting comes back.
-fn remove_rules(veths: &[String]) -> Result<(), SetupError> {
-    if veths.is_empty() {
+/// Removes the rules of these sandboxes, whose leases are `leaving`; after the last sandbox
+/// of all networks, the whole table, and the host's forwarding setting comes back.
+fn remove_rules(entries: &[nft::Entry], leaving: &[PathBuf]) -> Result<(), SetupError> {
+    if entries.is_empty() {
         return Ok(());
     }
     let _global = global_lock()?;
-    let mut table_gone = false;
-    for v in veths {
-        table_gone = nft::remove(v)?;
+    let last = !others_remain(leaving);
+    nft::remove(entries, last)?.wait()?;
+    match last {
+        true => restore_forwarding(),
+        false => Ok(()),
     }
-    if !table_gone {
-        return Ok(());
-    }
+}
+
+/// The host's forwarding setting as it was before the first sandbox, once the last is gone.
+/// Called with the global lock held.
+fn restore_forwarding() -> Result<(), SetupError> {
     for f in &FORWARDING {
         let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
         if saved.exists() {

@@ -9,7 +9,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -146,6 +147,24 @@ impl Rtnl {
         m.header.index = index;
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// Brings interface `index` up with IPv4's `route_localnet` on, in one request: the
+    /// setting through netlink rather than /proc/sys, which may be read-only (a container)
+    /// and otherwise costs a proc mount of stockade's own.
+    pub fn set_up_route_localnet(&mut self, index: u32) -> io::Result<()> {
+        let mut conf = InetDevConf::default();
+        conf.route_localnet = 1;
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConfRequest(conf),
+            ])]));
         self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)
             .map(drop)
     }
