@@ -13,7 +13,7 @@
 use super::{Builder, Decided, Invocation, Provenance};
 use crate::host::net::Bound;
 use crate::host::Needs;
-use crate::profile::networks::{parse_publish, NetworkDef, Publish};
+use crate::profile::networks::{parse_publish, NetworkDef, Proto, Publish};
 use crate::profile::schema::or;
 use crate::profile::values::NetMode;
 use crate::profile::Profile;
@@ -270,12 +270,13 @@ pub(crate) fn plan(
             let Ok(pb) = parse_publish(spec) else {
                 continue;
             };
-            if pb.host_ip == Some(IpAddr::V6(Ipv6Addr::LOCALHOST)) {
-                // IPv6 has no route_localnet: see sandbox/network/nft.rs.
+            if pb.host_ip == Some(IpAddr::V6(Ipv6Addr::LOCALHOST)) && pb.proto == Proto::Udp {
+                // IPv6 has no route_localnet, and the forwarder of [::1] is TCP's: see
+                // sandbox/network/forward.rs.
                 b.err(
                     list,
                     "network.publish",
-                    format!("`{spec}`: ::1 cannot be published: the kernel drops IPv6 packets from or to ::1 on any interface but lo, so replies to a DNAT from ::1 never arrive; publish on 127.0.0.1, on another IPv6 address of the host, or without a host address"),
+                    format!("`{spec}`: UDP cannot be published on ::1: the kernel drops IPv6 packets from or to ::1 on any interface but lo (no NAT of them), and stockade forwards only TCP there; publish on 127.0.0.1 or on another IPv6 address of the host"),
                 );
             }
             if pb.host_ip.is_some_and(|h| h.is_ipv6()) && !with_v6 {

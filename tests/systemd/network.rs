@@ -372,6 +372,8 @@ fn a_published_redis_answers_over_ipv6_from_the_host_and_its_network() {
     let answered =
         crate::common::wait_until(Duration::from_secs(15), || ping("fd96::1", 16579) == "PONG");
     let at = ping("fd96::1", 16580);
+    // [::1], which the kernel cannot NAT: the supervisor forwards it.
+    let loopback6 = ping("::1", 16579);
     // IPv4 still answers on the port without host address.
     let v4 = ping("10.96.0.1", 16579);
     // A sandbox of the network reaches it at its own address and through the published port.
@@ -406,6 +408,7 @@ fn a_published_redis_answers_over_ipv6_from_the_host_and_its_network() {
         text(&o.stderr)
     );
     assert_eq!(at, "PONG", "the port published on [fd96::1]");
+    assert_eq!(loopback6, "PONG", "the port without host address at [::1]");
     assert_eq!(v4, "PONG", "the same port over IPv4");
     assert_eq!(
         same.1.matches("PONG").count(),

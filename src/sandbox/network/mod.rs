@@ -12,6 +12,7 @@
 //! the sandbox's nftables entry from the IPv4 one); `bridge-created` marks a bridge stockade
 //! made (and may remove).
 
+mod forward;
 mod netlink;
 mod nft;
 
@@ -82,6 +83,9 @@ pub struct Attachment {
     entry: nft::Entry,
     /// Whether its rules went in: a start whose transaction was refused has none to remove.
     rules: bool,
+    /// Its published TCP ports on [::1], forwarded in user space (see forward.rs); set by
+    /// `attach`, after the last clone, since it runs threads.
+    forwarder: std::cell::OnceCell<forward::Forwarder>,
     /// The process that made it: a cloned child holding a copy never gives it back.
     owner: u32,
 }
@@ -182,6 +186,7 @@ impl Attachment {
             lease6,
             entry,
             rules: false,
+            forwarder: std::cell::OnceCell::new(),
             owner: std::process::id(),
         };
         // From here on, dropping `me` gives the lease back (and a bridge made below), which
@@ -330,7 +335,15 @@ impl Attachment {
                     ),
                     e,
                 )
-            })
+            })?;
+        // [::1] cannot be NATed: its published TCP ports are forwarded by the supervisor.
+        if let Some(a6) = self.address6 {
+            if self.entry.publish.iter().any(forward::covers_loopback) {
+                let f = forward::Forwarder::start(&self.entry.publish, a6)?;
+                let _ = self.forwarder.set(f);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -339,6 +352,8 @@ impl Drop for Attachment {
         if std::process::id() != self.owner {
             return;
         }
+        // The [::1] listeners first: no new connection while the rules go.
+        drop(self.forwarder.take());
         if let Err(e) = self.release() {
             tracing::warn!("{e}");
         }

@@ -41,7 +41,7 @@
 //! IPv6 address, hairpin and outbound masquerade, the same forward filter. IPv6 has no
 //! route_localnet: the kernel drops a packet to or from ::1 that arrives on any interface
 //! but `lo` (RFC 4291 2.5.3), so a reply to a DNAT from ::1 never reaches the client, and
-//! the plan refuses a publish on ::1 (see plan/network.rs).
+//! IPv6 DNAT rules leave ::1 alone: the supervisor forwards [::1] in user space (forward.rs).
 
 use super::super::error::SetupError;
 use crate::plan::NetworkPlan;
@@ -241,6 +241,8 @@ impl Entry {
                 Some(h) if h.is_unspecified() => {
                     (&mut any, json!({"concat": [proto, p.host_port]}))
                 }
+                // ::1: no element, forward.rs listens there.
+                Some(IpAddr::V6(h)) if h.is_loopback() => continue,
                 Some(h) => (
                     if h.is_ipv4() { &mut at4 } else { &mut at6 },
                     json!({"concat": [h.to_string(), proto, p.host_port]}),
@@ -434,8 +436,11 @@ fn sandbox_rules(plan: &NetworkPlan, e: &Entry) -> Vec<Value> {
     }
     for (f, addr_f, _) in &families {
         for p in &e.publish {
-            // A publish of one family (a host address, 0.0.0.0 or [::]) leaves the other.
-            if p.host_ip.is_some_and(|h| Family::of(h) != *f) {
+            // A publish of one family (a host address, 0.0.0.0 or [::]) leaves the other;
+            // one on ::1 is forward.rs's alone.
+            if p.host_ip
+                .is_some_and(|h| Family::of(h) != *f || h.is_loopback() && h.is_ipv6())
+            {
                 continue;
             }
             let proto = p.proto.to_string();
@@ -447,8 +452,11 @@ fn sandbox_rules(plan: &NetworkPlan, e: &Entry) -> Vec<Value> {
                     json!("local"),
                 ),
             ];
-            if let Some(h) = p.host_ip.filter(|h| !h.is_unspecified()) {
-                expr.push(m("==", addr(*f, "daddr"), json!(h.to_string())));
+            match p.host_ip.filter(|h| !h.is_unspecified()) {
+                Some(h) => expr.push(m("==", addr(*f, "daddr"), json!(h.to_string()))),
+                // Every address but ::1, whose replies could not come back (see above).
+                None if *f == Family::V6 => expr.push(m("!=", addr(*f, "daddr"), json!("::1"))),
+                None => {}
             }
             expr.push(m(
                 "==",
@@ -643,6 +651,7 @@ mod tests {
                 "[fd00::1]:5353:53/udp",
                 "0.0.0.0:8081:81",
                 "127.0.0.1:8082:82",
+                "[::1]:8083:83",
             ],
         );
         let line = format!("123 456 {}", e.lease_words());
@@ -680,6 +689,10 @@ mod tests {
                 "\"ip6\" \"fd89::5\":53",
             ]
         );
+        // ::1 is the forwarder's (forward.rs): no element of it, and the IPv6 DNAT of a port
+        // without host address leaves it out.
+        assert!(!added.iter().any(|o| o.contains("8083")), "{added:?}");
+        assert!(batch.to_string().contains(r#"{"match":{"left":{"payload":{"field":"daddr","protocol":"ip6"}},"op":"!=","right":"::1"}}"#));
         // Outbound IPv6 is masqueraded; the IPv6 forward filter keeps new connections out.
         let text = batch.to_string();
         assert!(text.contains(r#"{"match":{"left":{"payload":{"field":"saddr","protocol":"ip6"}},"op":"==","right":"fd89::5"}},{"match":{"left":{"meta":{"key":"oifname"}},"op":"!=","right":"stockade0"}},{"masquerade":null}"#), "{text}");
