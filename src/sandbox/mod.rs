@@ -204,7 +204,7 @@ pub fn run(
     }
     // Host-side effects, each undone when its guard drops.
     // The lease and the bridge come before the clone: init is born knowing its address.
-    let net = plan
+    let mut net = plan
         .network
         .as_ref()
         .map(network::Attachment::prepare)
@@ -308,6 +308,10 @@ pub fn run(
     // the service may exec: no service runs without its record.
     match sup.wait_for_ready() {
         Ok(true) => {
+            // The sandbox's nft run went on while it was built.
+            if let Some(n) = &mut net {
+                n.rules_in_place()?;
+            }
             recorder
                 .record(init.as_raw() as u32, cgroup_dir.as_deref())
                 .map_err(|e| SetupError::other("record the sandbox", e))?;

@@ -774,3 +774,32 @@ fn stopping_one_of_two_networks_sandboxes_leaves_the_others_rules_and_port() {
         "links, addresses, routes, rules or sysctls were left behind"
     );
 }
+
+#[test]
+fn a_host_port_another_sandbox_publishes_is_refused_and_the_first_keeps_it() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let first = published_redis("redis-holder", "default", 16493);
+    let path = write_profile(
+        "same-port",
+        "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\npublish = [\"127.0.0.1:16493:80\"]\n",
+    );
+    let o = stockade(&["run", &path]).output().unwrap();
+    let err = text(&o.stderr);
+    let still = out("timeout 2 redis-cli -h 127.0.0.1 -p 16493 ping");
+    let table = out("nft list table inet stockade");
+    stop(first);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("another running sandbox publishes the same host address, port and protocol"),
+        "{err}"
+    );
+    assert_eq!(still, "PONG", "the first sandbox lost its port");
+    assert_eq!(table.matches("\tchain vstk").count(), 3, "{table}");
+    assert_eq!(
+        full_snapshot(),
+        before,
+        "links, addresses, routes, rules or sysctls were left behind"
+    );
+}

@@ -86,6 +86,9 @@ pub struct Attachment {
     /// Its published TCP ports on [::1], forwarded in user space (see forward.rs); set by
     /// `attach`, after the last clone, since it runs threads.
     forwarder: std::cell::OnceCell<forward::Forwarder>,
+    /// The start's nft run, until [`Attachment::rules_in_place`] reads its answer, and the
+    /// global lock held for it meanwhile.
+    adding: Option<(nft::Pending, Flock<File>)>,
     /// The process that made it: a cloned child holding a copy never gives it back.
     owner: u32,
 }
@@ -187,6 +190,7 @@ impl Attachment {
             entry,
             rules: false,
             forwarder: std::cell::OnceCell::new(),
+            adding: None,
             owner: std::process::id(),
         };
         // From here on, dropping `me` gives the lease back (and a bridge made below), which
@@ -198,17 +202,28 @@ impl Attachment {
         Ok(me)
     }
 
-    /// The bridge (when missing) and the sandbox's nftables rules, with forwarding on
-    /// (remembering the host's setting; IPv6 forwarding only for a sandbox with IPv6). nft runs while the bridge is made: its exit waits
-    /// for a grace period (see nft::Pending), which the bridge's setup overlaps.
+    /// The bridge (when missing), and the sandbox's nftables rules started. nft runs on
+    /// while the bridge is made and the sandbox is built, under the global lock, until
+    /// [`Attachment::rules_in_place`]: its exit waits for an RCU grace period (see
+    /// nft::Pending), which that work overlaps.
     fn set_up_host(&mut self) -> Result<(), SetupError> {
-        let _global = global_lock()?;
+        let global = global_lock()?;
         // Rules first: when nft cannot run, neither the bridge nor forwarding is touched.
         let rules = nft::add(&self.plan, &self.entry)?;
-        let made = self.ensure_bridge();
-        let added = rules.wait();
-        self.rules = added.is_ok();
-        made.and(added)?;
+        self.adding = Some((rules, global));
+        self.ensure_bridge()
+    }
+
+    /// Waits for the start's rules and turns forwarding on (remembering the host's
+    /// setting). Called before the service may run: nothing of it is reachable, or reaches
+    /// out, before its rules are in place.
+    pub fn rules_in_place(&mut self) -> Result<(), SetupError> {
+        let Some((rules, _global)) = self.adding.take() else {
+            return Ok(());
+        };
+        rules.wait()?;
+        self.rules = true;
+        // IPv6 forwarding only for a sandbox with IPv6.
         for f in &FORWARDING {
             if f.v6 && self.address6.is_none() {
                 continue;
@@ -366,7 +381,14 @@ impl Attachment {
     /// rules; the last sandbox of the network removes a bridge stockade made and the
     /// network's state directory, the last of all networks stockade's table. The nft run
     /// goes on while the bridge is removed: both wait for RCU grace periods, which overlap.
-    fn release(&self) -> Result<(), SetupError> {
+    fn release(&mut self) -> Result<(), SetupError> {
+        // A start that failed before its rules were waited for: their answer decides what
+        // there is to remove. Its global lock goes before the network's lock is taken (the
+        // order every path takes them in is network, then global).
+        if let Some((rules, global)) = self.adding.take() {
+            self.rules = rules.wait().is_ok();
+            drop(global);
+        }
         let dir = &self.plan.state_dir;
         let step = format!("remove the veth {}", self.plan.veth);
         let _lock = lock(dir)?;
