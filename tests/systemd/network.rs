@@ -427,15 +427,21 @@ fn a_published_redis_answers_over_ipv6_from_the_host_and_its_network() {
 fn after_sigkill_of_stockade_cleanup_removes_the_lease_rules_and_bridge() {
     bed();
     let _one = serial();
+    // On a network with IPv6: both leases, the IPv6 rules and IPv6 forwarding go too.
+    let _net = Net6::define("killed6", "10.98.0.0/24", "fd98::/64");
     let before = full_snapshot();
     let path = write_profile(
         "killed",
-        "[exec]\ncommand = [\"/bin/sleep\", \"60\"]\n[network]\nmode = \"bridge\"\npublish = [\"16480:80\"]\n",
+        "[exec]\ncommand = [\"/bin/sleep\", \"60\"]\n[network]\nmode = \"bridge\"\nnetwork = \"killed6\"\npublish = [\"16480:80\"]\n",
     );
     let mut child = stockade(&["run", &path]).spawn().unwrap();
     let started = crate::common::wait_until(Duration::from_secs(10), || {
-        !out("ls /run/stockade/networks/default/leases 2>/dev/null").is_empty()
-            && out("nft list table inet stockade 2>/dev/null").contains("dnat")
+        out("ls /run/stockade/networks/killed6/leases 2>/dev/null")
+            .lines()
+            .count()
+            == 2
+            && out("nft list table inet stockade 2>/dev/null").contains("dnat ip6 to")
+            && out("cat /proc/sys/net/ipv6/conf/all/forwarding") == "1"
     });
     child.kill().unwrap();
     child.wait().unwrap();
