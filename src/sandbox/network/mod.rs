@@ -550,8 +550,11 @@ fn write_lease(path: &Path, holder: &str, step: &str) -> Result<(), SetupError> 
         .mode(0o600)
         .open(path)
         .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
-    writeln!(f, "{holder}")
-        .map_err(|e| SetupError::other(step, format!("write({}): {e}", path.display())))
+    writeln!(f, "{holder}").map_err(|e| {
+        // A lease nobody holds would keep its address taken until a sweep.
+        let _ = fs::remove_file(path);
+        SetupError::other(step, format!("write({}): {e}", path.display()))
+    })
 }
 
 /// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given. A network sysctl
