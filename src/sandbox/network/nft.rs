@@ -40,8 +40,10 @@
 //! IPv6 has the same rules with `ip6` payloads: DNAT of published ports to the sandbox's
 //! IPv6 address, hairpin and outbound masquerade, the same forward filter. IPv6 has no
 //! route_localnet: the kernel drops a packet to or from ::1 that arrives on any interface
-//! but `lo` (RFC 4291 2.5.3), so a reply to a DNAT from ::1 never reaches the client, and
-//! IPv6 DNAT rules leave ::1 alone: the supervisor forwards [::1] in user space (forward.rs).
+//! but `lo` (RFC 4291 2.5.3), so a reply to a DNAT from ::1 never reaches the client. The
+//! IPv6 DNAT rules leave ::1 alone, and the supervisor forwards [::1] in user space
+//! (forward.rs). One limit of the shared `publish` map: 0.0.0.0:P and [::]:P of two
+//! sandboxes are one key, so the second is refused although the families differ.
 
 use super::super::error::SetupError;
 use crate::plan::NetworkPlan;
