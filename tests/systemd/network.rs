@@ -459,3 +459,65 @@ fn nft_missing_is_a_clear_error_and_leaves_nothing_behind() {
         "a failed setup left something behind"
     );
 }
+
+#[test]
+fn ps_shows_the_leased_address_that_eth0_has() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The address is left to the lease: only the record can tell it.
+    let path = write_profile(
+        "leased",
+        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"ip -4 -o addr show dev eth0 >/dev/tcp/10.89.0.1/{port}; sleep 30\"]\n[network]\nmode = \"bridge\"\n"),
+    );
+    let mut child = stockade(&["run", &path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = accept_one(&listener, Duration::from_secs(20));
+    let table = out(&format!("{} ps", crate::common::BIN));
+    let json = out(&format!("{} ps --json", crate::common::BIN));
+    let metrics = out(&format!("{} metrics", crate::common::BIN));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let (peer, said) = got.expect("the sandbox did not report eth0");
+    let ip = peer.ip().to_string();
+    assert!(said.contains(&format!("inet {ip}/24")), "{said}");
+    let header = table.lines().next().unwrap_or_default();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("leased "))
+        .unwrap_or_else(|| panic!("no row for the sandbox: {table}"));
+    let col = header.find("ADDRESS").expect("an ADDRESS column");
+    assert!(
+        row[col..].starts_with(&format!("{ip} (default)")),
+        "{table}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let me = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "leased")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(me["network"]["address"], ip.as_str(), "{json}");
+    assert_eq!(me["network"]["network"], "default", "{json}");
+    assert_eq!(me["network"]["bridge"], "stockade0", "{json}");
+    assert!(
+        me["network"]["veth"].as_str().unwrap().starts_with("vstk"),
+        "{json}"
+    );
+    assert!(
+        metrics.contains(&format!("network=\"default\",address=\"{ip}\"")),
+        "{metrics}"
+    );
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    assert!(clean, "left behind: {:?}", full_snapshot());
+}
