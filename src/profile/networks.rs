@@ -6,10 +6,12 @@
 //! Also here: the `publish` syntax (`[HOST_IP:]HOST_PORT:PORT[/tcp|/udp]`) and IPv4 subnets.
 //! Nothing here looks at the host's interfaces or routes: the plan checks against those.
 
+use super::problem::{closest, At, Problem, Problems};
+use super::source::{with_file, FileId, Origin, SourceMap, Src};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// An IPv4 subnet, `ADDRESS/PREFIX`, with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,22 +174,54 @@ pub struct NetworkDef {
     pub path: Option<PathBuf>,
 }
 
-/// One network file's keys, each optional so drop-ins can set one.
+/// One network file's keys, each optional so drop-ins can set one; each value keeps where
+/// it was written, so a problem names `file:line:col: key`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
     /// Bridge interface name (default "stk-NAME", at most 15 characters).
-    bridge: Option<String>,
+    bridge: Option<Src<String>>,
     /// IPv4 subnet, required for every network but `default`.
-    subnet: Option<String>,
+    subnet: Option<Src<String>>,
     /// Gateway address (default: the subnet's first address).
-    gateway: Option<String>,
+    gateway: Option<Src<String>>,
     /// IPv6 subnet (optional).
-    subnet6: Option<String>,
+    subnet6: Option<Src<String>>,
     /// Masquerade outbound traffic by default (default true).
-    outbound: Option<bool>,
+    outbound: Option<Src<bool>>,
     /// MTU of the bridge and the sandboxes' eth0 (default 1500).
-    mtu: Option<u32>,
+    mtu: Option<Src<u32>>,
+}
+
+/// The keys a network file may have (those of [`File`]).
+const KEYS: &[&str] = &["bridge", "subnet", "gateway", "subnet6", "outbound", "mtu"];
+
+/// The longest interface name the kernel takes: IFNAMSIZ (16) less the terminating NUL.
+pub const IFNAME_MAX: usize = 15;
+
+/// Why `name` cannot name a network interface, if it cannot (the kernel's
+/// `dev_valid_name`: at most [`IFNAME_MAX`] bytes, not `.` or `..`, no `/`, `:` or space).
+pub fn ifname_problem(name: &str) -> Option<String> {
+    let why = if name.is_empty() {
+        "an interface name cannot be empty".to_owned()
+    } else if name.len() > IFNAME_MAX {
+        format!(
+            "`{name}` has {} bytes; an interface name has at most {IFNAME_MAX} (IFNAMSIZ)",
+            name.len()
+        )
+    } else if name == "." || name == ".." {
+        format!("`{name}` cannot name an interface")
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        format!(
+            "`{}` cannot be in an interface name (no `/`, `:` or spaces)",
+            c.escape_default()
+        )
+    } else {
+        return None;
+    };
+    Some(why)
 }
 
 /// The built-in `default` network's subnet.
@@ -242,9 +276,14 @@ pub fn find(name: &str, dirs: &[PathBuf]) -> Result<Option<NetworkDef>, String> 
         .collect();
     dropins.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     files.extend(dropins);
+    let mut map = SourceMap::default();
+    let mut problems = Problems::default();
     for path in &files {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let f: File = toml::from_str(&text).map_err(|e| file_error(path, &text, &e))?;
+        let id = map.add(path.clone(), text.clone());
+        let Some(f) = parse_file(id, &text, &mut problems) else {
+            continue;
+        };
         merged = File {
             bridge: f.bridge.or(merged.bridge),
             subnet: f.subnet.or(merged.subnet),
@@ -254,80 +293,156 @@ pub fn find(name: &str, dirs: &[PathBuf]) -> Result<Option<NetworkDef>, String> 
             mtu: f.mtu.or(merged.mtu),
         };
     }
-    let at = |key: &str| {
-        format!(
-            "{}: {key}",
-            files
-                .last()
-                .map_or("built-in network `default`".into(), |p| p
-                    .display()
-                    .to_string())
-        )
-    };
-    let subnet = match (&merged.subnet, name) {
-        (Some(s), _) => Subnet::parse(s).map_err(|e| format!("{}: {e}", at("subnet")))?,
-        (None, "default") => Subnet::parse(DEFAULT_SUBNET).expect("the default subnet parses"),
-        (None, _) => {
-            return Err(format!(
-                "{}: missing: a network needs `subnet = \"10.90.0.0/24\"`",
-                at("subnet")
-            ))
-        }
-    };
-    let gateway = match &merged.gateway {
-        Some(g) => {
-            let ip: Ipv4Addr = g
-                .parse()
-                .map_err(|_| format!("{}: `{g}` is not an IPv4 address", at("gateway")))?;
-            if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                return Err(format!(
-                    "{}: {ip} is not a host address of the subnet {subnet}",
-                    at("gateway")
-                ));
-            }
-            ip
-        }
-        None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
-    };
-    let bridge = match merged.bridge {
-        Some(b) => b,
-        None if name == "default" => DEFAULT_BRIDGE.into(),
-        None => format!("stk-{name}"),
-    };
-    if bridge.is_empty()
-        || bridge.len() > 15
-        || bridge.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(format!(
-            "{}: `{bridge}` is not an interface name (at most 15 characters, no `/`, `:` or spaces)",
-            at("bridge")
-        ));
+    let def = check(name, &merged, files.last(), &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.render(&map).join("; "));
     }
-    let mtu = merged.mtu.unwrap_or(1500);
-    if !(576..=65535).contains(&mtu) {
-        return Err(format!("{}: {mtu} is outside 576-65535", at("mtu")));
-    }
-    Ok(Some(NetworkDef {
-        name: name.to_owned(),
-        bridge,
-        subnet,
-        gateway,
-        subnet6: merged.subnet6,
-        outbound: merged.outbound.unwrap_or(true),
-        mtu,
-        path: main,
+    Ok(def.map(|mut d| {
+        d.path = main;
+        d
     }))
 }
 
-/// `file:line:col: message` for a TOML error in a network file.
-fn file_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
-    let (line, col) = e.span().map_or((1, 1), |s| {
-        let before = &text[..s.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        (line, col)
+/// One network file, parsed; its problems (TOML syntax, unknown keys with the closest
+/// known one, values of the wrong type) go to `problems`, each at its place.
+fn parse_file(id: FileId, text: &str, problems: &mut Problems) -> Option<File> {
+    let at = |span: Option<std::ops::Range<usize>>| At::Span(Origin::new(id, span.unwrap_or(0..0)));
+    let table = match toml::de::DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem::new(at(e.span()), None, e.message().trim()));
+            return None;
+        }
+    };
+    // Reported here, with the closest known key; serde then reads the known ones.
+    let mut entries: Vec<_> = table.get_ref().iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    for (k, _) in entries {
+        let key = k.get_ref().as_ref();
+        if !KEYS.contains(&key) {
+            problems.push(
+                Problem::at(
+                    Origin::new(id, k.span()),
+                    key,
+                    "unknown key in a network file",
+                )
+                .suggest(closest(key, KEYS.iter().copied())),
+            );
+        }
+    }
+    let parsed = with_file(id, || {
+        <File as Deserialize>::deserialize(toml::de::Deserializer::from(table.clone()))
     });
-    format!("{}:{line}:{col}: {}", path.display(), e.message())
+    match parsed {
+        Ok(f) => Some(f),
+        Err(e) => {
+            // The key whose value serde refused (a string where the MTU's number belongs).
+            let key = e.span().and_then(|s| {
+                table.get_ref().iter().find_map(|(k, v)| {
+                    let span = v.span();
+                    (span.start <= s.start && s.end <= span.end).then(|| k.get_ref().to_string())
+                })
+            });
+            problems.push(Problem::new(at(e.span()), key, e.message().trim()));
+            None
+        }
+    }
+}
+
+/// The merged keys checked and defaults applied; None when a problem was found (each goes
+/// to `problems`, at the value that has it). `last` is the last file read, where a missing
+/// key is reported.
+fn check(
+    name: &str,
+    merged: &File,
+    last: Option<&PathBuf>,
+    problems: &mut Problems,
+) -> Option<NetworkDef> {
+    let missing = |key: &str, message: String| {
+        let at = last.map_or(At::Nowhere, |p| At::File(p.clone()));
+        Problem::new(at, Some(key.to_owned()), message)
+    };
+    let subnet = match (&merged.subnet, name) {
+        (Some(s), _) => Subnet::parse(s)
+            .map_err(|e| problems.push(Problem::at(s.origin, "subnet", e)))
+            .ok(),
+        (None, "default") => {
+            Some(Subnet::parse(DEFAULT_SUBNET).expect("the default subnet parses"))
+        }
+        (None, _) => {
+            problems.push(missing(
+                "subnet",
+                "missing: a network needs `subnet = \"10.90.0.0/24\"`".into(),
+            ));
+            None
+        }
+    };
+    let gateway = match (&merged.gateway, subnet) {
+        (Some(g), subnet) => match g.parse::<Ipv4Addr>() {
+            Err(_) => {
+                problems.push(Problem::at(
+                    g.origin,
+                    "gateway",
+                    format!("`{}` is not an IPv4 address", g.value),
+                ));
+                None
+            }
+            Ok(ip) => match subnet {
+                Some(s) if !s.contains(ip) || ip == s.network() || ip == s.broadcast() => {
+                    problems.push(Problem::at(
+                        g.origin,
+                        "gateway",
+                        format!("{ip} is not a host address of the subnet {s}"),
+                    ));
+                    None
+                }
+                _ => Some(ip),
+            },
+        },
+        (None, Some(s)) => Some(Ipv4Addr::from(u32::from(s.network()) + 1)),
+        (None, None) => None,
+    };
+    let bridge = match &merged.bridge {
+        Some(b) => {
+            if let Some(why) = ifname_problem(b) {
+                problems.push(Problem::at(b.origin, "bridge", why));
+            }
+            b.value.clone()
+        }
+        None if name == "default" => DEFAULT_BRIDGE.into(),
+        None => format!("stk-{name}"),
+    };
+    if merged.bridge.is_none() {
+        if let Some(why) = ifname_problem(&bridge) {
+            problems.push(missing(
+                "bridge",
+                format!("the default bridge name {why}; set `bridge =` to a shorter one"),
+            ));
+        }
+    }
+    let mtu = merged.mtu.as_ref().map_or(1500, |m| m.value);
+    if let Some(m) = &merged.mtu {
+        if !(576..=65535).contains(&m.value) {
+            problems.push(Problem::at(
+                m.origin,
+                "mtu",
+                format!("{} is outside 576-65535", m.value),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(NetworkDef {
+        name: name.to_owned(),
+        bridge,
+        subnet: subnet?,
+        gateway: gateway?,
+        subnet6: merged.subnet6.as_ref().map(|s| s.value.clone()),
+        outbound: merged.outbound.as_ref().is_none_or(|o| o.value),
+        mtu,
+        path: None,
+    })
 }
 
 #[cfg(test)]
@@ -404,5 +519,108 @@ mod tests {
         .unwrap();
         assert!(find("gw", &dirs).unwrap_err().contains("gateway"));
         assert!(find("../x", &dirs).is_err());
+    }
+
+    /// Writes `body` as network `name` in `dir` and returns the error of finding it.
+    fn error_of(dir: &std::path::Path, name: &str, body: &str) -> String {
+        std::fs::write(dir.join(format!("{name}.toml")), body).unwrap();
+        find(name, &[dir.to_owned()]).unwrap_err()
+    }
+
+    #[test]
+    fn network_file_problems_name_file_line_column_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |name: &str| d.path().join(format!("{name}.toml")).display().to_string();
+        let e = error_of(d.path(), "a", "subnet = \"10.90.0/24\"\n");
+        assert_eq!(
+            e,
+            format!(
+                "{}:1:10: subnet: `10.90.0/24` is not an IPv4 subnet such as \"10.89.0.0/24\"",
+                p("a")
+            )
+        );
+        let e = error_of(
+            d.path(),
+            "b",
+            "subnet = \"10.90.0.0/24\"\ngateway = \"10.91.0.1\"\n",
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:11: gateway: 10.91.0.1 is not a host address of the subnet 10.90.0.0/24",
+                p("b")
+            )
+        );
+        let e = error_of(
+            d.path(),
+            "c",
+            "subnet = \"10.90.0.0/24\"\nbridge = \"br-far-too-long-x\"\n",
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:10: bridge: `br-far-too-long-x` has 17 bytes; an interface name has at most 15 (IFNAMSIZ)",
+                p("c")
+            )
+        );
+        let e = error_of(
+            d.path(),
+            "d",
+            "subnet = \"10.90.0.0/24\"\nbridge = \"br/0\"\n",
+        );
+        assert!(
+            e.starts_with(&format!("{}:2:10: bridge: `/` cannot be", p("d"))),
+            "{e}"
+        );
+        let e = error_of(d.path(), "e", "subnet = \"10.90.0.0/24\"\n\nmtu = 70000\n");
+        assert_eq!(
+            e,
+            format!("{}:3:7: mtu: 70000 is outside 576-65535", p("e"))
+        );
+        let e = error_of(
+            d.path(),
+            "f",
+            "subnet = \"10.90.0.0/24\"\n  brige = \"x\"\n",
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:3: brige: unknown key in a network file (did you mean `bridge`?)",
+                p("f")
+            )
+        );
+        let e = error_of(d.path(), "g", "subnet = \"10.90.0.0/24\"\nmtu = \"big\"\n");
+        assert!(e.starts_with(&format!("{}:2:7: mtu: ", p("g"))), "{e}");
+        // Every problem at once, in the order written; a missing key names the file.
+        let e = error_of(d.path(), "h", "gateway = \"x\"\nmtu = 1\n");
+        assert_eq!(
+            e,
+            format!(
+                "{0}: subnet: missing: a network needs `subnet = \"10.90.0.0/24\"`; {0}:1:11: gateway: `x` is not an IPv4 address; {0}:2:7: mtu: 1 is outside 576-65535",
+                p("h")
+            )
+        );
+        // A name too long for a bridge of its own.
+        let e = error_of(d.path(), "averylongname", "subnet = \"10.90.0.0/24\"\n");
+        assert!(
+            e.contains("bridge: the default bridge name `stk-averylongname` has 17 bytes"),
+            "{e}"
+        );
+        // A drop-in's problem names the drop-in.
+        std::fs::write(d.path().join("i.toml"), "subnet = \"10.90.0.0/24\"\n").unwrap();
+        std::fs::create_dir(d.path().join("i.toml.d")).unwrap();
+        std::fs::write(d.path().join("i.toml.d/x.toml"), "mtu = 10\n").unwrap();
+        let e = find("i", &[d.path().to_owned()]).unwrap_err();
+        assert!(e.contains("i.toml.d/x.toml:1:7: mtu: 10 is outside"), "{e}");
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rules() {
+        for ok in ["stockade0", "br-lab", &"x".repeat(15)] {
+            assert_eq!(ifname_problem(ok), None, "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a:b", "a/b", &"x".repeat(16), "tab\t"] {
+            assert!(ifname_problem(bad).is_some(), "{bad:?}");
+        }
     }
 }
