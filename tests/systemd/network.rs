@@ -521,3 +521,180 @@ fn ps_shows_the_leased_address_that_eth0_has() {
     let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
     assert!(clean, "left behind: {:?}", full_snapshot());
 }
+
+/// The network setup's steps, in the order a start takes them, as their errors name them
+/// (src/sandbox/network/fault.rs matches these prefixes against the same strings).
+const STEPS: &[&str] = &[
+    "lease the address",
+    "create the bridge",
+    "address the bridge",
+    "set route_localnet",
+    "add the nftables rules",
+    "turn on IPv4 forwarding",
+    "write the sandbox's hosts and resolv.conf",
+    "connect the sandbox to network",
+    "configure eth0",
+];
+
+/// Spawns stockade paused at `step` and returns it once it says so (within 20 s).
+fn paused_at(path: &str, step: &str) -> std::process::Child {
+    let mut child = stockade(&["run", path])
+        .env("STOCKADE_TEST_PAUSE", step)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut said = Vec::new();
+    while let Ok(line) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        if line.contains("paused at") {
+            assert!(line.contains(step), "{line}");
+            return child;
+        }
+        said.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("stockade never paused at `{step}`: {said:?}");
+}
+
+#[test]
+fn a_failure_or_a_sigkill_at_every_network_setup_step_leaves_nothing_behind() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let path = write_profile(
+        "faults",
+        "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\npublish = [\"16482:80\"]\n",
+    );
+    let settled = |what: &str, step: &str| {
+        let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+        assert!(
+            clean,
+            "{what} at `{step}` left behind: {:?} vs {before:?}",
+            full_snapshot()
+        );
+    };
+    for step in STEPS {
+        let o = stockade(&["run", &path])
+            .env("STOCKADE_TEST_FAULT", step)
+            .output()
+            .unwrap();
+        let err = text(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "a fault at `{step}` was not reported: {err}"
+        );
+        assert!(
+            err.contains(step) && err.contains("STOCKADE_TEST_FAULT"),
+            "the error does not name `{step}`: {err}"
+        );
+        settled("a failure", step);
+        let mut child = paused_at(&path, step);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let o = stockade(&["cleanup"]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "cleanup after `{step}`: {}",
+            text(&o.stderr)
+        );
+        settled("SIGKILL", step);
+    }
+}
+
+#[test]
+fn an_admins_bridge_gets_route_localnet_for_127_0_0_1_and_its_own_value_back() {
+    bed();
+    let _one = serial();
+    // The admin's bridge, with its address, a MAC of its own and a port of its own (a
+    // veth pair): a bridge's MAC and carrier otherwise follow the ports that come and go.
+    for cmd in [
+        "ip link add br-admin type bridge",
+        "ip link set br-admin addrgenmode none",
+        "ip link set br-admin address 02:00:00:00:93:01",
+        "ip link add br-admin-p type veth peer name br-admin-q",
+        "ip link set br-admin-p addrgenmode none",
+        "ip link set br-admin-q addrgenmode none",
+        "ip link set br-admin-p master br-admin up",
+        "ip link set br-admin-q up",
+        "ip addr add 10.93.0.1/24 dev br-admin",
+        "ip link set br-admin up",
+    ] {
+        let o = crate::common::sh(cmd);
+        assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+    }
+    let up = crate::common::wait_until(Duration::from_secs(10), || {
+        out("ip -j link show br-admin").contains("\"operstate\":\"UP\"")
+    });
+    assert!(up, "the admin's bridge did not come up");
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/admin.toml",
+        "subnet = \"10.93.0.0/24\"\nbridge = \"br-admin\"\n",
+    )
+    .unwrap();
+    let sysctl = "/proc/sys/net/ipv4/conf/br-admin/route_localnet";
+    let mut before = full_snapshot();
+    before.push(out(&format!("cat {sysctl}")));
+    let snapshot = || {
+        let mut s = full_snapshot();
+        s.push(out(&format!("cat {sysctl}")));
+        s
+    };
+    let path = "/etc/stockade/profiles/redis-admin.toml";
+    std::fs::write(
+        path,
+        format!("{REDIS}network = \"admin\"\npublish = [\"127.0.0.1:16481:6379\"]\n"),
+    )
+    .unwrap();
+    let ping = || out("timeout 2 redis-cli -h 127.0.0.1 -p 16481 ping");
+    // A normal start and stop, then a SIGKILL and `stockade cleanup`.
+    let mut results = Vec::new();
+    for kill in [false, true] {
+        let mut redis = stockade(&["run", path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let answered = crate::common::wait_until(Duration::from_secs(15), || ping() == "PONG");
+        let during = out(&format!("cat {sysctl}"));
+        if kill {
+            redis.kill().unwrap();
+            redis.wait().unwrap();
+            let o = stockade(&["cleanup"]).output().unwrap();
+            assert!(o.status.success(), "{}", text(&o.stderr));
+        } else {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(redis.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            redis.wait().unwrap();
+        }
+        let clean = crate::common::wait_until(Duration::from_secs(5), || snapshot() == before);
+        results.push((kill, answered, during, clean, snapshot()));
+    }
+    let _ = std::fs::remove_file("/etc/stockade/networks/admin.toml");
+    crate::common::sh("ip link del br-admin-p; ip link del br-admin");
+    assert_eq!(before.last().map(String::as_str), Some("0"), "{before:?}");
+    for (kill, answered, during, clean, after) in results {
+        assert!(
+            answered,
+            "127.0.0.1:16481 got no PONG through the admin's bridge (kill {kill})"
+        );
+        assert_eq!(during, "1", "route_localnet while it runs (kill {kill})");
+        assert!(clean, "left behind (kill {kill}): {after:?} vs {before:?}");
+    }
+}

@@ -8,6 +8,8 @@
 //! removed while another sandbox is joining it. The lease is a file named after the address
 //! in `leases/`; `bridge-created` marks a bridge stockade made (and may remove).
 
+mod fault;
+mod localnet;
 mod netlink;
 mod nft;
 
@@ -80,6 +82,7 @@ impl Attachment {
     pub fn prepare(plan: &NetworkPlan) -> Result<Attachment, SetupError> {
         let dir = &plan.state_dir;
         let held = lock(dir)?;
+        let unleased = Unleased(plan);
         let leases = dir.join("leases");
         sweep(&leases);
         let taken: Vec<Ipv4Addr> = fs::read_dir(&leases)
@@ -116,6 +119,7 @@ impl Attachment {
                 })?,
         };
         let lease = leases.join(address.to_string());
+        fault::point("lease the address")?;
         let mut f = OpenOptions::new()
             .create_new(true)
             .write(true)
@@ -133,6 +137,7 @@ impl Attachment {
                 p.pid, p.start_time, plan.veth
             ))
         );
+        std::mem::forget(unleased);
         let me = Attachment {
             plan: plan.clone(),
             address,
@@ -153,6 +158,7 @@ impl Attachment {
     fn add_rules(&self) -> Result<(), SetupError> {
         let _global = global_lock()?;
         // Rules first: when nft cannot run, forwarding is never touched.
+        fault::point(&format!("add the nftables rules of {}", self.plan.veth))?;
         nft::add(&self.plan, self.address)?;
         forwarding_on()
     }
@@ -171,6 +177,7 @@ impl Attachment {
             .iter()
             .map(|s| format!("nameserver {s}\n"))
             .collect();
+        fault::point("write the sandbox's hosts and resolv.conf")?;
         for (path, text) in [(&p.hosts_file, hosts), (&p.resolv_file, resolv)] {
             fs::write(path, text).map_err(|e| {
                 SetupError::other(
@@ -192,13 +199,18 @@ impl Attachment {
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .is_some()
         {
-            return Ok(());
+            // Stockade's (made for another sandbox) has route_localnet; an admin's may not.
+            if self.plan.state_dir.join(CREATED_MARK).exists() {
+                return Ok(());
+            }
+            return localnet::on_admin_bridge(&self.plan);
         }
         // Marked before it is made: a stockade killed in between leaves a mark the next
         // cleanup reads (removing a bridge that is absent is no harm).
         let mark = self.plan.state_dir.join(CREATED_MARK);
         fs::write(&mark, &def.bridge)
             .map_err(|e| SetupError::other(&step, format!("{}: {e}", mark.display())))?;
+        fault::point(&step)?;
         nl.add_bridge(&def.bridge, def.mtu).map_err(|e| {
             refused(
                 &step,
@@ -210,6 +222,8 @@ impl Attachment {
             .index(&def.bridge)
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .ok_or_else(|| SetupError::other(&step, "the bridge vanished as it was made"))?;
+        let step = format!("address the bridge {}", def.bridge);
+        fault::point(&step)?;
         nl.add_address(index, def.gateway, def.subnet.prefix)
             .map_err(|e| {
                 refused(
@@ -223,11 +237,9 @@ impl Attachment {
             })?;
         // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
         // the setting is the bridge's and goes with it.
-        sysctl(
-            &step,
-            &format!("net/ipv4/conf/{}/route_localnet", def.bridge),
-            Some("1"),
-        )?;
+        let step = localnet::step(&def.bridge);
+        fault::point(&step)?;
+        sysctl(&step, &localnet::name(&def.bridge), Some("1"))?;
         nl.set_up(index)
             .map_err(|e| refused(&step, format!("RTM_SETLINK {} up", def.bridge), e))
     }
@@ -237,6 +249,7 @@ impl Attachment {
     pub fn attach(&self, init: u32) -> Result<(), SetupError> {
         let def = &self.plan.def;
         let step = format!("connect the sandbox to network `{}`", def.name);
+        fault::point(&step)?;
         let ns_path = format!("/proc/{init}/ns/net");
         let ns = File::open(&ns_path)
             .map_err(|e| SetupError::other(&step, format!("{ns_path}: {e}")))?;
@@ -248,17 +261,24 @@ impl Attachment {
             .ok_or_else(|| {
                 SetupError::other(&step, format!("the bridge {} is gone", def.bridge))
             })?;
-        nl.add_veth(&self.plan.veth, INNER, ns.as_fd(), master, def.mtu)
-            .map_err(|e| {
-                refused(
-                    &step,
-                    format!(
-                        "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
-                        self.plan.veth, def.bridge
-                    ),
-                    e,
-                )
-            })
+        nl.add_veth(
+            &self.plan.veth,
+            INNER,
+            ns.as_fd(),
+            master,
+            def.mtu,
+            mac(self.address),
+        )
+        .map_err(|e| {
+            refused(
+                &step,
+                format!(
+                    "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
+                    self.plan.veth, def.bridge
+                ),
+                e,
+            )
+        })
     }
 }
 
@@ -294,6 +314,27 @@ impl Attachment {
         sweep(&dir.join("leases"));
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
         removed.and(rules).and(bridge)
+    }
+}
+
+/// eth0's MAC address, made of its IPv4 address (locally administered, unicast): a host
+/// or a bridge that lives on (an admin's, or one another sandbox keeps) still holds the
+/// neighbour entry of an address's earlier lease, and a new random MAC behind it would be
+/// unreachable until that entry expires (some 30 s).
+fn mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x53, a, b, c, d]
+}
+
+/// Until the lease is taken: a start that fails before it leaves no empty state directory
+/// (nor a bridge no lease uses) behind. Dropped with the network's lock held.
+struct Unleased<'a>(&'a NetworkPlan);
+
+impl Drop for Unleased<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = remove_unused_bridge(&self.0.state_dir, &self.0.def.bridge) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -378,6 +419,7 @@ fn saved_forwarding() -> PathBuf {
 /// net.ipv4.ip_forward; the host's value is kept to be restored with the last sandbox.
 fn forwarding_on() -> Result<(), SetupError> {
     let step = "turn on IPv4 forwarding";
+    fault::point(step)?;
     let now = sysctl(step, IP_FORWARD, None)?;
     if now == "1" {
         return Ok(());
@@ -440,7 +482,8 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
         return Ok(());
     }
     if !mark.exists() {
-        // An admin's bridge stays; stockade's state of the network goes.
+        // An admin's bridge stays, with its own route_localnet; stockade's state goes.
+        localnet::restore(dir)?;
         let _ = fs::remove_dir(dir.join("leases"));
         let _ = fs::remove_file(dir.join("lock"));
         let _ = fs::remove_dir(dir);
@@ -468,6 +511,7 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
 pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), SetupError> {
     let def = &plan.def;
     let step = "configure eth0";
+    fault::point(step)?;
     let mut nl = netlink::Rtnl::open()
         .map_err(|e| refused(step, "socket(AF_NETLINK, NETLINK_ROUTE)".into(), e))?;
     let index = nl
