@@ -698,3 +698,96 @@ fn an_admins_bridge_gets_route_localnet_for_127_0_0_1_and_its_own_value_back() {
         assert!(clean, "left behind (kill {kill}): {after:?} vs {before:?}");
     }
 }
+
+/// "Another host": a namespace of the test's own behind a veth pair, 198.19.0.2/30, whose
+/// bed end is 198.19.0.1/30. It has no route to any sandbox subnet: it reaches a sandbox
+/// only as another host would, at the bed's address. Torn down on drop.
+struct Remote;
+
+impl Remote {
+    fn start() -> Remote {
+        for cmd in [
+            "ip netns add stk-remote",
+            "ip link add stkr0 type veth peer name stkr1 netns stk-remote",
+            "ip link set stkr0 addrgenmode none",
+            "ip -n stk-remote link set stkr1 addrgenmode none",
+            "ip addr add 198.19.0.1/30 dev stkr0",
+            "ip link set stkr0 up",
+            "ip -n stk-remote addr add 198.19.0.2/30 dev stkr1",
+            "ip -n stk-remote link set stkr1 up",
+            "ip -n stk-remote link set lo up",
+        ] {
+            let o = crate::common::sh(cmd);
+            assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+        }
+        let up = crate::common::wait_until(Duration::from_secs(10), || {
+            out("ip -j link show stkr0").contains("\"operstate\":\"UP\"")
+        });
+        assert!(up, "the remote's link did not come up");
+        Remote
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        crate::common::sh("ip link del stkr0; ip netns del stk-remote");
+    }
+}
+
+#[test]
+fn a_published_port_answers_another_host_and_a_sandbox_through_the_hosts_address() {
+    bed();
+    let _one = serial();
+    let remote = Remote::start();
+    let before = full_snapshot();
+    let path = "/etc/stockade/profiles/redis-remote.toml";
+    std::fs::write(
+        path,
+        format!("{REDIS}address = \"10.89.0.60\"\npublish = [\"16483:6379\"]\n"),
+    )
+    .unwrap();
+    let redis = stockade(&["run", path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // From the other host, to the bed's address on the link between them.
+    let from_remote =
+        || out("ip netns exec stk-remote timeout 2 redis-cli -h 198.19.0.1 -p 16483 ping");
+    let answered = crate::common::wait_until(Duration::from_secs(15), || from_remote() == "PONG");
+    // Not the sandbox's own address: the other host has no route to it.
+    let direct =
+        out("ip netns exec stk-remote timeout 2 redis-cli -h 10.89.0.60 -p 6379 ping 2>&1");
+    // Hairpin: a sandbox on the same network, through the host's address. Redis lists the
+    // connection as coming from the gateway: masqueraded, so the replies go back through
+    // the host's NAT even where bridged traffic bypasses netfilter (no br_netfilter).
+    let hairpin = client(
+        "hairpin",
+        "default",
+        "timeout 5 redis-cli -h 198.19.0.1 -p 16483 client list",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(redis.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = redis.wait_with_output().unwrap();
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    let after = full_snapshot();
+    drop(remote);
+    assert!(
+        answered,
+        "198.19.0.1:16483 from the other host got no PONG: {}",
+        text(&o.stderr)
+    );
+    assert_ne!(
+        direct, "PONG",
+        "the other host reached the sandbox's own address"
+    );
+    assert!(
+        hairpin.0 && hairpin.1.contains("addr=10.89.0.1:"),
+        "a sandbox through the host's address: {}",
+        hairpin.1
+    );
+    assert!(clean, "left behind: {after:?} vs {before:?}");
+}
