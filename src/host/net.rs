@@ -46,8 +46,11 @@ pub struct NetFacts {
     /// Interface names, each with whether it is a bridge.
     pub links: Result<Vec<(String, bool)>, String>,
     pub bound: Result<Vec<Bound>, String>,
-    /// Name servers of /etc/resolv.conf, and of systemd-resolved's upstream file.
-    pub resolvers: Vec<IpAddr>,
+    /// Name servers of /etc/resolv.conf (none when there is no such file); an error when
+    /// it is a symlink to a file that is missing (systemd-resolved's stub while resolved
+    /// does not run) or cannot be read.
+    pub resolvers: Result<Vec<IpAddr>, String>,
+    /// Name servers of systemd-resolved's upstream file, /run/systemd/resolve/resolv.conf.
     pub upstream_resolvers: Vec<IpAddr>,
     /// The network's leased addresses, of both families.
     pub leases: Vec<IpAddr>,
@@ -97,8 +100,10 @@ impl Host {
                 })
                 .collect::<Result<Vec<Vec<Bound>>, String>>()
                 .map(|v| v.into_iter().flatten().collect()),
-            resolvers: nameservers(&self.path("/etc/resolv.conf")),
-            upstream_resolvers: nameservers(&self.path("/run/systemd/resolve/resolv.conf")),
+            resolvers: self.resolv_conf(),
+            upstream_resolvers: nameservers(
+                &std::fs::read_to_string(self.path(UPSTREAM_RESOLV)).unwrap_or_default(),
+            ),
             leases: std::fs::read_dir(self.path(&lease_dir.display().to_string()))
                 .map(|d| {
                     d.flatten()
@@ -127,6 +132,36 @@ impl Host {
                 format!("IPv6 is disabled on this host (sysctl net.ipv6.conf.{c}.disable_ipv6 = 1)")
             })
         })
+    }
+}
+
+/// The file systemd-resolved writes its upstream servers to (its stub file, the usual
+/// target of /etc/resolv.conf, names only 127.0.0.53).
+pub const UPSTREAM_RESOLV: &str = "/run/systemd/resolve/resolv.conf";
+
+impl Host {
+    /// The name servers of the host's /etc/resolv.conf. A symlink (systemd-resolved's
+    /// `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`) is followed inside the
+    /// host root, so an absolute target is found below a test's root too.
+    fn resolv_conf(&self) -> Result<Vec<IpAddr>, String> {
+        let etc = "/etc/resolv.conf";
+        let is_link = std::fs::symlink_metadata(self.path(etc))
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
+        let target = if is_link {
+            self.resolve(etc).map_err(|e| format!("{etc}: {e}"))?
+        } else {
+            etc.to_owned()
+        };
+        match std::fs::read_to_string(self.path(&target)) {
+            Ok(text) => Ok(nameservers(&text)),
+            // No resolv.conf at all: the resolver library's default (none here).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_link => Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "{etc} is a symlink to {target}, which does not exist (is the service that writes it, such as systemd-resolved, running?)"
+            )),
+            Err(e) => Err(format!("{target}: {e}")),
+        }
     }
 }
 
@@ -247,10 +282,9 @@ pub fn bound(text: &str, proto: Proto) -> Vec<Bound> {
         .collect()
 }
 
-fn nameservers(path: &Path) -> Vec<IpAddr> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+/// The `nameserver` lines of a resolv.conf (a scope such as `%eth0` dropped).
+fn nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             (w.next() == Some("nameserver")).then_some(())?;

@@ -88,6 +88,42 @@ pub fn needs(p: &Profile, inv: &Invocation, n: &mut Needs) {
     }
 }
 
+/// The name servers a bridge sandbox gets from the host when the profile names none: those
+/// of the host's /etc/resolv.conf that are not on loopback. A loopback stub (systemd-
+/// resolved's 127.0.0.53, dnsmasq's 127.0.0.1) is unreachable from the sandbox's
+/// namespace: the servers it forwards to are used instead, as Docker and podman do, from
+/// systemd-resolved's upstream file. With none to be had (a symlink to a missing file, a
+/// stub without an upstream file) the error says so and that `dns` fixes it: a sandbox
+/// silently without name servers would fail later and far from the cause.
+fn host_dns(facts: &crate::host::net::NetFacts) -> Result<Vec<IpAddr>, String> {
+    let fix = "name the servers with `dns = [\"ADDRESS\", ...]` in [network]";
+    let host = facts
+        .resolvers
+        .as_ref()
+        .map_err(|e| format!("{e}: the sandbox would have no name server; {fix}"))?;
+    if host.is_empty() || !host.iter().all(IpAddr::is_loopback) {
+        return Ok(host
+            .iter()
+            .filter(|ip| !ip.is_loopback())
+            .copied()
+            .collect());
+    }
+    if facts.upstream_resolvers.iter().all(IpAddr::is_loopback) {
+        let list: Vec<String> = host.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "the host's name server {} is on loopback, which the sandbox cannot reach, and {} names no other; {fix}",
+            list.join(", "),
+            crate::host::net::UPSTREAM_RESOLV
+        ));
+    }
+    Ok(facts
+        .upstream_resolvers
+        .iter()
+        .filter(|ip| !ip.is_loopback())
+        .copied()
+        .collect())
+}
+
 /// The bridge plan, or None for the other modes. Problems go to the builder.
 pub(crate) fn plan(
     b: &mut Builder,
@@ -322,14 +358,10 @@ pub(crate) fn plan(
             Decided::new(servers, b.at.at(d, "network.dns"))
         }
         None => {
-            // A loopback stub (systemd-resolved's 127.0.0.53) is unreachable from the
-            // sandbox's namespace: use the servers it forwards to, as Docker and podman do.
-            let host: Vec<IpAddr> = facts.resolvers.clone();
-            let servers: Vec<IpAddr> = if !host.is_empty() && host.iter().all(IpAddr::is_loopback) {
-                facts.upstream_resolvers.clone()
-            } else {
-                host.into_iter().filter(|ip| !ip.is_loopback()).collect()
-            };
+            let servers: Vec<IpAddr> = host_dns(&facts).unwrap_or_else(|msg| {
+                b.file_err("network.dns", msg);
+                Vec::new()
+            });
             // Without IPv6 the sandbox reaches IPv4 servers only (as Docker does).
             let servers = servers
                 .into_iter()

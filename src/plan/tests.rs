@@ -1679,3 +1679,64 @@ fn a_subnet6_over_a_host_ipv6_route_or_on_a_host_without_ipv6_is_refused_naming_
     // An IPv4-only network does not care.
     assert!(f.plan(BRIDGE, &[]).is_ok());
 }
+
+#[test]
+fn a_resolv_conf_symlinked_into_run_gives_the_upstream_servers_or_a_clear_error() {
+    let f = net_fixture();
+    let root = &f.host.root;
+    let etc = root.join("etc/resolv.conf");
+    let stub = root.join("run/systemd/resolve/stub-resolv.conf");
+    fs::write(&stub, "nameserver 127.0.0.53\noptions edns0 trust-ad\n").unwrap();
+    let dns = |f: &Fixture| -> Vec<String> {
+        let p = f.plan(BRIDGE, &[]).unwrap();
+        let n = p.network.unwrap();
+        n.dns.value.iter().map(ToString::to_string).collect()
+    };
+    // systemd-resolved's own link (relative), and an absolute one: both are followed inside
+    // the host root, and the stub's upstream servers are used.
+    for target in [
+        "../run/systemd/resolve/stub-resolv.conf",
+        "/run/systemd/resolve/stub-resolv.conf",
+    ] {
+        let _ = fs::remove_file(&etc);
+        std::os::unix::fs::symlink(target, &etc).unwrap();
+        assert_eq!(dns(&f), ["192.0.2.53"], "{target}");
+    }
+    // A link to a regular resolv.conf elsewhere: its servers as they are.
+    fs::write(
+        root.join("run/systemd/resolve/resolv.conf"),
+        "nameserver 198.51.100.7\nnameserver 127.0.0.53\n",
+    )
+    .unwrap();
+    let _ = fs::remove_file(&etc);
+    std::os::unix::fs::symlink("/run/systemd/resolve/resolv.conf", &etc).unwrap();
+    assert_eq!(dns(&f), ["198.51.100.7"]);
+    // resolved is not running: the link's target is missing.
+    let _ = fs::remove_file(&etc);
+    std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &etc).unwrap();
+    fs::remove_file(&stub).unwrap();
+    let e = f.problems(BRIDGE);
+    assert!(
+        e.iter().any(|l| l.contains("network.dns: /etc/resolv.conf is a symlink to /run/systemd/resolve/stub-resolv.conf, which does not exist")
+            && l.contains("dns = [")),
+        "{e:?}"
+    );
+    // The profile's own servers need nothing of the host.
+    let p = f
+        .plan(&format!("{BRIDGE}dns = [\"192.0.2.1\"]\n"), &[])
+        .unwrap();
+    assert_eq!(p.network.unwrap().dns.value.len(), 1);
+    // A loopback stub with no upstream file: nothing the sandbox could reach.
+    fs::write(&stub, "nameserver 127.0.0.53\n").unwrap();
+    fs::remove_file(root.join("run/systemd/resolve/resolv.conf")).unwrap();
+    let e = f.problems(BRIDGE);
+    assert!(
+        e.iter().any(|l| l
+            .contains("network.dns: the host's name server 127.0.0.53 is on loopback")
+            && l.contains("/run/systemd/resolve/resolv.conf names no other")),
+        "{e:?}"
+    );
+    // No resolv.conf at all: the sandbox's is empty, as the host's resolver would be.
+    fs::remove_file(&etc).unwrap();
+    assert!(dns(&f).is_empty());
+}

@@ -7,11 +7,12 @@
 //! address in brackets) and IPv4 and IPv6 subnets. Nothing here looks at the host's
 //! interfaces or routes: the plan checks against those.
 
+use super::problem::{closest, At, Problem, Problems};
+use super::source::{with_file, FileId, Origin, SourceMap, Src};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
-use toml::Spanned;
+use std::path::PathBuf;
 
 /// An IPv4 subnet, `ADDRESS/PREFIX`, with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,40 +318,58 @@ pub struct NetworkDef {
     pub path: Option<PathBuf>,
 }
 
-/// One network file's keys, each optional so drop-ins can set one; each keeps its place in
-/// the file for error messages.
+/// One network file's keys, each optional so drop-ins can set one; each value keeps where
+/// it was written, so a problem names `file:line:col: key`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
     /// Bridge interface name (default "stk-NAME", at most 15 characters).
-    bridge: Option<Spanned<String>>,
+    bridge: Option<Src<String>>,
     /// IPv4 subnet, required for every network but `default`.
-    subnet: Option<Spanned<String>>,
+    subnet: Option<Src<String>>,
     /// Gateway address (default: the subnet's first address).
-    gateway: Option<Spanned<String>>,
+    gateway: Option<Src<String>>,
     /// IPv6 subnet (optional; /64 to /120).
-    subnet6: Option<Spanned<String>>,
+    subnet6: Option<Src<String>>,
     /// IPv6 gateway address (default: the subnet6's first address, `::1`).
-    gateway6: Option<Spanned<String>>,
+    gateway6: Option<Src<String>>,
     /// Masquerade outbound traffic by default (default true).
-    outbound: Option<Spanned<bool>>,
+    outbound: Option<Src<bool>>,
     /// MTU of the bridge and the sandboxes' eth0 (default 1500).
-    mtu: Option<Spanned<u32>>,
+    mtu: Option<Src<u32>>,
 }
 
-/// A key's value with the index of the file (of those read) that set it last.
-type From<T> = Option<(usize, Spanned<T>)>;
+/// The keys a network file may have (those of [`File`]).
+const KEYS: &[&str] = &[
+    "bridge", "subnet", "gateway", "subnet6", "gateway6", "outbound", "mtu",
+];
 
-/// The merge of every file's keys.
-#[derive(Default)]
-struct Merged {
-    bridge: From<String>,
-    subnet: From<String>,
-    gateway: From<String>,
-    subnet6: From<String>,
-    gateway6: From<String>,
-    outbound: From<bool>,
-    mtu: From<u32>,
+/// The longest interface name the kernel takes: IFNAMSIZ (16) less the terminating NUL.
+pub const IFNAME_MAX: usize = 15;
+
+/// Why `name` cannot name a network interface, if it cannot (the kernel's
+/// `dev_valid_name`: at most [`IFNAME_MAX`] bytes, not `.` or `..`, no `/`, `:` or space).
+pub fn ifname_problem(name: &str) -> Option<String> {
+    let why = if name.is_empty() {
+        "an interface name cannot be empty".to_owned()
+    } else if name.len() > IFNAME_MAX {
+        format!(
+            "`{name}` has {} bytes; an interface name has at most {IFNAME_MAX} (IFNAMSIZ)",
+            name.len()
+        )
+    } else if name == "." || name == ".." {
+        format!("`{name}` cannot name an interface")
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        format!(
+            "`{}` cannot be in an interface name (no `/`, `:` or spaces)",
+            c.escape_default()
+        )
+    } else {
+        return None;
+    };
+    Some(why)
 }
 
 /// The built-in `default` network's subnet.
@@ -404,145 +423,229 @@ pub fn find(name: &str, dirs: &[PathBuf]) -> Result<Option<NetworkDef>, String> 
         .collect();
     dropins.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     files.extend(dropins);
-    let mut texts = Vec::new();
-    let mut m = Merged::default();
-    for (i, path) in files.iter().enumerate() {
+    let mut merged = File::default();
+    let mut map = SourceMap::default();
+    let mut problems = Problems::default();
+    for path in &files {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let f: File = toml::from_str(&text).map_err(|e| file_error(path, &text, &e))?;
-        let tag = |v: Option<Spanned<String>>| v.map(|v| (i, v));
-        m.bridge = tag(f.bridge).or(m.bridge);
-        m.subnet = tag(f.subnet).or(m.subnet);
-        m.gateway = tag(f.gateway).or(m.gateway);
-        m.subnet6 = tag(f.subnet6).or(m.subnet6);
-        m.gateway6 = tag(f.gateway6).or(m.gateway6);
-        m.outbound = f.outbound.map(|v| (i, v)).or(m.outbound);
-        m.mtu = f.mtu.map(|v| (i, v)).or(m.mtu);
-        texts.push(text);
+        let id = map.add(path.clone(), text.clone());
+        let Some(f) = parse_file(id, &text, &mut problems) else {
+            continue;
+        };
+        merged = File {
+            bridge: f.bridge.or(merged.bridge),
+            subnet: f.subnet.or(merged.subnet),
+            gateway: f.gateway.or(merged.gateway),
+            subnet6: f.subnet6.or(merged.subnet6),
+            gateway6: f.gateway6.or(merged.gateway6),
+            outbound: f.outbound.or(merged.outbound),
+            mtu: f.mtu.or(merged.mtu),
+        };
     }
-    // `file:line:col: key` of a value, or of the last file when no file set it.
-    let at = |key: &str, span: Option<(usize, std::ops::Range<usize>)>| match span {
-        Some((i, s)) => {
-            let (line, col) = line_col(&texts[i], s.start);
-            format!("{}:{line}:{col}: {key}", files[i].display())
-        }
-        None => format!(
-            "{}: {key}",
-            files
-                .last()
-                .map_or("built-in network `default`".into(), |p| p
-                    .display()
-                    .to_string())
-        ),
-    };
-    let span = |v: &From<String>| v.as_ref().map(|(i, s)| (*i, s.span()));
-    let subnet = match (&m.subnet, name) {
-        (Some((_, s)), _) => Subnet::parse(s.get_ref())
-            .map_err(|e| format!("{}: {e}", at("subnet", span(&m.subnet))))?,
-        (None, "default") => Subnet::parse(DEFAULT_SUBNET).expect("the default subnet parses"),
-        (None, _) => {
-            return Err(format!(
-                "{}: missing: a network needs `subnet = \"10.90.0.0/24\"`",
-                at("subnet", None)
-            ))
-        }
-    };
-    let gateway = match &m.gateway {
-        Some((_, g)) => {
-            let g = g.get_ref();
-            let where_ = at("gateway", span(&m.gateway));
-            let ip: Ipv4Addr = g
-                .parse()
-                .map_err(|_| format!("{where_}: `{g}` is not an IPv4 address"))?;
-            if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                return Err(format!(
-                    "{where_}: {ip} is not a host address of the subnet {subnet}"
-                ));
-            }
-            ip
-        }
-        None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
-    };
-    let ipv6 = match (&m.subnet6, &m.gateway6) {
-        (None, None) => None,
-        (None, Some(_)) => {
-            return Err(format!(
-                "{}: set without `subnet6`: the IPv6 gateway is an address of the network's IPv6 subnet",
-                at("gateway6", span(&m.gateway6))
-            ))
-        }
-        (Some((_, s)), g) => {
-            let subnet = Subnet6::parse(s.get_ref())
-                .map_err(|e| format!("{}: {e}", at("subnet6", span(&m.subnet6))))?;
-            let gateway = match g {
-                None => Ipv6Addr::from(u128::from(subnet.network()) + 1),
-                Some((_, g)) => {
-                    let g = g.get_ref();
-                    let where_ = at("gateway6", span(&m.gateway6));
-                    let ip: Ipv6Addr = g
-                        .parse()
-                        .map_err(|_| format!("{where_}: `{g}` is not an IPv6 address"))?;
-                    if !subnet.contains(ip) || ip == subnet.network() {
-                        return Err(format!(
-                            "{where_}: {ip} is not a host address of the subnet6 {subnet}"
-                        ));
-                    }
-                    ip
-                }
-            };
-            Some(Ipv6Net { subnet, gateway })
-        }
-    };
-    let bridge = match &m.bridge {
-        Some((_, b)) => b.get_ref().clone(),
-        None if name == "default" => DEFAULT_BRIDGE.into(),
-        None => format!("stk-{name}"),
-    };
-    if bridge.is_empty()
-        || bridge.len() > 15
-        || bridge.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(format!(
-            "{}: `{bridge}` is not an interface name (at most 15 characters, no `/`, `:` or spaces)",
-            at("bridge", span(&m.bridge))
-        ));
+    let def = check(name, &merged, files.last(), &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.render(&map).join("; "));
     }
-    let mtu = m.mtu.as_ref().map_or(1500, |(_, v)| *v.get_ref());
-    if !(576..=65535).contains(&mtu) {
-        return Err(format!(
-            "{}: {mtu} is outside 576-65535",
-            at("mtu", m.mtu.as_ref().map(|(i, v)| (*i, v.span())))
-        ));
-    }
-    if ipv6.is_some() && mtu < 1280 {
-        return Err(format!(
-            "{}: {mtu} is below 1280, the least IPv6 allows (the network has subnet6)",
-            at("mtu", m.mtu.as_ref().map(|(i, v)| (*i, v.span())))
-        ));
-    }
-    Ok(Some(NetworkDef {
-        name: name.to_owned(),
-        bridge,
-        subnet,
-        gateway,
-        ipv6,
-        outbound: m.outbound.is_none_or(|(_, v)| v.into_inner()),
-        mtu,
-        path: main,
+    Ok(def.map(|mut d| {
+        d.path = main;
+        d
     }))
 }
 
-/// The 1-based line and column of byte `at` of `text`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let before = &text[..at.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
+/// One network file, parsed; its problems (TOML syntax, unknown keys with the closest
+/// known one, values of the wrong type) go to `problems`, each at its place.
+fn parse_file(id: FileId, text: &str, problems: &mut Problems) -> Option<File> {
+    let at = |span: Option<std::ops::Range<usize>>| At::Span(Origin::new(id, span.unwrap_or(0..0)));
+    let table = match toml::de::DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem::new(at(e.span()), None, e.message().trim()));
+            return None;
+        }
+    };
+    // Reported here, with the closest known key; serde then reads the known ones.
+    let mut entries: Vec<_> = table.get_ref().iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    for (k, _) in entries {
+        let key = k.get_ref().as_ref();
+        if !KEYS.contains(&key) {
+            problems.push(
+                Problem::at(
+                    Origin::new(id, k.span()),
+                    key,
+                    "unknown key in a network file",
+                )
+                .suggest(closest(key, KEYS.iter().copied())),
+            );
+        }
+    }
+    let parsed = with_file(id, || {
+        <File as Deserialize>::deserialize(toml::de::Deserializer::from(table.clone()))
+    });
+    match parsed {
+        Ok(f) => Some(f),
+        Err(e) => {
+            // The key whose value serde refused (a string where the MTU's number belongs).
+            let key = e.span().and_then(|s| {
+                table.get_ref().iter().find_map(|(k, v)| {
+                    let span = v.span();
+                    (span.start <= s.start && s.end <= span.end).then(|| k.get_ref().to_string())
+                })
+            });
+            problems.push(Problem::new(at(e.span()), key, e.message().trim()));
+            None
+        }
+    }
 }
 
-/// `file:line:col: message` for a TOML error in a network file.
-fn file_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
-    let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-    format!("{}:{line}:{col}: {}", path.display(), e.message())
+/// The merged keys checked and defaults applied; None when a problem was found (each goes
+/// to `problems`, at the value that has it). `last` is the last file read, where a missing
+/// key is reported.
+fn check(
+    name: &str,
+    merged: &File,
+    last: Option<&PathBuf>,
+    problems: &mut Problems,
+) -> Option<NetworkDef> {
+    let missing = |key: &str, message: String| {
+        let at = last.map_or(At::Nowhere, |p| At::File(p.clone()));
+        Problem::new(at, Some(key.to_owned()), message)
+    };
+    let subnet = match (&merged.subnet, name) {
+        (Some(s), _) => Subnet::parse(s)
+            .map_err(|e| problems.push(Problem::at(s.origin, "subnet", e)))
+            .ok(),
+        (None, "default") => {
+            Some(Subnet::parse(DEFAULT_SUBNET).expect("the default subnet parses"))
+        }
+        (None, _) => {
+            problems.push(missing(
+                "subnet",
+                "missing: a network needs `subnet = \"10.90.0.0/24\"`".into(),
+            ));
+            None
+        }
+    };
+    let gateway = match (&merged.gateway, subnet) {
+        (Some(g), subnet) => match g.parse::<Ipv4Addr>() {
+            Err(_) => {
+                problems.push(Problem::at(
+                    g.origin,
+                    "gateway",
+                    format!("`{}` is not an IPv4 address", g.value),
+                ));
+                None
+            }
+            Ok(ip) => match subnet {
+                Some(s) if !s.contains(ip) || ip == s.network() || ip == s.broadcast() => {
+                    problems.push(Problem::at(
+                        g.origin,
+                        "gateway",
+                        format!("{ip} is not a host address of the subnet {s}"),
+                    ));
+                    None
+                }
+                _ => Some(ip),
+            },
+        },
+        (None, Some(s)) => Some(Ipv4Addr::from(u32::from(s.network()) + 1)),
+        (None, None) => None,
+    };
+    let bridge = match &merged.bridge {
+        Some(b) => {
+            if let Some(why) = ifname_problem(b) {
+                problems.push(Problem::at(b.origin, "bridge", why));
+            }
+            b.value.clone()
+        }
+        None if name == "default" => DEFAULT_BRIDGE.into(),
+        None => format!("stk-{name}"),
+    };
+    if merged.bridge.is_none() {
+        if let Some(why) = ifname_problem(&bridge) {
+            problems.push(missing(
+                "bridge",
+                format!("the default bridge name {why}; set `bridge =` to a shorter one"),
+            ));
+        }
+    }
+    let mtu = merged.mtu.as_ref().map_or(1500, |m| m.value);
+    if let Some(m) = &merged.mtu {
+        if !(576..=65535).contains(&m.value) {
+            problems.push(Problem::at(
+                m.origin,
+                "mtu",
+                format!("{} is outside 576-65535", m.value),
+            ));
+        }
+    }
+    let ipv6 = ipv6(merged, problems);
+    if ipv6.is_some() && mtu < 1280 {
+        if let Some(m) = &merged.mtu {
+            problems.push(Problem::at(
+                m.origin,
+                "mtu",
+                format!(
+                    "{} is below 1280, the least IPv6 allows (the network has subnet6)",
+                    m.value
+                ),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(NetworkDef {
+        name: name.to_owned(),
+        bridge,
+        subnet: subnet?,
+        gateway: gateway?,
+        ipv6,
+        outbound: merged.outbound.as_ref().is_none_or(|o| o.value),
+        mtu,
+        path: None,
+    })
+}
+
+/// The network's IPv6 half from `subnet6` and `gateway6`; None without subnet6 or when a
+/// problem was found (it goes to `problems`).
+fn ipv6(merged: &File, problems: &mut Problems) -> Option<Ipv6Net> {
+    let Some(s) = &merged.subnet6 else {
+        if let Some(g) = &merged.gateway6 {
+            problems.push(Problem::at(
+                g.origin,
+                "gateway6",
+                "set without `subnet6`: the IPv6 gateway is an address of the network's IPv6 subnet",
+            ));
+        }
+        return None;
+    };
+    let subnet = Subnet6::parse(s)
+        .map_err(|e| problems.push(Problem::at(s.origin, "subnet6", e)))
+        .ok()?;
+    let gateway = match &merged.gateway6 {
+        None => Ipv6Addr::from(u128::from(subnet.network()) + 1),
+        Some(g) => {
+            let Ok(ip) = g.parse::<Ipv6Addr>() else {
+                problems.push(Problem::at(
+                    g.origin,
+                    "gateway6",
+                    format!("`{}` is not an IPv6 address", g.value),
+                ));
+                return None;
+            };
+            if !subnet.contains(ip) || ip == subnet.network() {
+                problems.push(Problem::at(
+                    g.origin,
+                    "gateway6",
+                    format!("{ip} is not a host address of the subnet6 {subnet}"),
+                ));
+                return None;
+            }
+            ip
+        }
+    };
+    Some(Ipv6Net { subnet, gateway })
 }
 
 #[cfg(test)]
@@ -758,5 +861,108 @@ mod tests {
         .unwrap();
         assert!(find("gw", &dirs).unwrap_err().contains("gateway"));
         assert!(find("../x", &dirs).is_err());
+    }
+
+    /// Writes `body` as network `name` in `dir` and returns the error of finding it.
+    fn error_of(dir: &std::path::Path, name: &str, body: &str) -> String {
+        std::fs::write(dir.join(format!("{name}.toml")), body).unwrap();
+        find(name, &[dir.to_owned()]).unwrap_err()
+    }
+
+    #[test]
+    fn network_file_problems_name_file_line_column_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |name: &str| d.path().join(format!("{name}.toml")).display().to_string();
+        let e = error_of(d.path(), "a", "subnet = \"10.90.0/24\"\n");
+        assert_eq!(
+            e,
+            format!(
+                "{}:1:10: subnet: `10.90.0/24` is not an IPv4 subnet such as \"10.89.0.0/24\"",
+                p("a")
+            )
+        );
+        let e = error_of(
+            d.path(),
+            "b",
+            "subnet = \"10.90.0.0/24\"\ngateway = \"10.91.0.1\"\n",
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:11: gateway: 10.91.0.1 is not a host address of the subnet 10.90.0.0/24",
+                p("b")
+            )
+        );
+        let e = error_of(
+            d.path(),
+            "c",
+            "subnet = \"10.90.0.0/24\"\nbridge = \"br-far-too-long-x\"\n",
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:10: bridge: `br-far-too-long-x` has 17 bytes; an interface name has at most 15 (IFNAMSIZ)",
+                p("c")
+            )
+        );
+        let e = error_of(
+            d.path(),
+            "d",
+            "subnet = \"10.90.0.0/24\"\nbridge = \"br/0\"\n",
+        );
+        assert!(
+            e.starts_with(&format!("{}:2:10: bridge: `/` cannot be", p("d"))),
+            "{e}"
+        );
+        let e = error_of(d.path(), "e", "subnet = \"10.90.0.0/24\"\n\nmtu = 70000\n");
+        assert_eq!(
+            e,
+            format!("{}:3:7: mtu: 70000 is outside 576-65535", p("e"))
+        );
+        let e = error_of(
+            d.path(),
+            "f",
+            "subnet = \"10.90.0.0/24\"\n  brige = \"x\"\n",
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:3: brige: unknown key in a network file (did you mean `bridge`?)",
+                p("f")
+            )
+        );
+        let e = error_of(d.path(), "g", "subnet = \"10.90.0.0/24\"\nmtu = \"big\"\n");
+        assert!(e.starts_with(&format!("{}:2:7: mtu: ", p("g"))), "{e}");
+        // Every problem at once, in the order written; a missing key names the file.
+        let e = error_of(d.path(), "h", "gateway = \"x\"\nmtu = 1\n");
+        assert_eq!(
+            e,
+            format!(
+                "{0}: subnet: missing: a network needs `subnet = \"10.90.0.0/24\"`; {0}:1:11: gateway: `x` is not an IPv4 address; {0}:2:7: mtu: 1 is outside 576-65535",
+                p("h")
+            )
+        );
+        // A name too long for a bridge of its own.
+        let e = error_of(d.path(), "averylongname", "subnet = \"10.90.0.0/24\"\n");
+        assert!(
+            e.contains("bridge: the default bridge name `stk-averylongname` has 17 bytes"),
+            "{e}"
+        );
+        // A drop-in's problem names the drop-in.
+        std::fs::write(d.path().join("i.toml"), "subnet = \"10.90.0.0/24\"\n").unwrap();
+        std::fs::create_dir(d.path().join("i.toml.d")).unwrap();
+        std::fs::write(d.path().join("i.toml.d/x.toml"), "mtu = 10\n").unwrap();
+        let e = find("i", &[d.path().to_owned()]).unwrap_err();
+        assert!(e.contains("i.toml.d/x.toml:1:7: mtu: 10 is outside"), "{e}");
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rules() {
+        for ok in ["stockade0", "br-lab", &"x".repeat(15)] {
+            assert_eq!(ifname_problem(ok), None, "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a:b", "a/b", &"x".repeat(16), "tab\t"] {
+            assert!(ifname_problem(bad).is_some(), "{bad:?}");
+        }
     }
 }

@@ -66,6 +66,9 @@ pub trait Manager {
 /// Records the running sandbox; implemented outside this stage, which knows neither the
 /// instance name nor where records live.
 pub trait Recorder {
+    /// Called once for a bridge sandbox, when its address is leased (before the clone, so
+    /// before [`Recorder::record`]): the record names no address that is not leased.
+    fn leased(&mut self, address: std::net::Ipv4Addr, address6: Option<std::net::Ipv6Addr>);
     /// Called once, right after init is let go and while it builds the filesystem: what
     /// the record needs that is known already is gathered here, off the path the service
     /// waits on. `init` is init's host pid.
@@ -209,6 +212,9 @@ pub fn run(
         .as_ref()
         .map(network::Attachment::prepare)
         .transpose()?;
+    if let Some(n) = &net {
+        recorder.leased(n.address, n.address6);
+    }
     let notify = plan
         .notify
         .as_ref()

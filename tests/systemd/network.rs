@@ -809,3 +809,335 @@ fn a_host_port_another_sandbox_publishes_is_refused_and_the_first_keeps_it() {
         "links, addresses, routes, rules or sysctls were left behind"
     );
 }
+
+#[test]
+fn ps_shows_the_leased_address_that_eth0_has() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The address is left to the lease: only the record can tell it.
+    let path = write_profile(
+        "leased",
+        &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"ip -4 -o addr show dev eth0 >/dev/tcp/10.89.0.1/{port}; sleep 30\"]\n[network]\nmode = \"bridge\"\n"),
+    );
+    let mut child = stockade(&["run", &path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = accept_one(&listener, Duration::from_secs(20));
+    let table = out(&format!("{} ps", crate::common::BIN));
+    let json = out(&format!("{} ps --json", crate::common::BIN));
+    let metrics = out(&format!("{} metrics", crate::common::BIN));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let (peer, said) = got.expect("the sandbox did not report eth0");
+    let ip = peer.ip().to_string();
+    assert!(said.contains(&format!("inet {ip}/24")), "{said}");
+    let header = table.lines().next().unwrap_or_default();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("leased "))
+        .unwrap_or_else(|| panic!("no row for the sandbox: {table}"));
+    let col = header.find("ADDRESS").expect("an ADDRESS column");
+    assert!(
+        row[col..].starts_with(&format!("{ip} (default)")),
+        "{table}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let me = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "leased")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(me["network"]["address"], ip.as_str(), "{json}");
+    assert_eq!(me["network"]["network"], "default", "{json}");
+    assert_eq!(me["network"]["bridge"], "stockade0", "{json}");
+    assert!(
+        me["network"]["veth"].as_str().unwrap().starts_with("vstk"),
+        "{json}"
+    );
+    assert!(
+        metrics.contains(&format!("network=\"default\",address=\"{ip}\"")),
+        "{metrics}"
+    );
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    assert!(clean, "left behind: {:?}", full_snapshot());
+}
+
+/// The network setup's steps, in the order a start takes them, as their errors name them
+/// (src/sandbox/network/fault.rs matches these prefixes against the same strings).
+const STEPS: &[&str] = &[
+    "lease the address",
+    "create the bridge",
+    "address the bridge",
+    "set route_localnet",
+    "add the nftables rules",
+    "turn on IPv4 forwarding",
+    "write the sandbox's hosts and resolv.conf",
+    "connect the sandbox to network",
+    "configure eth0",
+];
+
+/// Spawns stockade paused at `step` and returns it once it says so (within 20 s).
+fn paused_at(path: &str, step: &str) -> std::process::Child {
+    let mut child = stockade(&["run", path])
+        .env("STOCKADE_TEST_PAUSE", step)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut said = Vec::new();
+    while let Ok(line) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        if line.contains("paused at") {
+            assert!(line.contains(step), "{line}");
+            return child;
+        }
+        said.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("stockade never paused at `{step}`: {said:?}");
+}
+
+#[test]
+fn a_failure_or_a_sigkill_at_every_network_setup_step_leaves_nothing_behind() {
+    bed();
+    let _one = serial();
+    let before = full_snapshot();
+    let path = write_profile(
+        "faults",
+        "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\npublish = [\"16482:80\"]\n",
+    );
+    let settled = |what: &str, step: &str| {
+        let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+        assert!(
+            clean,
+            "{what} at `{step}` left behind: {:?} vs {before:?}",
+            full_snapshot()
+        );
+    };
+    for step in STEPS {
+        let o = stockade(&["run", &path])
+            .env("STOCKADE_TEST_FAULT", step)
+            .output()
+            .unwrap();
+        let err = text(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "a fault at `{step}` was not reported: {err}"
+        );
+        assert!(
+            err.contains(step) && err.contains("STOCKADE_TEST_FAULT"),
+            "the error does not name `{step}`: {err}"
+        );
+        settled("a failure", step);
+        let mut child = paused_at(&path, step);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let o = stockade(&["cleanup"]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "cleanup after `{step}`: {}",
+            text(&o.stderr)
+        );
+        settled("SIGKILL", step);
+    }
+}
+
+#[test]
+fn an_admins_bridge_gets_route_localnet_for_127_0_0_1_and_its_own_value_back() {
+    bed();
+    let _one = serial();
+    // The admin's bridge, with its address, a MAC of its own and a port of its own (a
+    // veth pair): a bridge's MAC and carrier otherwise follow the ports that come and go.
+    for cmd in [
+        "ip link add br-admin type bridge",
+        "ip link set br-admin addrgenmode none",
+        "ip link set br-admin address 02:00:00:00:93:01",
+        "ip link add br-admin-p type veth peer name br-admin-q",
+        "ip link set br-admin-p addrgenmode none",
+        "ip link set br-admin-q addrgenmode none",
+        "ip link set br-admin-p master br-admin up",
+        "ip link set br-admin-q up",
+        "ip addr add 10.93.0.1/24 dev br-admin",
+        "ip link set br-admin up",
+    ] {
+        let o = crate::common::sh(cmd);
+        assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+    }
+    let up = crate::common::wait_until(Duration::from_secs(10), || {
+        out("ip -j link show br-admin").contains("\"operstate\":\"UP\"")
+    });
+    assert!(up, "the admin's bridge did not come up");
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/admin.toml",
+        "subnet = \"10.93.0.0/24\"\nbridge = \"br-admin\"\n",
+    )
+    .unwrap();
+    let sysctl = "/proc/sys/net/ipv4/conf/br-admin/route_localnet";
+    let mut before = full_snapshot();
+    before.push(out(&format!("cat {sysctl}")));
+    let snapshot = || {
+        let mut s = full_snapshot();
+        s.push(out(&format!("cat {sysctl}")));
+        s
+    };
+    let path = "/etc/stockade/profiles/redis-admin.toml";
+    std::fs::write(
+        path,
+        format!("{REDIS}network = \"admin\"\npublish = [\"127.0.0.1:16481:6379\"]\n"),
+    )
+    .unwrap();
+    let ping = || out("timeout 2 redis-cli -h 127.0.0.1 -p 16481 ping");
+    // A normal start and stop, then a SIGKILL and `stockade cleanup`.
+    let mut results = Vec::new();
+    for kill in [false, true] {
+        let mut redis = stockade(&["run", path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let answered = crate::common::wait_until(Duration::from_secs(15), || ping() == "PONG");
+        let during = out(&format!("cat {sysctl}"));
+        if kill {
+            redis.kill().unwrap();
+            redis.wait().unwrap();
+            let o = stockade(&["cleanup"]).output().unwrap();
+            assert!(o.status.success(), "{}", text(&o.stderr));
+        } else {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(redis.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            redis.wait().unwrap();
+        }
+        let clean = crate::common::wait_until(Duration::from_secs(5), || snapshot() == before);
+        results.push((kill, answered, during, clean, snapshot()));
+    }
+    let _ = std::fs::remove_file("/etc/stockade/networks/admin.toml");
+    crate::common::sh("ip link del br-admin-p; ip link del br-admin");
+    assert_eq!(before.last().map(String::as_str), Some("0"), "{before:?}");
+    for (kill, answered, during, clean, after) in results {
+        assert!(
+            answered,
+            "127.0.0.1:16481 got no PONG through the admin's bridge (kill {kill})"
+        );
+        assert_eq!(during, "1", "route_localnet while it runs (kill {kill})");
+        assert!(clean, "left behind (kill {kill}): {after:?} vs {before:?}");
+    }
+}
+
+/// "Another host": a namespace of the test's own behind a veth pair, 198.19.0.2/30, whose
+/// bed end is 198.19.0.1/30. It has no route to any sandbox subnet: it reaches a sandbox
+/// only as another host would, at the bed's address. Torn down on drop.
+struct Remote;
+
+impl Remote {
+    fn start() -> Remote {
+        for cmd in [
+            "ip netns add stk-remote",
+            "ip link add stkr0 type veth peer name stkr1 netns stk-remote",
+            "ip link set stkr0 addrgenmode none",
+            "ip -n stk-remote link set stkr1 addrgenmode none",
+            "ip addr add 198.19.0.1/30 dev stkr0",
+            "ip link set stkr0 up",
+            "ip -n stk-remote addr add 198.19.0.2/30 dev stkr1",
+            "ip -n stk-remote link set stkr1 up",
+            "ip -n stk-remote link set lo up",
+        ] {
+            let o = crate::common::sh(cmd);
+            assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+        }
+        let up = crate::common::wait_until(Duration::from_secs(10), || {
+            out("ip -j link show stkr0").contains("\"operstate\":\"UP\"")
+        });
+        assert!(up, "the remote's link did not come up");
+        Remote
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        crate::common::sh("ip link del stkr0; ip netns del stk-remote");
+    }
+}
+
+#[test]
+fn a_published_port_answers_another_host_and_a_sandbox_through_the_hosts_address() {
+    bed();
+    let _one = serial();
+    let remote = Remote::start();
+    let before = full_snapshot();
+    let path = "/etc/stockade/profiles/redis-remote.toml";
+    std::fs::write(
+        path,
+        format!("{REDIS}address = \"10.89.0.60\"\npublish = [\"16483:6379\"]\n"),
+    )
+    .unwrap();
+    let redis = stockade(&["run", path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // From the other host, to the bed's address on the link between them.
+    let from_remote =
+        || out("ip netns exec stk-remote timeout 2 redis-cli -h 198.19.0.1 -p 16483 ping");
+    let answered = crate::common::wait_until(Duration::from_secs(15), || from_remote() == "PONG");
+    // Not the sandbox's own address: the other host has no route to it.
+    let direct =
+        out("ip netns exec stk-remote timeout 2 redis-cli -h 10.89.0.60 -p 6379 ping 2>&1");
+    // Hairpin: a sandbox on the same network, through the host's address. Redis lists the
+    // connection as coming from the gateway: masqueraded, so the replies go back through
+    // the host's NAT even where bridged traffic bypasses netfilter (no br_netfilter).
+    let hairpin = client(
+        "hairpin",
+        "default",
+        "timeout 5 redis-cli -h 198.19.0.1 -p 16483 client list",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(redis.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = redis.wait_with_output().unwrap();
+    let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
+    let after = full_snapshot();
+    drop(remote);
+    assert!(
+        answered,
+        "198.19.0.1:16483 from the other host got no PONG: {}",
+        text(&o.stderr)
+    );
+    assert_ne!(
+        direct, "PONG",
+        "the other host reached the sandbox's own address"
+    );
+    assert!(
+        hairpin.0 && hairpin.1.contains("addr=10.89.0.1:"),
+        "a sandbox through the host's address: {}",
+        hairpin.1
+    );
+    assert!(clean, "left behind: {after:?} vs {before:?}");
+}

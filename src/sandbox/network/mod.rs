@@ -12,7 +12,9 @@
 //! the sandbox's nftables entry from the IPv4 one); `bridge-created` marks a bridge stockade
 //! made (and may remove).
 
+mod fault;
 mod forward;
+mod localnet;
 mod netlink;
 mod nft;
 
@@ -98,6 +100,7 @@ impl Attachment {
     pub fn prepare(plan: &NetworkPlan) -> Result<Attachment, SetupError> {
         let dir = &plan.state_dir;
         let held = lock(dir)?;
+        let unleased = Unleased(plan);
         let leases = dir.join("leases");
         sweep(&leases);
         let taken: Vec<IpAddr> = fs::read_dir(&leases)
@@ -168,6 +171,7 @@ impl Attachment {
             format!("{} {} {}", p.pid, p.start_time, entry.lease_words())
         });
         let lease = leases.join(address.to_string());
+        fault::point("lease the address")?;
         write_lease(&lease, &holder, "lease the address")?;
         let lease6 = match address6 {
             None => None,
@@ -181,6 +185,8 @@ impl Attachment {
                 Some(path)
             }
         };
+        // Leased: from here on the Attachment gives back what is made.
+        std::mem::forget(unleased);
         let mut me = Attachment {
             plan: plan.clone(),
             address,
@@ -209,6 +215,7 @@ impl Attachment {
     fn set_up_host(&mut self) -> Result<(), SetupError> {
         let global = global_lock()?;
         // Rules first: when nft cannot run, neither the bridge nor forwarding is touched.
+        fault::point(&format!("add the nftables rules of {}", self.entry.veth))?;
         let rules = nft::add(&self.plan, &self.entry)?;
         self.adding = Some((rules, global));
         self.ensure_bridge()
@@ -250,6 +257,7 @@ impl Attachment {
             .iter()
             .map(|s| format!("nameserver {s}\n"))
             .collect();
+        fault::point("write the sandbox's hosts and resolv.conf")?;
         for (path, text) in [(&p.hosts_file, hosts), (&p.resolv_file, resolv)] {
             fs::write(path, text).map_err(|e| {
                 SetupError::other(
@@ -271,13 +279,18 @@ impl Attachment {
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .is_some()
         {
-            return Ok(());
+            // Stockade's (made for another sandbox) has route_localnet; an admin's may not.
+            if self.plan.state_dir.join(CREATED_MARK).exists() {
+                return Ok(());
+            }
+            return localnet::on_admin_bridge(&self.plan);
         }
         // Marked before it is made: a stockade killed in between leaves a mark the next
         // cleanup reads (removing a bridge that is absent is no harm).
         let mark = self.plan.state_dir.join(CREATED_MARK);
         fs::write(&mark, &def.bridge)
             .map_err(|e| SetupError::other(&step, format!("{}: {e}", mark.display())))?;
+        fault::point(&step)?;
         nl.add_bridge(&def.bridge, def.mtu).map_err(|e| {
             refused(
                 &step,
@@ -289,6 +302,8 @@ impl Attachment {
             .index(&def.bridge)
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .ok_or_else(|| SetupError::other(&step, "the bridge vanished as it was made"))?;
+        let step = format!("address the bridge {}", def.bridge);
+        fault::point(&step)?;
         nl.add_address(index, IpAddr::V4(def.gateway), def.subnet.prefix)
             .map_err(|e| {
                 refused(
@@ -315,6 +330,8 @@ impl Attachment {
         }
         // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
         // the setting is the bridge's and goes with it.
+        let step = localnet::step(&def.bridge);
+        fault::point(&step)?;
         nl.set_up_route_localnet(index).map_err(|e| {
             refused(
                 &step,
@@ -329,6 +346,7 @@ impl Attachment {
     pub fn attach(&self, init: u32) -> Result<(), SetupError> {
         let def = &self.plan.def;
         let step = format!("connect the sandbox to network `{}`", def.name);
+        fault::point(&step)?;
         let ns_path = format!("/proc/{init}/ns/net");
         let ns = File::open(&ns_path)
             .map_err(|e| SetupError::other(&step, format!("{ns_path}: {e}")))?;
@@ -340,17 +358,24 @@ impl Attachment {
             .ok_or_else(|| {
                 SetupError::other(&step, format!("the bridge {} is gone", def.bridge))
             })?;
-        nl.add_veth(&self.plan.veth, INNER, ns.as_fd(), master, def.mtu)
-            .map_err(|e| {
-                refused(
-                    &step,
-                    format!(
-                        "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
-                        self.plan.veth, def.bridge
-                    ),
-                    e,
-                )
-            })?;
+        nl.add_veth(
+            &self.plan.veth,
+            INNER,
+            ns.as_fd(),
+            master,
+            def.mtu,
+            mac(self.address),
+        )
+        .map_err(|e| {
+            refused(
+                &step,
+                format!(
+                    "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
+                    self.plan.veth, def.bridge
+                ),
+                e,
+            )
+        })?;
         // [::1] cannot be NATed: its published TCP ports are forwarded by the supervisor.
         if let Some(a6) = self.address6 {
             if self.entry.publish.iter().any(forward::covers_loopback) {
@@ -424,6 +449,27 @@ impl Attachment {
         };
         drop(global);
         removed.and(rules).and(bridge)
+    }
+}
+
+/// eth0's MAC address, made of its IPv4 address (locally administered, unicast): a host
+/// or a bridge that lives on (an admin's, or one another sandbox keeps) still holds the
+/// neighbour entry of an address's earlier lease, and a new random MAC behind it would be
+/// unreachable until that entry expires (some 30 s).
+fn mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x53, a, b, c, d]
+}
+
+/// Until the lease is taken: a start that fails before it leaves no empty state directory
+/// (nor a bridge no lease uses) behind. Dropped with the network's lock held.
+struct Unleased<'a>(&'a NetworkPlan);
+
+impl Drop for Unleased<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = remove_unused_bridge(&self.0.state_dir, &self.0.def.bridge) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -604,6 +650,7 @@ fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupEr
 /// forwarding on; the host's value is kept to be restored with the last sandbox.
 fn forwarding_on(f: &Forwarding) -> Result<(), SetupError> {
     let step = format!("turn on {}", f.what);
+    fault::point(&step)?;
     let now = sysctl(&step, f.sysctl, None)?;
     if now == "1" {
         return Ok(());
@@ -675,7 +722,8 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
         return Ok(());
     }
     if !mark.exists() {
-        // An admin's bridge stays; stockade's state of the network goes.
+        // An admin's bridge stays, with its own route_localnet; stockade's state goes.
+        localnet::restore(dir)?;
         let _ = fs::remove_dir(dir.join("leases"));
         let _ = fs::remove_file(dir.join("lock"));
         let _ = fs::remove_dir(dir);
@@ -707,6 +755,7 @@ pub fn configure_inside(
 ) -> Result<(), SetupError> {
     let def = &plan.def;
     let step = "configure eth0";
+    fault::point(step)?;
     let mut nl = netlink::Rtnl::open()
         .map_err(|e| refused(step, "socket(AF_NETLINK, NETLINK_ROUTE)".into(), e))?;
     let index = nl

@@ -149,7 +149,16 @@ impl Pending {
             return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        let hint = if err.contains("Operation not supported") || err.contains("No such file") {
+        // "Protocol not supported": no nfnetlink socket at all (nf_tables is not loaded and
+        // cannot be); the others: a table or expression the kernel cannot provide.
+        let hint = if [
+            "Operation not supported",
+            "No such file",
+            "Protocol not supported",
+        ]
+        .iter()
+        .any(|m| err.contains(m))
+        {
             " (hint: the kernel lacks nf_tables or its NAT support: modprobe nf_tables nft_nat nft_fib_inet)"
         } else if err.contains("Device or resource busy") || err.contains("File exists") {
             " (hint: another running sandbox publishes the same host address, port and protocol)"
