@@ -442,7 +442,11 @@ pub fn find(name: &str, dirs: &[PathBuf]) -> Result<Option<NetworkDef>, String> 
             mtu: f.mtu.or(merged.mtu),
         };
     }
-    let def = check(name, &merged, files.last(), &mut problems);
+    let mut def = None;
+    // A file that did not parse has keys unread: "missing" would be a second, false, error.
+    if problems.is_empty() {
+        def = check(name, &merged, files.last(), &mut problems);
+    }
     if !problems.is_empty() {
         return Err(problems.render(&map).join("; "));
     }
@@ -804,7 +808,7 @@ mod tests {
             ),
             (
                 "subnet = \"10.90.0.0/24\"\nsubnet6 = 64\n",
-                "bad.toml:2:11: invalid type",
+                "bad.toml:2:11: subnet6: invalid type",
             ),
             // The IPv4 keys name their line too.
             (

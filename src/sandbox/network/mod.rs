@@ -37,12 +37,16 @@ const CREATED_MARK: &str = "bridge-created";
 /// lacks the kind of link.
 fn refused(step: &str, call: String, e: io::Error) -> SetupError {
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    // The kind of link is the module's name: the kernel could not find or load it.
+    let kind = ["veth", "bridge"]
+        .into_iter()
+        .find(|k| call.contains(&format!(" type {k}")));
     let mut err = SetupError::sys(step, call, errno);
     if matches!(errno, nix::errno::Errno::EOPNOTSUPP) {
-        err.detail = Some(
-            "the kernel lacks this kind of interface: load the module (modprobe veth, modprobe bridge)"
-                .into(),
-        );
+        err.detail = Some(match kind {
+            Some(k) => format!("the kernel lacks the `{k}` module, or cannot load it: modprobe {k}"),
+            None => "the kernel lacks this kind of interface: load the module (modprobe veth, modprobe bridge)".into(),
+        });
     }
     err
 }
