@@ -61,7 +61,26 @@ pub struct Record {
     pub unit: Option<String>,
     /// When the service was let start, in milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
+    /// A bridge sandbox's place on its network, as leased (absent in older records).
+    #[serde(default)]
+    pub network: Option<Attached>,
     pub plan: LaunchPlan,
+}
+
+/// A bridge sandbox's network as it was leased at start: the plan names the network and
+/// the veth, but an address left to the lease is only known once leased, so it is here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The named network.
+    pub network: String,
+    /// Its bridge on the host.
+    pub bridge: String,
+    /// The host end of the sandbox's veth pair.
+    pub veth: String,
+    /// eth0's leased IPv4 address.
+    pub address: std::net::Ipv4Addr,
+    /// eth0's leased IPv6 address, when the network has an IPv6 subnet.
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 /// A record as it is written: [`Record`]'s fields, in its order, borrowed, with the plan
@@ -81,6 +100,7 @@ pub struct Written<'a> {
     pub cgroup: Option<&'a Path>,
     pub unit: Option<&'a str>,
     pub started_unix_ms: u64,
+    pub network: Option<&'a Attached>,
     pub plan: &'a serde_json::value::RawValue,
 }
 
@@ -344,6 +364,7 @@ impl Claim {
             cgroup: record.cgroup.as_deref(),
             unit: record.unit.as_deref(),
             started_unix_ms: record.started_unix_ms,
+            network: record.network.as_ref(),
             plan: &plan,
         })
     }
@@ -577,6 +598,13 @@ mod tests {
             cgroup: None,
             unit: Some("u.scope".into()),
             started_unix_ms: 0,
+            network: Some(Attached {
+                network: "default".into(),
+                bridge: "stockade0".into(),
+                veth: "vstk1".into(),
+                address: std::net::Ipv4Addr::new(10, 89, 0, 2),
+                address6: None,
+            }),
             plan,
         }
     }

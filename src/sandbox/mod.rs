@@ -66,6 +66,9 @@ pub trait Manager {
 /// Records the running sandbox; implemented outside this stage, which knows neither the
 /// instance name nor where records live.
 pub trait Recorder {
+    /// Called once for a bridge sandbox, when its address is leased (before the clone, so
+    /// before [`Recorder::record`]): the record names no address that is not leased.
+    fn leased(&mut self, address: std::net::Ipv4Addr, address6: Option<std::net::Ipv6Addr>);
     /// Called once, right after init is let go and while it builds the filesystem: what
     /// the record needs that is known already is gathered here, off the path the service
     /// waits on. `init` is init's host pid.
@@ -137,6 +140,8 @@ pub struct Runtime {
     pub filters: Vec<seccomp::Program>,
     /// The address leased for eth0 on a bridge network.
     pub address: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 address, on a network with subnet6.
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 /// The service's host pid: init's one child.
@@ -202,11 +207,14 @@ pub fn run(
     }
     // Host-side effects, each undone when its guard drops.
     // The lease and the bridge come before the clone: init is born knowing its address.
-    let net = plan
+    let mut net = plan
         .network
         .as_ref()
         .map(network::Attachment::prepare)
         .transpose()?;
+    if let Some(n) = &net {
+        recorder.leased(n.address, n.address6);
+    }
     let notify = plan
         .notify
         .as_ref()
@@ -220,6 +228,7 @@ pub fn run(
             .transpose()?,
         filters: Vec::new(),
         address: net.as_ref().map(|n| n.address),
+        address6: net.as_ref().and_then(|n| n.address6),
     };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
     // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.
@@ -305,6 +314,10 @@ pub fn run(
     // the service may exec: no service runs without its record.
     match sup.wait_for_ready() {
         Ok(true) => {
+            // The sandbox's nft run went on while it was built.
+            if let Some(n) = &mut net {
+                n.rules_in_place()?;
+            }
             recorder
                 .record(init.as_raw() as u32, cgroup_dir.as_deref())
                 .map_err(|e| SetupError::other("record the sandbox", e))?;

@@ -1,13 +1,20 @@
-//! A bridge sandbox's network, host side and inside: the lease of its address, the bridge
-//! (created for the first sandbox of a network, removed after the last when stockade made
-//! it), the veth pair whose inner end is born as `eth0` in init's network namespace, and,
-//! inside, eth0's address and the default route. Takes the plan's [`NetworkPlan`] only.
+//! A bridge sandbox's network, host side and inside: the lease of its addresses (IPv4, and
+//! IPv6 on a network with subnet6), the bridge (created for the first sandbox of a network,
+//! removed after the last when stockade made it), the veth pair whose inner end is born as
+//! `eth0` in init's network namespace, and, inside, eth0's addresses and default routes.
+//! Takes the plan's [`NetworkPlan`] only.
 //!
 //! Locking: one flock(2) on the network's `lock` file serialises every change to its leases
 //! and its bridge, so sandboxes started at once get distinct addresses and a bridge is never
-//! removed while another sandbox is joining it. The lease is a file named after the address
-//! in `leases/`; `bridge-created` marks a bridge stockade made (and may remove).
+//! removed while another sandbox is joining it. A lease is a file named after the address
+//! in `leases/` (one per family, both taken under one hold of the lock, both with the same
+//! words: the supervisor, the veth, the IPv6 address, the published ports; a sweep rebuilds
+//! the sandbox's nftables entry from the IPv4 one); `bridge-created` marks a bridge stockade
+//! made (and may remove).
 
+mod fault;
+mod forward;
+mod localnet;
 mod netlink;
 mod nft;
 
@@ -16,7 +23,7 @@ use crate::plan::NetworkPlan;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -30,12 +37,16 @@ const CREATED_MARK: &str = "bridge-created";
 /// lacks the kind of link.
 fn refused(step: &str, call: String, e: io::Error) -> SetupError {
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    // The kind of link is the module's name: the kernel could not find or load it.
+    let kind = ["veth", "bridge"]
+        .into_iter()
+        .find(|k| call.contains(&format!(" type {k}")));
     let mut err = SetupError::sys(step, call, errno);
     if matches!(errno, nix::errno::Errno::EOPNOTSUPP) {
-        err.detail = Some(
-            "the kernel lacks this kind of interface: load the module (modprobe veth, modprobe bridge)"
-                .into(),
-        );
+        err.detail = Some(match kind {
+            Some(k) => format!("the kernel lacks the `{k}` module, or cannot load it: modprobe {k}"),
+            None => "the kernel lacks this kind of interface: load the module (modprobe veth, modprobe bridge)".into(),
+        });
     }
     err
 }
@@ -70,7 +81,20 @@ fn lock(dir: &Path) -> Result<Flock<File>, SetupError> {
 pub struct Attachment {
     plan: NetworkPlan,
     pub address: Ipv4Addr,
+    /// The IPv6 address, on a network with subnet6.
+    pub address6: Option<Ipv6Addr>,
     lease: PathBuf,
+    lease6: Option<PathBuf>,
+    /// What it has (or will have) in stockade's nftables table.
+    entry: nft::Entry,
+    /// Whether its rules went in: a start whose transaction was refused has none to remove.
+    rules: bool,
+    /// Its published TCP ports on [::1], forwarded in user space (see forward.rs); set by
+    /// `attach`, after the last clone, since it runs threads.
+    forwarder: std::cell::OnceCell<forward::Forwarder>,
+    /// The start's nft run, until [`Attachment::rules_in_place`] reads its answer, and the
+    /// global lock held for it meanwhile.
+    adding: Option<(nft::Pending, Flock<File>)>,
     /// The process that made it: a cloned child holding a copy never gives it back.
     owner: u32,
 }
@@ -80,9 +104,10 @@ impl Attachment {
     pub fn prepare(plan: &NetworkPlan) -> Result<Attachment, SetupError> {
         let dir = &plan.state_dir;
         let held = lock(dir)?;
+        let unleased = Unleased(plan);
         let leases = dir.join("leases");
         sweep(&leases);
-        let taken: Vec<Ipv4Addr> = fs::read_dir(&leases)
+        let taken: Vec<IpAddr> = fs::read_dir(&leases)
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -91,7 +116,7 @@ impl Attachment {
             .unwrap_or_default();
         let def = &plan.def;
         let address = match &plan.address {
-            Some(a) if taken.contains(&a.value) => {
+            Some(a) if taken.contains(&IpAddr::V4(a.value)) => {
                 return Err(SetupError::other(
                     "lease the address",
                     format!(
@@ -104,7 +129,7 @@ impl Attachment {
             None => def
                 .subnet
                 .hosts()
-                .find(|ip| *ip != def.gateway && !taken.contains(ip))
+                .find(|ip| *ip != def.gateway && !taken.contains(&IpAddr::V4(*ip)))
                 .ok_or_else(|| {
                     SetupError::other(
                         "lease an address",
@@ -115,62 +140,128 @@ impl Attachment {
                     )
                 })?,
         };
-        let lease = leases.join(address.to_string());
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&lease)
-            .map_err(|e| {
-                SetupError::other("lease the address", format!("{}: {e}", lease.display()))
-            })?;
+        let address6 = match (&def.ipv6, &plan.address6) {
+            (None, _) => None,
+            (Some(_), Some(a)) if taken.contains(&IpAddr::V6(a.value)) => {
+                return Err(SetupError::other(
+                    "lease the IPv6 address",
+                    format!(
+                        "{} is already leased on network `{}` ({})",
+                        a.value, def.name, a.from
+                    ),
+                ))
+            }
+            (Some(_), Some(a)) => Some(a.value),
+            // The first free one: a /64 has more than anyone leases, so this stops early.
+            (Some(v6), None) => Some(
+                v6.subnet
+                    .hosts()
+                    .find(|ip| *ip != v6.gateway && !taken.contains(&IpAddr::V6(*ip)))
+                    .ok_or_else(|| {
+                        SetupError::other(
+                            "lease an IPv6 address",
+                            format!(
+                                "every address of {} on network `{}` is leased",
+                                v6.subnet, def.name
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let entry = nft::Entry::of(plan, address, address6);
+        // The lease names what a sweep after SIGKILL must remove: see sweep().
         let me = crate::host::Host::current().proc_id(std::process::id());
-        let _ = writeln!(
-            f,
-            "{}",
-            me.map_or(String::new(), |p| format!(
-                "{} {} {}",
-                p.pid, p.start_time, plan.veth
-            ))
-        );
-        let me = Attachment {
+        let holder = me.map_or(String::new(), |p| {
+            format!("{} {} {}", p.pid, p.start_time, entry.lease_words())
+        });
+        let lease = leases.join(address.to_string());
+        fault::point("lease the address")?;
+        write_lease(&lease, &holder, "lease the address")?;
+        let lease6 = match address6 {
+            None => None,
+            Some(a6) => {
+                let path = leases.join(a6.to_string());
+                if let Err(e) = write_lease(&path, &holder, "lease the IPv6 address") {
+                    // Nothing holds the IPv4 lease yet: give it back here.
+                    let _ = fs::remove_file(&lease);
+                    return Err(e);
+                }
+                Some(path)
+            }
+        };
+        // Leased: from here on the Attachment gives back what is made.
+        std::mem::forget(unleased);
+        let mut me = Attachment {
             plan: plan.clone(),
             address,
+            address6,
             lease,
+            lease6,
+            entry,
+            rules: false,
+            forwarder: std::cell::OnceCell::new(),
+            adding: None,
             owner: std::process::id(),
         };
         // From here on, dropping `me` gives the lease back (and a bridge made below), which
-        // takes the lock again: it is released first.
-        let made = me.ensure_bridge();
+        // takes the locks again: they are released first.
+        let done = me.set_up_host();
         drop(held);
-        made?;
-        me.add_rules()?;
+        done?;
         me.write_files()?;
         Ok(me)
     }
 
-    /// The sandbox's nftables chains, with forwarding on (remembering the host's setting).
-    fn add_rules(&self) -> Result<(), SetupError> {
-        let _global = global_lock()?;
-        // Rules first: when nft cannot run, forwarding is never touched.
-        nft::add(&self.plan, self.address)?;
-        forwarding_on()
+    /// The bridge (when missing), and the sandbox's nftables rules started. nft runs on
+    /// while the bridge is made and the sandbox is built, under the global lock, until
+    /// [`Attachment::rules_in_place`]: its exit waits for an RCU grace period (see
+    /// nft::Pending), which that work overlaps.
+    fn set_up_host(&mut self) -> Result<(), SetupError> {
+        let global = global_lock()?;
+        // Rules first: when nft cannot run, neither the bridge nor forwarding is touched.
+        fault::point(&format!("add the nftables rules of {}", self.entry.veth))?;
+        let rules = nft::add(&self.plan, &self.entry)?;
+        self.adding = Some((rules, global));
+        self.ensure_bridge()
+    }
+
+    /// Waits for the start's rules and turns forwarding on (remembering the host's
+    /// setting). Called before the service may run: nothing of it is reachable, or reaches
+    /// out, before its rules are in place.
+    pub fn rules_in_place(&mut self) -> Result<(), SetupError> {
+        let Some((rules, _global)) = self.adding.take() else {
+            return Ok(());
+        };
+        rules.wait()?;
+        self.rules = true;
+        // IPv6 forwarding only for a sandbox with IPv6.
+        for f in &FORWARDING {
+            if f.v6 && self.address6.is_none() {
+                continue;
+            }
+            forwarding_on(f)?;
+        }
+        Ok(())
     }
 
     /// The sandbox's /etc/hosts (its name at its address) and /etc/resolv.conf (the
     /// planned name servers), bound read-only over the root's.
     fn write_files(&self) -> Result<(), SetupError> {
         let p = &self.plan;
-        let hosts = format!(
+        let mut hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
             self.address, p.hostname
         );
+        if let Some(a6) = self.address6 {
+            hosts.push_str(&format!("{a6}\t{}\n", p.hostname));
+        }
         let resolv: String = p
             .dns
             .value
             .iter()
             .map(|s| format!("nameserver {s}\n"))
             .collect();
+        fault::point("write the sandbox's hosts and resolv.conf")?;
         for (path, text) in [(&p.hosts_file, hosts), (&p.resolv_file, resolv)] {
             fs::write(path, text).map_err(|e| {
                 SetupError::other(
@@ -192,13 +283,18 @@ impl Attachment {
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .is_some()
         {
-            return Ok(());
+            // Stockade's (made for another sandbox) has route_localnet; an admin's may not.
+            if self.plan.state_dir.join(CREATED_MARK).exists() {
+                return Ok(());
+            }
+            return localnet::on_admin_bridge(&self.plan);
         }
         // Marked before it is made: a stockade killed in between leaves a mark the next
         // cleanup reads (removing a bridge that is absent is no harm).
         let mark = self.plan.state_dir.join(CREATED_MARK);
         fs::write(&mark, &def.bridge)
             .map_err(|e| SetupError::other(&step, format!("{}: {e}", mark.display())))?;
+        fault::point(&step)?;
         nl.add_bridge(&def.bridge, def.mtu).map_err(|e| {
             refused(
                 &step,
@@ -210,7 +306,9 @@ impl Attachment {
             .index(&def.bridge)
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .ok_or_else(|| SetupError::other(&step, "the bridge vanished as it was made"))?;
-        nl.add_address(index, def.gateway, def.subnet.prefix)
+        let step = format!("address the bridge {}", def.bridge);
+        fault::point(&step)?;
+        nl.add_address(index, IpAddr::V4(def.gateway), def.subnet.prefix)
             .map_err(|e| {
                 refused(
                     &step,
@@ -221,15 +319,30 @@ impl Attachment {
                     e,
                 )
             })?;
+        if let Some(v6) = &def.ipv6 {
+            nl.add_address(index, IpAddr::V6(v6.gateway), v6.subnet.prefix)
+                .map_err(|e| {
+                    refused(
+                        &step,
+                        format!(
+                            "RTM_NEWADDR {}/{} dev {} nodad",
+                            v6.gateway, v6.subnet.prefix, def.bridge
+                        ),
+                        e,
+                    )
+                })?;
+        }
         // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
         // the setting is the bridge's and goes with it.
-        sysctl(
-            &step,
-            &format!("net/ipv4/conf/{}/route_localnet", def.bridge),
-            Some("1"),
-        )?;
-        nl.set_up(index)
-            .map_err(|e| refused(&step, format!("RTM_SETLINK {} up", def.bridge), e))
+        let step = localnet::step(&def.bridge);
+        fault::point(&step)?;
+        nl.set_up_route_localnet(index).map_err(|e| {
+            refused(
+                &step,
+                format!("RTM_SETLINK {} up route_localnet 1", def.bridge),
+                e,
+            )
+        })
     }
 
     /// Creates the veth pair: the host end on the bridge and up, the other end born as
@@ -237,6 +350,7 @@ impl Attachment {
     pub fn attach(&self, init: u32) -> Result<(), SetupError> {
         let def = &self.plan.def;
         let step = format!("connect the sandbox to network `{}`", def.name);
+        fault::point(&step)?;
         let ns_path = format!("/proc/{init}/ns/net");
         let ns = File::open(&ns_path)
             .map_err(|e| SetupError::other(&step, format!("{ns_path}: {e}")))?;
@@ -248,17 +362,32 @@ impl Attachment {
             .ok_or_else(|| {
                 SetupError::other(&step, format!("the bridge {} is gone", def.bridge))
             })?;
-        nl.add_veth(&self.plan.veth, INNER, ns.as_fd(), master, def.mtu)
-            .map_err(|e| {
-                refused(
-                    &step,
-                    format!(
-                        "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
-                        self.plan.veth, def.bridge
-                    ),
-                    e,
-                )
-            })
+        nl.add_veth(
+            &self.plan.veth,
+            INNER,
+            ns.as_fd(),
+            master,
+            def.mtu,
+            mac(self.address),
+        )
+        .map_err(|e| {
+            refused(
+                &step,
+                format!(
+                    "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
+                    self.plan.veth, def.bridge
+                ),
+                e,
+            )
+        })?;
+        // [::1] cannot be NATed: its published TCP ports are forwarded by the supervisor.
+        if let Some(a6) = self.address6 {
+            if self.entry.publish.iter().any(forward::covers_loopback) {
+                let f = forward::Forwarder::start(&self.entry.publish, a6)?;
+                let _ = self.forwarder.set(f);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -267,6 +396,8 @@ impl Drop for Attachment {
         if std::process::id() != self.owner {
             return;
         }
+        // The [::1] listeners first: no new connection while the rules go.
+        drop(self.forwarder.take());
         if let Err(e) = self.release() {
             tracing::warn!("{e}");
         }
@@ -275,25 +406,74 @@ impl Drop for Attachment {
 
 impl Attachment {
     /// Removes the veth (the namespace would take it too, but only once the kernel has
-    /// torn the namespace down, later), gives the lease back; the last sandbox removes a
-    /// bridge stockade made and the network's state directory.
-    fn release(&self) -> Result<(), SetupError> {
+    /// torn the namespace down, later), gives the lease back and removes the sandbox's
+    /// rules; the last sandbox of the network removes a bridge stockade made and the
+    /// network's state directory, the last of all networks stockade's table. The nft run
+    /// goes on while the bridge is removed: both wait for RCU grace periods, which overlap.
+    fn release(&mut self) -> Result<(), SetupError> {
+        // A start that failed before its rules were waited for: their answer decides what
+        // there is to remove. Its global lock goes before the network's lock is taken (the
+        // order every path takes them in is network, then global).
+        if let Some((rules, global)) = self.adding.take() {
+            self.rules = rules.wait().is_ok();
+            drop(global);
+        }
         let dir = &self.plan.state_dir;
         let step = format!("remove the veth {}", self.plan.veth);
+        let _lock = lock(dir)?;
         let removed = netlink::Rtnl::open()
             .and_then(|mut nl| match nl.index(&self.plan.veth)? {
                 Some(i) => nl.del_link(i),
                 None => Ok(()),
             })
             .map_err(|e| refused(&step, format!("RTM_DELLINK {}", self.plan.veth), e));
-        let rules = remove_rules(std::slice::from_ref(&self.plan.veth));
-        let _lock = lock(dir)?;
         let _ = fs::remove_file(&self.plan.hosts_file);
         let _ = fs::remove_file(&self.plan.resolv_file);
         let _ = fs::remove_file(&self.lease);
+        if let Some(l) = &self.lease6 {
+            let _ = fs::remove_file(l);
+        }
         sweep(&dir.join("leases"));
+        let global = global_lock()?;
+        let mine: Vec<PathBuf> = std::iter::once(self.lease.clone())
+            .chain(self.lease6.clone())
+            .collect();
+        let last = !others_remain(&mine);
+        let rules = match self.rules {
+            true => nft::remove(std::slice::from_ref(&self.entry), last).map(Some),
+            false => Ok(None),
+        };
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
+        let rules = match rules {
+            Ok(Some(pending)) => pending.wait().and_then(|()| match last {
+                true => restore_forwarding(),
+                false => Ok(()),
+            }),
+            other => other.map(drop),
+        };
+        drop(global);
         removed.and(rules).and(bridge)
+    }
+}
+
+/// eth0's MAC address, made of its IPv4 address (locally administered, unicast): a host
+/// or a bridge that lives on (an admin's, or one another sandbox keeps) still holds the
+/// neighbour entry of an address's earlier lease, and a new random MAC behind it would be
+/// unreachable until that entry expires (some 30 s).
+fn mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x53, a, b, c, d]
+}
+
+/// Until the lease is taken: a start that fails before it leaves no empty state directory
+/// (nor a bridge no lease uses) behind. Dropped with the network's lock held.
+struct Unleased<'a>(&'a NetworkPlan);
+
+impl Drop for Unleased<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = remove_unused_bridge(&self.0.state_dir, &self.0.def.bridge) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -302,31 +482,66 @@ impl Attachment {
 fn sweep(leases: &Path) {
     let host = crate::host::Host::current();
     let mut stale = Vec::new();
+    let mut gone = Vec::new();
     for e in fs::read_dir(leases).into_iter().flatten().flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
         let mut w = text.split_whitespace();
-        let pid = w.next().and_then(|p| p.parse().ok());
-        let start = w.next().and_then(|s| s.parse().ok());
-        let alive = match (pid, start) {
-            (Some(pid), Some(start_time)) => {
-                host.is_running(crate::host::ProcId { pid, start_time })
-            }
-            // Being written right now by a start holding the lock cannot be: we hold it.
-            _ => false,
-        };
-        if !alive {
-            if let (Some(veth), Some(dir)) = (w.next(), leases.parent()) {
-                let _ = fs::remove_file(dir.join(format!("{veth}.hosts")));
-                let _ = fs::remove_file(dir.join(format!("{veth}.resolv.conf")));
-                stale.push(veth.to_owned());
-            }
-            let _ = fs::remove_file(e.path());
+        // Being written right now by a start holding the lock cannot be: we hold it.
+        if lease_alive(&host, &mut w) {
+            continue;
         }
+        // The IPv4 lease names the whole entry (its IPv6 address too); an IPv6 lease only
+        // goes with it.
+        let address = e
+            .file_name()
+            .to_str()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        if let (Some(entry), Some(dir)) = (
+            address.and_then(|a| nft::Entry::from_lease(a, w)),
+            leases.parent(),
+        ) {
+            let _ = fs::remove_file(dir.join(format!("{}.hosts", entry.veth)));
+            let _ = fs::remove_file(dir.join(format!("{}.resolv.conf", entry.veth)));
+            stale.push(entry);
+        }
+        gone.push(e.path());
     }
     // Its veth went with its namespace; its rules are still in the table.
-    if let Err(e) = remove_rules(&stale) {
+    if let Err(e) = remove_rules(&stale, &gone) {
         tracing::warn!("{e}");
     }
+    for g in gone {
+        let _ = fs::remove_file(g);
+    }
+}
+
+/// Whether the supervisor a lease names (its first two words: pid and start time) runs.
+fn lease_alive<'a>(host: &crate::host::Host, w: &mut impl Iterator<Item = &'a str>) -> bool {
+    let pid = w.next().and_then(|p| p.parse().ok());
+    let start = w.next().and_then(|s| s.parse().ok());
+    match (pid, start) {
+        (Some(pid), Some(start_time)) => host.is_running(crate::host::ProcId { pid, start_time }),
+        _ => false,
+    }
+}
+
+/// Whether a sandbox of any network, other than those whose leases are `leaving`, still
+/// runs: the leases decide, not the table (listing it costs an nft run). Called with the
+/// global lock held. A start that has not written its lease yet adds the table again after
+/// this, under the same lock, so deciding "last" without it is safe.
+fn others_remain(leaving: &[PathBuf]) -> bool {
+    let host = crate::host::Host::current();
+    let networks = fs::read_dir(crate::plan::network::NETWORKS_DIR).into_iter();
+    networks
+        .flatten()
+        .flatten()
+        .flat_map(|n| fs::read_dir(n.path().join("leases")).into_iter().flatten())
+        .flatten()
+        .filter(|l| !leaving.contains(&l.path()))
+        .any(|l| {
+            let text = fs::read_to_string(l.path()).unwrap_or_default();
+            lease_alive(&host, &mut text.split_whitespace())
+        })
 }
 
 /// Serialises changes to stockade's nftables table and to the forwarding sysctl, which
@@ -350,62 +565,133 @@ fn lock_file(path: &Path, step: &str) -> Result<Flock<File>, SetupError> {
         .map_err(|(_, e)| SetupError::sys(step, format!("flock({}, LOCK_EX)", path.display()), e))
 }
 
-const IP_FORWARD: &str = "net/ipv4/ip_forward";
+/// A forwarding sysctl stockade turns on while a sandbox routes through the host, and the
+/// file below RUN_DIR where the host's value is kept until the last sandbox is gone.
+struct Forwarding {
+    sysctl: &'static str,
+    saved: &'static str,
+    what: &'static str,
+    v6: bool,
+}
 
-/// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given, through a detached
-/// proc mount of stockade's own: the host's /proc/sys may be read-only (a container), and a
-/// network sysctl is the namespace's of the process that opens it.
+/// IPv4 for every bridge sandbox; IPv6 for those with an IPv6 address. IPv6's is the `all`
+/// setting, which the kernel copies to every interface; with it on, the host ignores
+/// router advertisements on interfaces with accept_ra=1 (as with Docker's IPv6).
+const FORWARDING: [Forwarding; 2] = [
+    Forwarding {
+        sysctl: "net/ipv4/ip_forward",
+        saved: "ip_forward.saved",
+        what: "IPv4 forwarding",
+        v6: false,
+    },
+    Forwarding {
+        sysctl: "net/ipv6/conf/all/forwarding",
+        saved: "ipv6_forwarding.saved",
+        what: "IPv6 forwarding",
+        v6: true,
+    },
+];
+
+/// Creates a lease file naming its holder ("PID START_TIME WORDS..."); fails when it exists.
+fn write_lease(path: &Path, holder: &str, step: &str) -> Result<(), SetupError> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
+    writeln!(f, "{holder}").map_err(|e| {
+        // A lease nobody holds would keep its address taken until a sweep.
+        let _ = fs::remove_file(path);
+        SetupError::other(step, format!("write({}): {e}", path.display()))
+    })
+}
+
+/// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given. A network sysctl
+/// is the namespace's of the process that opens it, whichever procfs it is reached through.
+/// Read, and written where the host's /proc/sys is writable, through the host's /proc;
+/// where it is read-only (a container, the systemd bed), written through a detached proc
+/// mount of stockade's own. Not that one first: closing a detached mount waits for an
+/// expedited RCU grace period (0.3 to 2.5 ms each on a shared two-core machine).
 fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupError> {
     use std::os::fd::AsRawFd;
+    let host = format!("/proc/sys/{name}");
+    let old =
+        fs::read_to_string(&host).map_err(|e| SetupError::other(step, format!("{host}: {e}")))?;
+    let Some(v) = value else {
+        return Ok(old.trim().to_owned());
+    };
+    let write = |path: &str| {
+        OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(v.as_bytes())
+    };
+    match write(&host) {
+        Ok(()) => return Ok(old.trim().to_owned()),
+        // Only a read-only or refused host file has another way; anything else is the
+        // kernel's answer to the value itself.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EROFS | libc::EACCES | libc::EPERM)
+            ) => {}
+        Err(e) => {
+            return Err(SetupError::other(
+                step,
+                format!("write({host}, {v:?}): {e}"),
+            ))
+        }
+    }
     let proc = super::mounts::new_mount(step, "proc", &[], 0)?;
     // Reached through its descriptor only, never attached anywhere.
     let path = format!("/proc/self/fd/{}/sys/{name}", proc.as_raw_fd());
-    let old = fs::read_to_string(&path)
-        .map_err(|e| SetupError::other(step, format!("/proc/sys/{name}: {e}")))?;
-    if let Some(v) = value {
-        fs::write(&path, v)
-            .map_err(|e| SetupError::other(step, format!("write(/proc/sys/{name}, {v:?}): {e}")))?;
-    }
+    write(&path).map_err(|e| SetupError::other(step, format!("write({host}, {v:?}): {e}")))?;
     Ok(old.trim().to_owned())
 }
 
-/// Where the host's ip_forward is kept while stockade has it on.
-fn saved_forwarding() -> PathBuf {
-    Path::new(crate::plan::RUN_DIR).join("ip_forward.saved")
-}
-
 /// Routing between the bridge and the host's other interfaces (NAT, published ports) needs
-/// net.ipv4.ip_forward; the host's value is kept to be restored with the last sandbox.
-fn forwarding_on() -> Result<(), SetupError> {
-    let step = "turn on IPv4 forwarding";
-    let now = sysctl(step, IP_FORWARD, None)?;
+/// forwarding on; the host's value is kept to be restored with the last sandbox.
+fn forwarding_on(f: &Forwarding) -> Result<(), SetupError> {
+    let step = format!("turn on {}", f.what);
+    fault::point(&step)?;
+    let now = sysctl(&step, f.sysctl, None)?;
     if now == "1" {
         return Ok(());
     }
-    let saved = saved_forwarding();
+    let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
     if !saved.exists() {
         fs::write(&saved, &now)
-            .map_err(|e| SetupError::other(step, format!("{}: {e}", saved.display())))?;
+            .map_err(|e| SetupError::other(&step, format!("{}: {e}", saved.display())))?;
     }
-    sysctl(step, IP_FORWARD, Some("1")).map(drop)
+    sysctl(&step, f.sysctl, Some("1")).map(drop)
 }
 
-/// Removes the rules of these sandboxes; with the table gone, the host's forwarding
-/// setting comes back.
-fn remove_rules(veths: &[String]) -> Result<(), SetupError> {
-    if veths.is_empty() {
+/// Removes the rules of these sandboxes, whose leases are `leaving`; after the last sandbox
+/// of all networks, the whole table, and the host's forwarding setting comes back.
+fn remove_rules(entries: &[nft::Entry], leaving: &[PathBuf]) -> Result<(), SetupError> {
+    if entries.is_empty() {
         return Ok(());
     }
     let _global = global_lock()?;
-    let mut table_gone = false;
-    for v in veths {
-        table_gone = nft::remove(v)?;
+    let last = !others_remain(leaving);
+    nft::remove(entries, last)?.wait()?;
+    match last {
+        true => restore_forwarding(),
+        false => Ok(()),
     }
-    let saved = saved_forwarding();
-    if table_gone && saved.exists() {
-        let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
-        sysctl("restore IPv4 forwarding", IP_FORWARD, Some(old.trim()))?;
-        let _ = fs::remove_file(&saved);
+}
+
+/// The host's forwarding setting as it was before the first sandbox, once the last is gone.
+/// Called with the global lock held.
+fn restore_forwarding() -> Result<(), SetupError> {
+    for f in &FORWARDING {
+        let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
+        if saved.exists() {
+            let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
+            sysctl(&format!("restore {}", f.what), f.sysctl, Some(old.trim()))?;
+            let _ = fs::remove_file(&saved);
+        }
     }
     Ok(())
 }
@@ -440,7 +726,8 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
         return Ok(());
     }
     if !mark.exists() {
-        // An admin's bridge stays; stockade's state of the network goes.
+        // An admin's bridge stays, with its own route_localnet; stockade's state goes.
+        localnet::restore(dir)?;
         let _ = fs::remove_dir(dir.join("leases"));
         let _ = fs::remove_file(dir.join("lock"));
         let _ = fs::remove_dir(dir);
@@ -464,17 +751,22 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
 }
 
 /// Inside the sandbox's network namespace (init, with CAP_NET_ADMIN over it): eth0 gets its
-/// address and is brought up, and the default route goes via the gateway.
-pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), SetupError> {
+/// addresses and is brought up, and the default routes go via the gateways.
+pub fn configure_inside(
+    plan: &NetworkPlan,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+) -> Result<(), SetupError> {
     let def = &plan.def;
     let step = "configure eth0";
+    fault::point(step)?;
     let mut nl = netlink::Rtnl::open()
         .map_err(|e| refused(step, "socket(AF_NETLINK, NETLINK_ROUTE)".into(), e))?;
     let index = nl
         .index(INNER)
         .map_err(|e| refused(step, format!("RTM_GETLINK {INNER}"), e))?
         .ok_or_else(|| SetupError::other(step, "eth0 did not arrive in the sandbox"))?;
-    nl.add_address(index, address, def.subnet.prefix)
+    nl.add_address(index, IpAddr::V4(address), def.subnet.prefix)
         .map_err(|e| {
             refused(
                 step,
@@ -482,8 +774,29 @@ pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), Set
                 e,
             )
         })?;
+    let v6 = def.ipv6.zip(address6);
+    if let Some((v6, a6)) = v6 {
+        nl.add_address(index, IpAddr::V6(a6), v6.subnet.prefix)
+            .map_err(|e| {
+                refused(
+                    step,
+                    format!("RTM_NEWADDR {a6}/{} dev {INNER} nodad", v6.subnet.prefix),
+                    e,
+                )
+            })?;
+    }
     nl.set_up(index)
         .map_err(|e| refused(step, format!("RTM_SETLINK {INNER} up"), e))?;
-    nl.add_default_route(def.gateway)
-        .map_err(|e| refused(step, format!("RTM_NEWROUTE default via {}", def.gateway), e))
+    nl.add_default_route(IpAddr::V4(def.gateway))
+        .map_err(|e| refused(step, format!("RTM_NEWROUTE default via {}", def.gateway), e))?;
+    if let Some((v6, _)) = v6 {
+        nl.add_default_route(IpAddr::V6(v6.gateway)).map_err(|e| {
+            refused(
+                step,
+                format!("RTM_NEWROUTE default via {} dev {INNER}", v6.gateway),
+                e,
+            )
+        })?;
+    }
+    Ok(())
 }
