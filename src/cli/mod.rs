@@ -134,6 +134,7 @@ what systemd cannot express (landlock, id ranges, a PID namespace, ...) is liste
     /// List the running sandboxes
     #[command(
         after_help = "Examples:\n  stockade ps\n  stockade ps --json | jq '.[].service_pid'\n\nSTATE is running, or stopping from the moment its supervisor passes on a SIGTERM or SIGINT (or the service ends) until it is gone. \
+ADDRESS is a bridge sandbox's leased address and its network (`-` for the other network modes). \
 Stale records (of a stockade that was killed) are removed first. Needs root."
     )]
     Ps {

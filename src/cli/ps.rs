@@ -39,7 +39,16 @@ fn of_limit(cur: Option<u64>, max: Option<u64>, fmt: fn(u64) -> String) -> Strin
     }
 }
 
-fn row(s: &Status, now: u64) -> [String; 9] {
+/// A bridge sandbox's leased address(es) on its network ("10.89.0.2 (default)"); "-"
+/// for the other network modes.
+fn address(s: &Status) -> String {
+    s.network.as_ref().map_or("-".into(), |n| {
+        let v6 = n.address6.map_or(String::new(), |a| format!(" {a}"));
+        format!("{}{v6} ({})", n.address, n.network)
+    })
+}
+
+fn row(s: &Status, now: u64) -> [String; 10] {
     let elapsed = now.saturating_sub(s.started_unix_ms);
     let u = s.usage.as_ref();
     let cpu = u
@@ -65,6 +74,7 @@ fn row(s: &Status, now: u64) -> [String; 9] {
             u.and_then(|u| u.tasks_limit),
             |n| n.to_string(),
         ),
+        address(s),
         s.state.as_str().into(),
     ]
 }
@@ -101,10 +111,10 @@ pub fn ps(json: bool) -> Result<u8, Error> {
         return Ok(0);
     }
     let now = status::now_ms();
-    let rows: Vec<[String; 9]> = list.iter().map(|s| row(s, now)).collect();
+    let rows: Vec<[String; 10]> = list.iter().map(|s| row(s, now)).collect();
     table(
         [
-            "NAME", "PROFILE", "PID", "UNIT", "STARTED", "MEM", "CPU", "TASKS", "STATE",
+            "NAME", "PROFILE", "PID", "UNIT", "STARTED", "MEM", "CPU", "TASKS", "ADDRESS", "STATE",
         ],
         &rows,
     );

@@ -75,6 +75,7 @@ pub fn run(
         instance: &instance,
         cgroup: None,
         prepared: None,
+        network: None,
     };
     let mut manager = systemd::Systemd::new(std::env::var("NOTIFY_SOCKET").ok());
     let outcome =
@@ -113,6 +114,8 @@ struct Recording<'a> {
     cgroup: Option<std::path::PathBuf>,
     /// What [`Recording::prepare`] gathered while init built the filesystem.
     prepared: Option<Prepared>,
+    /// A bridge sandbox's network, once its address is leased.
+    network: Option<records::Attached>,
 }
 
 /// The part of a record known as soon as init exists: its processes and the rendered plan.
@@ -128,6 +131,16 @@ fn proc_id(host: &host::Host, pid: u32) -> Result<host::ProcId, String> {
 }
 
 impl sandbox::Recorder for Recording<'_> {
+    fn leased(&mut self, address: std::net::Ipv4Addr, address6: Option<std::net::Ipv6Addr>) {
+        self.network = self.plan.network.as_ref().map(|n| records::Attached {
+            network: n.network.value.clone(),
+            bridge: n.def.bridge.clone(),
+            veth: n.veth.clone(),
+            address,
+            address6,
+        });
+    }
+
     fn prepare(&mut self, init: u32) {
         if self.claim.is_none() {
             return;
@@ -169,6 +182,7 @@ impl sandbox::Recorder for Recording<'_> {
             cgroup,
             unit: self.unit.as_deref(),
             started_unix_ms,
+            network: self.network.as_ref(),
             plan: &plan,
         };
         claim.write_rendered(&record).map_err(|e| e.to_string())?;

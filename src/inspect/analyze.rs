@@ -480,6 +480,7 @@ fn net_publish(p: &LaunchPlan) -> Verdict {
     };
     let badness = |pb: &Publish| match pb.host_ip {
         None => 10,
+        Some(ip) if ip.is_unspecified() => 10,
         Some(ip) if ip.is_loopback() => 2,
         Some(_) => 5,
     };

@@ -136,6 +136,7 @@ fn bridge(p: &mut LaunchPlan) -> Option<&mut NetworkPlan> {
                 .unwrap()
                 .unwrap(),
             address: None,
+            address6: None,
             publish: Vec::new(),
             outbound: Decided::new(false, test.clone()),
             dns: Decided::new(Vec::new(), test.clone()),

@@ -145,7 +145,7 @@ pub const METRICS: &[Metric] = &[
 /// The info metric: value 1, its labels carry the unit and the stockade that started it.
 pub const INFO: &str = "stockade_sandbox_info";
 const INFO_HELP: &str =
-    "Always 1; the labels name the systemd unit and the stockade version that started the sandbox";
+    "Always 1; the labels name the systemd unit, the stockade version that started the sandbox and, on a bridge network, the network and the leased address";
 
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -162,6 +162,10 @@ struct InfoLabels {
     profile: String,
     unit: String,
     version: String,
+    /// A bridge sandbox's network and leased IPv4 address; empty (Prometheus: absent)
+    /// for the other network modes.
+    network: String,
+    address: String,
 }
 
 /// Registers `m` and sets each sandbox's known value. prometheus-client adds `_total` to a
@@ -232,6 +236,14 @@ pub fn render(statuses: &[Status]) -> String {
             profile: s.profile.clone(),
             unit: s.unit.clone().unwrap_or_default(),
             version: s.version.clone(),
+            network: s
+                .network
+                .as_ref()
+                .map_or(String::new(), |n| n.network.clone()),
+            address: s
+                .network
+                .as_ref()
+                .map_or(String::new(), |n| n.address.to_string()),
         })
         .set(1);
     }
@@ -254,7 +266,7 @@ pub fn help_text() -> String {
 Metrics (labels sandbox and profile on each; a figure its cgroup cannot account, or a limit that is `max`, is left out, never 0):\n",
     );
     t.push_str(&format!(
-        "  {INFO} (gauge, labels unit and version too)\n      {INFO_HELP}\n"
+        "  {INFO} (gauge, labels unit, version, network and address too)\n      {INFO_HELP}\n"
     ));
     for m in METRICS {
         let kind = match m.kind {
@@ -287,6 +299,13 @@ mod tests {
             unit: Some(format!("stockade-{name}.scope")),
             started_unix_ms: 1_700_000_000_500,
             cgroup: None,
+            network: (name == "cache").then(|| crate::ops::records::Attached {
+                network: "default".into(),
+                bridge: "stockade0".into(),
+                veth: "vstk7".into(),
+                address: std::net::Ipv4Addr::new(10, 89, 0, 7),
+                address6: None,
+            }),
             usage,
         }
     }
@@ -385,7 +404,7 @@ mod tests {
             Some(1_700_000_000.5)
         );
         assert!(
-            text.contains("stockade_sandbox_info{sandbox=\"cache\",profile=\"redis\",unit=\"stockade-cache.scope\",version=\"0.1.0\"} 1\n"),
+            text.contains("stockade_sandbox_info{sandbox=\"cache\",profile=\"redis\",unit=\"stockade-cache.scope\",version=\"0.1.0\",network=\"default\",address=\"10.89.0.7\"} 1\n"),
             "{text}"
         );
         assert!(text.contains("# TYPE stockade_cpu_usage_seconds_total counter\n"));

@@ -61,7 +61,26 @@ pub struct Record {
     pub unit: Option<String>,
     /// When the service was let start, in milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
+    /// A bridge sandbox's place on its network, as leased (absent in older records).
+    #[serde(default)]
+    pub network: Option<Attached>,
     pub plan: LaunchPlan,
+}
+
+/// A bridge sandbox's network as it was leased at start: the plan names the network and
+/// the veth, but an address left to the lease is only known once leased, so it is here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The named network.
+    pub network: String,
+    /// Its bridge on the host.
+    pub bridge: String,
+    /// The host end of the sandbox's veth pair.
+    pub veth: String,
+    /// eth0's leased IPv4 address.
+    pub address: std::net::Ipv4Addr,
+    /// eth0's leased IPv6 address, when the network has an IPv6 subnet.
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 /// A record as it is written: [`Record`]'s fields, in its order, borrowed, with the plan
@@ -81,6 +100,7 @@ pub struct Written<'a> {
     pub cgroup: Option<&'a Path>,
     pub unit: Option<&'a str>,
     pub started_unix_ms: u64,
+    pub network: Option<&'a Attached>,
     pub plan: &'a serde_json::value::RawValue,
 }
 
@@ -243,11 +263,11 @@ fn file_id(path: &Path) -> Option<FileId> {
 /// (~2 ms a record in a debug build). Which sandboxes run is still decided afresh on each
 /// [`list_cached`]; only the parse of an unchanged file is saved.
 #[derive(Default)]
-pub struct Cache(std::sync::Mutex<BTreeMap<String, (FileId, Record)>>);
+pub struct Cache(std::sync::Mutex<BTreeMap<String, (FileId, std::sync::Arc<Record>)>>);
 
 impl Cache {
     /// The record at `path` (instance `name`), parsed once per file.
-    fn read(&self, name: &str, path: &Path) -> Option<Record> {
+    fn read(&self, name: &str, path: &Path) -> Option<std::sync::Arc<Record>> {
         let id = file_id(path)?;
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached, record)) = map.get(name) {
@@ -255,7 +275,7 @@ impl Cache {
                 return Some(record.clone());
             }
         }
-        let record = read(path)?;
+        let record = std::sync::Arc::new(read(path)?);
         // Read again after the parse: a rename in between makes the parse not this id's.
         if file_id(path) == Some(id) {
             map.insert(name.to_owned(), (id, record.clone()));
@@ -344,6 +364,7 @@ impl Claim {
             cgroup: record.cgroup.as_deref(),
             unit: record.unit.as_deref(),
             started_unix_ms: record.started_unix_ms,
+            network: record.network.as_ref(),
             plan: &plan,
         })
     }
@@ -451,7 +472,8 @@ pub struct Instance {
     pub name: String,
     /// OOM kills that ended earlier runs of this name since boot.
     pub earlier_oom_kills: u64,
-    pub record: Record,
+    /// Shared: a long-running reader's cache hands out the same parse on every scrape.
+    pub record: std::sync::Arc<Record>,
     /// Its supervisor has marked it stopping: a stop was asked for, or the service ended.
     pub stopping: bool,
 }
@@ -464,7 +486,7 @@ pub fn running(dir: &Path, name: &str, host: &Host) -> Option<Instance> {
         return None;
     }
     let files = Files::of(dir, name);
-    let record = read(&files.record)?;
+    let record = std::sync::Arc::new(read(&files.record)?);
     host.is_running(record.supervisor).then(|| Instance {
         earlier_oom_kills: earlier_oom_kills(&files),
         name: name.to_owned(),
@@ -513,7 +535,10 @@ fn list_with(dir: &Path, host: &Host, cache: Option<&Cache>) -> Vec<Instance> {
                 drop(lock);
             }
             Ok(None) => {
-                match cache.map_or_else(|| read(&files.record), |c| c.read(&name, &files.record)) {
+                match cache.map_or_else(
+                    || read(&files.record).map(std::sync::Arc::new),
+                    |c| c.read(&name, &files.record),
+                ) {
                     // Read after the record: the mark is made after it and removed before it.
                     Some(record) if host.is_running(record.supervisor) => {
                         let stopping = files.stopping.exists();
@@ -573,6 +598,13 @@ mod tests {
             cgroup: None,
             unit: Some("u.scope".into()),
             started_unix_ms: 0,
+            network: Some(Attached {
+                network: "default".into(),
+                bridge: "stockade0".into(),
+                veth: "vstk1".into(),
+                address: std::net::Ipv4Addr::new(10, 89, 0, 2),
+                address6: None,
+            }),
             plan,
         }
     }

@@ -44,6 +44,8 @@ pub struct Status {
     pub unit: Option<String>,
     pub started_unix_ms: u64,
     pub cgroup: Option<std::path::PathBuf>,
+    /// A bridge sandbox's network, bridge, veth and leased address(es); None otherwise.
+    pub network: Option<super::records::Attached>,
     /// None without a cgroup of its own (mode off, or no cgroup v2 placement).
     pub usage: Option<UsageJson>,
 }
@@ -105,6 +107,7 @@ pub fn of(i: &Instance) -> Status {
         unit: r.unit.clone(),
         started_unix_ms: r.started_unix_ms,
         cgroup: r.cgroup.clone(),
+        network: r.network.clone(),
         usage: r.cgroup.as_deref().map(|d| {
             let mut u: UsageJson = stats::read(d).into();
             // Counted over every run of the name since boot, as a counter must be.

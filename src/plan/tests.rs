@@ -1067,6 +1067,7 @@ pub(crate) mod record {
         }
         // A host without routes but the loopback one's: the every-key fixture's bridge fits.
         fs::write(root.join("proc/net/route"), "Iface\tDestination\tGateway\n").unwrap();
+        ipv6_on(&root);
         for prog in [
             "bin/sh",
             "usr/bin/redis-server",
@@ -1131,6 +1132,10 @@ pub(crate) mod record {
             id: 7,
             notify_socket: f.notify.clone(),
             ids_dir: IDS_DIR.into(),
+            // The every-key fixture's network.
+            network_dirs: vec![
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/networks")
+            ],
             ..Default::default()
         };
         (loaded, inv)
@@ -1325,8 +1330,33 @@ fn net_fixture() -> Fixture {
         "nameserver 192.0.2.53\n",
     )
     .unwrap();
+    // IPv6: on; a default route and fd00:1::/48 via a router on eth0; [::1]:8082 listening.
+    ipv6_on(root);
+    fs::write(root.join("proc/net/ipv6_route"), concat!(
+        "fd000001000000000000000000000000 30 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0\n",
+        "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0\n",
+    )).unwrap();
+    fs::write(
+        root.join("proc/net/tcp6"),
+        "  sl  local_address rem_address   st\n   0: 00000000000000000000000001000000:1F92 00000000000000000000000000000000:0000 0A 0\n",
+    )
+    .unwrap();
     fs::create_dir_all(f.dir.path().join("networks")).unwrap();
+    fs::write(
+        f.dir.path().join("networks/v6.toml"),
+        "subnet = \"10.90.0.0/24\"\nsubnet6 = \"fd89::/64\"\n",
+    )
+    .unwrap();
     f
+}
+
+/// IPv6 as a host has it by default: on for every interface.
+fn ipv6_on(root: &Path) {
+    for c in ["all", "default"] {
+        let conf = root.join("proc/sys/net/ipv6/conf").join(c);
+        fs::create_dir_all(&conf).unwrap();
+        fs::write(conf.join("disable_ipv6"), "0\n").unwrap();
+    }
 }
 
 const BRIDGE: &str = "[exec]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\n";
@@ -1491,4 +1521,222 @@ fn a_subnet_over_a_host_route_or_a_bridge_name_taken_is_refused_naming_it() {
     assert!(f
         .plan(&format!("{BRIDGE}network = \"admin\"\n"), &[])
         .is_ok());
+}
+
+#[test]
+fn a_network_with_subnet6_gives_the_plan_ipv6_with_its_decisions_cited() {
+    let f = net_fixture();
+    let p = f
+        .plan(
+            &format!("{BRIDGE}network = \"v6\"\naddress6 = \"fd89::10\"\npublish = [\"8081:80\", \"[fd00::1]:8443:443\"]\ndns = [\"2001:db8::53\"]\n"),
+            &[],
+        )
+        .unwrap();
+    let n = p.network.as_ref().unwrap();
+    let v6 = n.def.ipv6.unwrap();
+    assert_eq!(
+        (v6.subnet.to_string(), v6.gateway.to_string()),
+        ("fd89::/64".into(), "fd89::1".into())
+    );
+    let a6 = n.address6.as_ref().unwrap();
+    assert_eq!(a6.value.to_string(), "fd89::10");
+    assert!(a6.from.to_string().contains(":6"), "{}", a6.from);
+    assert_eq!(
+        n.publish
+            .iter()
+            .map(|p| p.value.to_string())
+            .collect::<Vec<_>>(),
+        ["8081:80/tcp", "[fd00::1]:8443:443/tcp"]
+    );
+    assert_eq!(
+        n.dns.value,
+        vec!["2001:db8::53".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // Without address6 the address is leased at start; the default network has no IPv6.
+    let p = f.plan(&format!("{BRIDGE}network = \"v6\"\n"), &[]).unwrap();
+    assert_eq!(p.network.as_ref().unwrap().address6, None);
+    assert!(p.network.as_ref().unwrap().def.ipv6.is_some());
+    let p = f.plan(BRIDGE, &[]).unwrap();
+    assert_eq!(p.network.as_ref().unwrap().def.ipv6, None);
+}
+
+#[test]
+fn bad_ipv6_values_are_refused_with_file_line_and_key() {
+    let f = net_fixture();
+    let v6 = "network = \"v6\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "address6 = \"fd90::5\"\n",
+            ":6:12: network.address6: fd90::5 is outside the subnet6 fd89::/64 of network `v6`",
+        ),
+        ("address6 = \"fd89::1\"\n", ":6:12: network.address6: fd89::1 is the IPv6 gateway"),
+        ("address6 = \"fd89::\"\n", "subnet-router anycast address"),
+        (
+            "publish = [\"[::]:8082:80\"]\n",
+            ":6:11: network.publish: `[::]:8082:80`: host port 8082/tcp is already bound on the host (by a socket on ::1)",
+        ),
+        (
+            "publish = [\"[::1]:5353:53/udp\"]\n",
+            ":6:11: network.publish: `[::1]:5353:53/udp`: UDP cannot be published on ::1",
+        ),
+        // No host address: both families, so the IPv6 socket is in the way too.
+        ("publish = [\"8082:80\"]\n", "host port 8082/tcp is already bound"),
+    ];
+    for (extra, want) in cases {
+        let e = f.problems(&format!("{BRIDGE}{v6}{extra}"));
+        assert!(e.iter().any(|l| l.contains(want)), "{extra}: {e:?}");
+    }
+    // An IPv6 socket is no obstacle to an IPv4-only publish, nor an IPv4 one to an IPv6 one.
+    assert!(f
+        .plan(&format!("{BRIDGE}publish = [\"8082:80\"]\n"), &[])
+        .is_ok());
+    assert!(f
+        .plan(
+            &format!("{BRIDGE}{v6}publish = [\"[fd00::1]:8080:80\"]\n"),
+            &[]
+        )
+        .is_ok());
+    // TCP on ::1 is forwarded in user space; UDP there is refused above.
+    assert!(f
+        .plan(&format!("{BRIDGE}{v6}publish = [\"[::1]:8080:80\"]\n"), &[])
+        .is_ok());
+    // On the IPv4-only default network, nothing of IPv6 is accepted.
+    for (extra, want) in [
+        (
+            "address6 = \"fd89::10\"\n",
+            ":5:12: network.address6: network `default` has no IPv6 (no subnet6); the built-in `default` is IPv4 only",
+        ),
+        (
+            "publish = [\"[::1]:8443:443\"]\n",
+            ":5:11: network.publish: `[::1]:8443:443`: an IPv6 host address, but network `default` has no IPv6",
+        ),
+        (
+            "dns = [\"2001:db8::53\"]\n",
+            ":5:7: network.dns: 2001:db8::53 is an IPv6 server, but network `default` has no IPv6",
+        ),
+    ] {
+        let e = f.problems(&format!("{BRIDGE}{extra}"));
+        assert!(e.iter().any(|l| l.contains(want)), "{extra}: {e:?}");
+    }
+    // A leased address.
+    let leases = f.host.root.join("run/stockade/networks/v6/leases");
+    fs::create_dir_all(&leases).unwrap();
+    fs::write(leases.join("fd89::10"), "1 1 vstk1\n").unwrap();
+    let e = f.problems(&format!("{BRIDGE}{v6}address6 = \"fd89::10\"\n"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("fd89::10 is already leased on network `v6`")),
+        "{e:?}"
+    );
+    // Malformed: validation finds it without the host.
+    let path = f.dir.path().join("v.toml");
+    fs::write(&path, format!("{BRIDGE}address6 = \"fd89::g\"\n")).unwrap();
+    let e = load(
+        path.to_str().unwrap(),
+        &SearchPath {
+            dirs: vec![],
+            trusted_owners: None,
+        },
+    )
+    .err()
+    .unwrap()
+    .lines();
+    assert!(
+        e.iter()
+            .any(|l| l.contains(":5:12: network.address6: `fd89::g` is not an IPv6 address")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_subnet6_over_a_host_ipv6_route_or_on_a_host_without_ipv6_is_refused_naming_it() {
+    let f = net_fixture();
+    let nets = f.dir.path().join("networks");
+    fs::write(
+        nets.join("ula.toml"),
+        "subnet = \"10.91.0.0/24\"\nsubnet6 = \"fd00:1:0:5::/64\"\n",
+    )
+    .unwrap();
+    let e = f.problems(&format!("{BRIDGE}network = \"ula\"\n"));
+    assert!(
+        e.iter().any(|l| l.contains(
+            "the subnet6 fd00:1:0:5::/64 of network `ula` overlaps the host's IPv6 route `fd00:1::/48 via fe80::1 dev eth0`"
+        ) && l.contains("ula.toml")),
+        "{e:?}"
+    );
+    fs::write(
+        f.host
+            .root
+            .join("proc/sys/net/ipv6/conf/default/disable_ipv6"),
+        "1\n",
+    )
+    .unwrap();
+    let e = f.problems(&format!("{BRIDGE}network = \"v6\"\n"));
+    assert!(
+        e.iter().any(|l| l.contains("network `v6` has subnet6 fd89::/64 but IPv6 is disabled on this host (sysctl net.ipv6.conf.default.disable_ipv6 = 1)")),
+        "{e:?}"
+    );
+    // An IPv4-only network does not care.
+    assert!(f.plan(BRIDGE, &[]).is_ok());
+}
+
+#[test]
+fn a_resolv_conf_symlinked_into_run_gives_the_upstream_servers_or_a_clear_error() {
+    let f = net_fixture();
+    let root = &f.host.root;
+    let etc = root.join("etc/resolv.conf");
+    let stub = root.join("run/systemd/resolve/stub-resolv.conf");
+    fs::write(&stub, "nameserver 127.0.0.53\noptions edns0 trust-ad\n").unwrap();
+    let dns = |f: &Fixture| -> Vec<String> {
+        let p = f.plan(BRIDGE, &[]).unwrap();
+        let n = p.network.unwrap();
+        n.dns.value.iter().map(ToString::to_string).collect()
+    };
+    // systemd-resolved's own link (relative), and an absolute one: both are followed inside
+    // the host root, and the stub's upstream servers are used.
+    for target in [
+        "../run/systemd/resolve/stub-resolv.conf",
+        "/run/systemd/resolve/stub-resolv.conf",
+    ] {
+        let _ = fs::remove_file(&etc);
+        std::os::unix::fs::symlink(target, &etc).unwrap();
+        assert_eq!(dns(&f), ["192.0.2.53"], "{target}");
+    }
+    // A link to a regular resolv.conf elsewhere: its servers as they are.
+    fs::write(
+        root.join("run/systemd/resolve/resolv.conf"),
+        "nameserver 198.51.100.7\nnameserver 127.0.0.53\n",
+    )
+    .unwrap();
+    let _ = fs::remove_file(&etc);
+    std::os::unix::fs::symlink("/run/systemd/resolve/resolv.conf", &etc).unwrap();
+    assert_eq!(dns(&f), ["198.51.100.7"]);
+    // resolved is not running: the link's target is missing.
+    let _ = fs::remove_file(&etc);
+    std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &etc).unwrap();
+    fs::remove_file(&stub).unwrap();
+    let e = f.problems(BRIDGE);
+    assert!(
+        e.iter().any(|l| l.contains("network.dns: /etc/resolv.conf is a symlink to /run/systemd/resolve/stub-resolv.conf, which does not exist")
+            && l.contains("dns = [")),
+        "{e:?}"
+    );
+    // The profile's own servers need nothing of the host.
+    let p = f
+        .plan(&format!("{BRIDGE}dns = [\"192.0.2.1\"]\n"), &[])
+        .unwrap();
+    assert_eq!(p.network.unwrap().dns.value.len(), 1);
+    // A loopback stub with no upstream file: nothing the sandbox could reach.
+    fs::write(&stub, "nameserver 127.0.0.53\n").unwrap();
+    fs::remove_file(root.join("run/systemd/resolve/resolv.conf")).unwrap();
+    let e = f.problems(BRIDGE);
+    assert!(
+        e.iter().any(|l| l
+            .contains("network.dns: the host's name server 127.0.0.53 is on loopback")
+            && l.contains("/run/systemd/resolve/resolv.conf names no other")),
+        "{e:?}"
+    );
+    // No resolv.conf at all: the sandbox's is empty, as the host's resolver would be.
+    fs::remove_file(&etc).unwrap();
+    assert!(dns(&f).is_empty());
 }

@@ -350,6 +350,9 @@ section! {
         /// bridge: the sandbox's IPv4 address inside the network's subnet (default: the
         /// first free one, leased under /run/stockade/networks).
         leaf address: String,
+        /// bridge: the sandbox's IPv6 address inside the network's subnet6 (default: the
+        /// first free one; only on a network with subnet6).
+        leaf address6: String,
         /// bridge: ports published on the host, as "[HOST_IP:]HOST_PORT:PORT[/tcp|/udp]".
         leaf publish: Vec<String>,
         /// bridge: masquerade to the host's default route (default: the network's setting).

@@ -320,9 +320,10 @@ impl Validator<'_> {
             }
         }
         let bridge = n.mode.as_ref().is_some_and(|m| m.value == NetMode::Bridge);
-        let bridge_keys: [(&str, Option<super::source::Origin>); 5] = [
+        let bridge_keys: [(&str, Option<super::source::Origin>); 6] = [
             ("network.network", n.network.as_ref().map(|v| v.origin)),
             ("network.address", n.address.as_ref().map(|v| v.origin)),
+            ("network.address6", n.address6.as_ref().map(|v| v.origin)),
             ("network.publish", n.publish.as_ref().map(|v| v.origin)),
             ("network.outbound", n.outbound.as_ref().map(|v| v.origin)),
             ("network.dns", n.dns.as_ref().map(|v| v.origin)),
@@ -352,17 +353,29 @@ impl Validator<'_> {
                 );
             }
         }
+        if let Some(a) = &n.address6 {
+            if a.value.parse::<std::net::Ipv6Addr>().is_err() {
+                self.err(
+                    a,
+                    "network.address6",
+                    format!("`{}` is not an IPv6 address", a.value),
+                );
+            }
+        }
         if let Some(list) = &n.publish {
-            let mut seen = BTreeSet::new();
+            let mut seen: Vec<super::networks::Publish> = Vec::new();
             for spec in &list.value {
                 match parse_publish(spec) {
                     Err(e) => self.err(list, "network.publish", e),
-                    Ok(p) if !seen.insert((p.host_port, p.proto)) => self.err(
+                    Ok(p) if seen.iter().any(|s| s.collides(&p)) => self.err(
                         list,
                         "network.publish",
-                        format!("host port {}/{} is published twice", p.host_port, p.proto),
+                        format!(
+                            "`{spec}`: host port {}/{} is published twice on the same host address",
+                            p.host_port, p.proto
+                        ),
                     ),
-                    Ok(_) => {}
+                    Ok(p) => seen.push(p),
                 }
             }
         }

@@ -22,7 +22,7 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
     }
     // The filesystem is built while the supervisor registers the cgroup (D-Bus round trips
     // overlap the mounts); nothing of the service runs before both are done.
-    if let Err(e) = setup(plan, runtime.address) {
+    if let Err(e) = setup(plan, runtime.address, runtime.address6) {
         chan.report_failure(e.exit_code, &e.to_string());
         sys::exit_now(e.exit_code);
     }
@@ -75,7 +75,11 @@ pub fn run(plan: &LaunchPlan, mut chan: ChildEnd, status: StatusWriter, mut runt
     }
 }
 
-fn setup(plan: &LaunchPlan, address: Option<std::net::Ipv4Addr>) -> Result<(), SetupError> {
+fn setup(
+    plan: &LaunchPlan,
+    address: Option<std::net::Ipv4Addr>,
+    address6: Option<std::net::Ipv6Addr>,
+) -> Result<(), SetupError> {
     let flags = super::unshare_flags(plan);
     if !flags.is_empty() {
         check(nix::sched::unshare(flags), "create the namespaces", || {
@@ -125,7 +129,7 @@ fn setup(plan: &LaunchPlan, address: Option<std::net::Ipv4Addr>) -> Result<(), S
         )?;
     }
     if let (Some(net), Some(address)) = (&plan.network, address) {
-        super::network::configure_inside(net, address)?;
+        super::network::configure_inside(net, address, address6)?;
     }
     if !plan.has(Namespace::Pid) {
         // Without a pid namespace, orphans of the service are still ours to reap.

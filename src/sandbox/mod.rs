@@ -66,6 +66,9 @@ pub trait Manager {
 /// Records the running sandbox; implemented outside this stage, which knows neither the
 /// instance name nor where records live.
 pub trait Recorder {
+    /// Called once for a bridge sandbox, when its address is leased (before the clone, so
+    /// before [`Recorder::record`]): the record names no address that is not leased.
+    fn leased(&mut self, address: std::net::Ipv4Addr, address6: Option<std::net::Ipv6Addr>);
     /// Called once, right after init is let go and while it builds the filesystem: what
     /// the record needs that is known already is gathered here, off the path the service
     /// waits on. `init` is init's host pid.
@@ -137,6 +140,8 @@ pub struct Runtime {
     pub filters: Vec<seccomp::Program>,
     /// The address leased for eth0 on a bridge network.
     pub address: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 address, on a network with subnet6.
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 /// The service's host pid: init's one child.
@@ -207,6 +212,9 @@ pub fn run(
         .as_ref()
         .map(network::Attachment::prepare)
         .transpose()?;
+    if let Some(n) = &net {
+        recorder.leased(n.address, n.address6);
+    }
     let notify = plan
         .notify
         .as_ref()
@@ -220,6 +228,7 @@ pub fn run(
             .transpose()?,
         filters: Vec::new(),
         address: net.as_ref().map(|n| n.address),
+        address6: net.as_ref().and_then(|n| n.address6),
     };
     // Blocked before the clone so no forwarded signal is lost while the sandbox starts; the
     // supervisor reads them from a signalfd, init re-handles them, the service unblocks them.
@@ -545,14 +554,25 @@ fn supervise(
             recorder.stopping();
         }
     };
+    // Whether init's status channel is still worth watching: not once the service's end
+    // has been read, nor after a hang-up. poll reports a hang-up on every entry for that
+    // socket, even one that asks for no events, so a hung-up channel left in the set makes
+    // this loop spin until SIGCHLD: measured, thousands of rounds while the kernel tore
+    // down init's namespaces, on the same two cores that teardown needed.
+    let mut status_open = true;
     loop {
+        // The stand-in for what is absent keeps the indices fixed: the signalfd with no
+        // events asked for, which never hangs up.
+        let absent = sfd.as_fd();
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(status.fd(), PollFlags::POLLIN),
+            if status_open {
+                PollFd::new(status.fd(), PollFlags::POLLIN)
+            } else {
+                PollFd::new(absent, PollFlags::empty())
+            },
         ];
-        // Fixed places: 2 the notify socket, 3 the seccomp listener (a closed stand-in
-        // for what is absent keeps the indices).
-        let absent = status.fd();
+        // Fixed places: 2 the notify socket, 3 the seccomp listener.
         fds.push(match notify {
             Some(n) => PollFd::new(n.fd(), PollFlags::POLLIN),
             None => PollFd::new(absent, PollFlags::empty()),
@@ -577,7 +597,11 @@ fn supervise(
                     .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
             })
         };
-        let (status_ready, notify_ready) = (ready(1), notify.is_some() && ready(2));
+        let (status_ready, notify_ready) = (status_open && ready(1), notify.is_some() && ready(2));
+        let status_hung_up = status_open
+            && fds[1]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
         // A notification waits (POLLIN); a hang-up alone means no process is filtered any
         // more (answering it would spin: the receive fails at once).
         let listener_ready = explainer.is_some()
@@ -618,6 +642,9 @@ fn supervise(
                 oom_kills = cgroup_dir.and_then(cgroup::oom_kills);
                 status.release();
             }
+        }
+        if service.is_some() || status_hung_up {
+            status_open = false;
         }
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {

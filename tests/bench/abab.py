@@ -127,10 +127,11 @@ def main():
             json.dump(out, f, indent=1)
     print(f"  {rounds} interleaved rounds; ratios against {peer}")
     rss_cols = rss_rounds > 0
-    print(f"  {'':30} {'median ms':>9} {'p10-p90 ms':>13} {'ratio':>6} {'5 blocks':>11}"
+    width = max(30, max(len(n) for n, _ in cmds))
+    print(f"  {'':{width}} {'median ms':>9} {'p10-p90 ms':>13} {'ratio':>6} {'5 blocks':>11}"
           + (f" {'RSS KiB':>8} {'RSS ratio':>9}" if rss_cols else ""))
     for name, c in out["commands"].items():
-        print(f"  {name:30} {c['median_ms']:9.2f} {c['p10_ms']:6.2f}-{c['p90_ms']:<6.2f} {c['ratio']:6.2f}"
+        print(f"  {name:{width}} {c['median_ms']:9.2f} {c['p10_ms']:6.2f}-{c['p90_ms']:<6.2f} {c['ratio']:6.2f}"
               f" {c['block_ratio_min']:5.2f}-{c['block_ratio_max']:<5.2f}"
               + (f" {c['rss_kib']:8.0f} {c['rss_ratio']:9.2f}" if rss_cols else ""))
 

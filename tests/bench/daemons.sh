@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Daemon throughput inside a shipped profile against the same daemon run bare: the same
 # binary, command line, user and port, alternating bare/sandboxed and sandboxed/bare round
-# by round, on loopback only. Prints each side's median and the ratio, with the range of the
-# per-round ratios (how noisy it was). Asserts nothing.
+# by round (with a third side, the bare daemon in a session of its own: see below), on
+# loopback only. Prints each side's median and the ratios against both bare sides, with
+# the range of the per-round ratios (how noisy it was). Asserts nothing.
 #
 #   tests/bench/daemons.sh redis|memcached [ROUNDS]     (root; STOCKADE=path to the binary)
 #
@@ -74,11 +75,17 @@ measure() {
   # The port is free again before the next side starts.
   for _ in $(seq 100); do up || break; sleep 0.05; done
 }
+# A third side: the bare daemon in a session of its own, as a daemon started by systemd
+# or one that daemonizes runs. stockade's service calls setsid(), and with
+# kernel.sched_autogroup_enabled=1 a new session is a scheduling group of its own: the
+# bare daemon started from this script shares one group with the benchmark client (and
+# this script), the sandboxed one does not. The ratio against this side separates that
+# scheduling difference from the sandbox's own cost.
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) = 1 ]; then
-    measure bare "${bare[@]}"; measure stockade "${sandboxed[@]}"
+    measure bare "${bare[@]}"; measure bare-setsid setsid "${bare[@]}"; measure stockade "${sandboxed[@]}"
   else
-    measure stockade "${sandboxed[@]}"; measure bare "${bare[@]}"
+    measure stockade "${sandboxed[@]}"; measure bare-setsid setsid "${bare[@]}"; measure bare "${bare[@]}"
   fi
 done
 /usr/bin/python3 - "$dir/results" "$rounds" <<'PY'
@@ -87,10 +94,11 @@ rows = [l.split() for l in open(sys.argv[1])]
 tests = sorted({t for _, t, _ in rows})
 print(f"  {sys.argv[2]} alternating rounds; requests per second, median")
 for t in tests:
-    bare = [float(v) for s, tt, v in rows if s == "bare" and tt == t]
     box = [float(v) for s, tt, v in rows if s == "stockade" and tt == t]
-    per_round = [b / a for a, b in zip(bare, box)]
-    print(f"  {t:6} bare {statistics.median(bare):10.0f}   stockade {statistics.median(box):10.0f}"
-          f"   ratio {statistics.median(box) / statistics.median(bare):.3f}"
-          f"   (per round {min(per_round):.2f}-{max(per_round):.2f})")
+    for side in ("bare", "bare-setsid"):
+        bare = [float(v) for s, tt, v in rows if s == side and tt == t]
+        per_round = [b / a for a, b in zip(bare, box)]
+        print(f"  {t:6} {side:11} {statistics.median(bare):10.0f}   stockade {statistics.median(box):10.0f}"
+              f"   ratio {statistics.median(box) / statistics.median(bare):.3f}"
+              f"   (per round {min(per_round):.2f}-{max(per_round):.2f})")
 PY

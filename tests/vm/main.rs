@@ -15,6 +15,7 @@ mod common;
 
 use common::{out, sh, show, text, wait_until, BIN, ROOT};
 
+mod network;
 mod prometheus;
 mod stats;
 

@@ -1,13 +1,20 @@
-//! A bridge sandbox's network, host side and inside: the lease of its address, the bridge
-//! (created for the first sandbox of a network, removed after the last when stockade made
-//! it), the veth pair whose inner end is born as `eth0` in init's network namespace, and,
-//! inside, eth0's address and the default route. Takes the plan's [`NetworkPlan`] only.
+//! A bridge sandbox's network, host side and inside: the lease of its addresses (IPv4, and
+//! IPv6 on a network with subnet6), the bridge (created for the first sandbox of a network,
+//! removed after the last when stockade made it), the veth pair whose inner end is born as
+//! `eth0` in init's network namespace, and, inside, eth0's addresses and default routes.
+//! Takes the plan's [`NetworkPlan`] only.
 //!
 //! Locking: one flock(2) on the network's `lock` file serialises every change to its leases
 //! and its bridge, so sandboxes started at once get distinct addresses and a bridge is never
-//! removed while another sandbox is joining it. The lease is a file named after the address
-//! in `leases/`; `bridge-created` marks a bridge stockade made (and may remove).
+//! removed while another sandbox is joining it. A lease is a file named after the address
+//! in `leases/` (one per family, both taken under one hold of the lock, both with the same
+//! words: the supervisor, the veth, the IPv6 address, the published ports; a sweep rebuilds
+//! the sandbox's nftables entry from the IPv4 one); `bridge-created` marks a bridge stockade
+//! made (and may remove).
 
+mod fault;
+mod forward;
+mod localnet;
 mod netlink;
 mod nft;
 
@@ -16,7 +23,7 @@ use crate::plan::NetworkPlan;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -30,12 +37,16 @@ const CREATED_MARK: &str = "bridge-created";
 /// lacks the kind of link.
 fn refused(step: &str, call: String, e: io::Error) -> SetupError {
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    // The kind of link is the module's name: the kernel could not find or load it.
+    let kind = ["veth", "bridge"]
+        .into_iter()
+        .find(|k| call.contains(&format!(" type {k}")));
     let mut err = SetupError::sys(step, call, errno);
     if matches!(errno, nix::errno::Errno::EOPNOTSUPP) {
-        err.detail = Some(
-            "the kernel lacks this kind of interface: load the module (modprobe veth, modprobe bridge)"
-                .into(),
-        );
+        err.detail = Some(match kind {
+            Some(k) => format!("the kernel lacks the `{k}` module, or cannot load it: modprobe {k}"),
+            None => "the kernel lacks this kind of interface: load the module (modprobe veth, modprobe bridge)".into(),
+        });
     }
     err
 }
@@ -70,11 +81,17 @@ fn lock(dir: &Path) -> Result<Flock<File>, SetupError> {
 pub struct Attachment {
     plan: NetworkPlan,
     pub address: Ipv4Addr,
+    /// The IPv6 address, on a network with subnet6.
+    pub address6: Option<Ipv6Addr>,
     lease: PathBuf,
+    lease6: Option<PathBuf>,
     /// What it has (or will have) in stockade's nftables table.
     entry: nft::Entry,
     /// Whether its rules went in: a start whose transaction was refused has none to remove.
     rules: bool,
+    /// Its published TCP ports on [::1], forwarded in user space (see forward.rs); set by
+    /// `attach`, after the last clone, since it runs threads.
+    forwarder: std::cell::OnceCell<forward::Forwarder>,
     /// The start's nft run, until [`Attachment::rules_in_place`] reads its answer, and the
     /// global lock held for it meanwhile.
     adding: Option<(nft::Pending, Flock<File>)>,
@@ -87,9 +104,10 @@ impl Attachment {
     pub fn prepare(plan: &NetworkPlan) -> Result<Attachment, SetupError> {
         let dir = &plan.state_dir;
         let held = lock(dir)?;
+        let unleased = Unleased(plan);
         let leases = dir.join("leases");
         sweep(&leases);
-        let taken: Vec<Ipv4Addr> = fs::read_dir(&leases)
+        let taken: Vec<IpAddr> = fs::read_dir(&leases)
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -98,7 +116,7 @@ impl Attachment {
             .unwrap_or_default();
         let def = &plan.def;
         let address = match &plan.address {
-            Some(a) if taken.contains(&a.value) => {
+            Some(a) if taken.contains(&IpAddr::V4(a.value)) => {
                 return Err(SetupError::other(
                     "lease the address",
                     format!(
@@ -111,7 +129,7 @@ impl Attachment {
             None => def
                 .subnet
                 .hosts()
-                .find(|ip| *ip != def.gateway && !taken.contains(ip))
+                .find(|ip| *ip != def.gateway && !taken.contains(&IpAddr::V4(*ip)))
                 .ok_or_else(|| {
                     SetupError::other(
                         "lease an address",
@@ -122,34 +140,66 @@ impl Attachment {
                     )
                 })?,
         };
-        let lease = leases.join(address.to_string());
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&lease)
-            .map_err(|e| {
-                SetupError::other("lease the address", format!("{}: {e}", lease.display()))
-            })?;
-        let entry = nft::Entry::of(plan, address);
+        let address6 = match (&def.ipv6, &plan.address6) {
+            (None, _) => None,
+            (Some(_), Some(a)) if taken.contains(&IpAddr::V6(a.value)) => {
+                return Err(SetupError::other(
+                    "lease the IPv6 address",
+                    format!(
+                        "{} is already leased on network `{}` ({})",
+                        a.value, def.name, a.from
+                    ),
+                ))
+            }
+            (Some(_), Some(a)) => Some(a.value),
+            // The first free one: a /64 has more than anyone leases, so this stops early.
+            (Some(v6), None) => Some(
+                v6.subnet
+                    .hosts()
+                    .find(|ip| *ip != v6.gateway && !taken.contains(&IpAddr::V6(*ip)))
+                    .ok_or_else(|| {
+                        SetupError::other(
+                            "lease an IPv6 address",
+                            format!(
+                                "every address of {} on network `{}` is leased",
+                                v6.subnet, def.name
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let entry = nft::Entry::of(plan, address, address6);
         // The lease names what a sweep after SIGKILL must remove: see sweep().
         let me = crate::host::Host::current().proc_id(std::process::id());
-        let _ = writeln!(
-            f,
-            "{}",
-            me.map_or(String::new(), |p| format!(
-                "{} {} {}",
-                p.pid,
-                p.start_time,
-                entry.lease_words()
-            ))
-        );
+        let holder = me.map_or(String::new(), |p| {
+            format!("{} {} {}", p.pid, p.start_time, entry.lease_words())
+        });
+        let lease = leases.join(address.to_string());
+        fault::point("lease the address")?;
+        write_lease(&lease, &holder, "lease the address")?;
+        let lease6 = match address6 {
+            None => None,
+            Some(a6) => {
+                let path = leases.join(a6.to_string());
+                if let Err(e) = write_lease(&path, &holder, "lease the IPv6 address") {
+                    // Nothing holds the IPv4 lease yet: give it back here.
+                    let _ = fs::remove_file(&lease);
+                    return Err(e);
+                }
+                Some(path)
+            }
+        };
+        // Leased: from here on the Attachment gives back what is made.
+        std::mem::forget(unleased);
         let mut me = Attachment {
             plan: plan.clone(),
             address,
+            address6,
             lease,
+            lease6,
             entry,
             rules: false,
+            forwarder: std::cell::OnceCell::new(),
             adding: None,
             owner: std::process::id(),
         };
@@ -169,6 +219,7 @@ impl Attachment {
     fn set_up_host(&mut self) -> Result<(), SetupError> {
         let global = global_lock()?;
         // Rules first: when nft cannot run, neither the bridge nor forwarding is touched.
+        fault::point(&format!("add the nftables rules of {}", self.entry.veth))?;
         let rules = nft::add(&self.plan, &self.entry)?;
         self.adding = Some((rules, global));
         self.ensure_bridge()
@@ -183,23 +234,34 @@ impl Attachment {
         };
         rules.wait()?;
         self.rules = true;
-        forwarding_on()
+        // IPv6 forwarding only for a sandbox with IPv6.
+        for f in &FORWARDING {
+            if f.v6 && self.address6.is_none() {
+                continue;
+            }
+            forwarding_on(f)?;
+        }
+        Ok(())
     }
 
     /// The sandbox's /etc/hosts (its name at its address) and /etc/resolv.conf (the
     /// planned name servers), bound read-only over the root's.
     fn write_files(&self) -> Result<(), SetupError> {
         let p = &self.plan;
-        let hosts = format!(
+        let mut hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
             self.address, p.hostname
         );
+        if let Some(a6) = self.address6 {
+            hosts.push_str(&format!("{a6}\t{}\n", p.hostname));
+        }
         let resolv: String = p
             .dns
             .value
             .iter()
             .map(|s| format!("nameserver {s}\n"))
             .collect();
+        fault::point("write the sandbox's hosts and resolv.conf")?;
         for (path, text) in [(&p.hosts_file, hosts), (&p.resolv_file, resolv)] {
             fs::write(path, text).map_err(|e| {
                 SetupError::other(
@@ -221,13 +283,18 @@ impl Attachment {
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .is_some()
         {
-            return Ok(());
+            // Stockade's (made for another sandbox) has route_localnet; an admin's may not.
+            if self.plan.state_dir.join(CREATED_MARK).exists() {
+                return Ok(());
+            }
+            return localnet::on_admin_bridge(&self.plan);
         }
         // Marked before it is made: a stockade killed in between leaves a mark the next
         // cleanup reads (removing a bridge that is absent is no harm).
         let mark = self.plan.state_dir.join(CREATED_MARK);
         fs::write(&mark, &def.bridge)
             .map_err(|e| SetupError::other(&step, format!("{}: {e}", mark.display())))?;
+        fault::point(&step)?;
         nl.add_bridge(&def.bridge, def.mtu).map_err(|e| {
             refused(
                 &step,
@@ -239,7 +306,9 @@ impl Attachment {
             .index(&def.bridge)
             .map_err(|e| refused(&step, format!("RTM_GETLINK {}", def.bridge), e))?
             .ok_or_else(|| SetupError::other(&step, "the bridge vanished as it was made"))?;
-        nl.add_address(index, def.gateway, def.subnet.prefix)
+        let step = format!("address the bridge {}", def.bridge);
+        fault::point(&step)?;
+        nl.add_address(index, IpAddr::V4(def.gateway), def.subnet.prefix)
             .map_err(|e| {
                 refused(
                     &step,
@@ -250,8 +319,23 @@ impl Attachment {
                     e,
                 )
             })?;
+        if let Some(v6) = &def.ipv6 {
+            nl.add_address(index, IpAddr::V6(v6.gateway), v6.subnet.prefix)
+                .map_err(|e| {
+                    refused(
+                        &step,
+                        format!(
+                            "RTM_NEWADDR {}/{} dev {} nodad",
+                            v6.gateway, v6.subnet.prefix, def.bridge
+                        ),
+                        e,
+                    )
+                })?;
+        }
         // The host's own 127.0.0.1 reaches published ports through the bridge (see nft.rs);
         // the setting is the bridge's and goes with it.
+        let step = localnet::step(&def.bridge);
+        fault::point(&step)?;
         nl.set_up_route_localnet(index).map_err(|e| {
             refused(
                 &step,
@@ -266,6 +350,7 @@ impl Attachment {
     pub fn attach(&self, init: u32) -> Result<(), SetupError> {
         let def = &self.plan.def;
         let step = format!("connect the sandbox to network `{}`", def.name);
+        fault::point(&step)?;
         let ns_path = format!("/proc/{init}/ns/net");
         let ns = File::open(&ns_path)
             .map_err(|e| SetupError::other(&step, format!("{ns_path}: {e}")))?;
@@ -277,17 +362,32 @@ impl Attachment {
             .ok_or_else(|| {
                 SetupError::other(&step, format!("the bridge {} is gone", def.bridge))
             })?;
-        nl.add_veth(&self.plan.veth, INNER, ns.as_fd(), master, def.mtu)
-            .map_err(|e| {
-                refused(
-                    &step,
-                    format!(
-                        "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
-                        self.plan.veth, def.bridge
-                    ),
-                    e,
-                )
-            })
+        nl.add_veth(
+            &self.plan.veth,
+            INNER,
+            ns.as_fd(),
+            master,
+            def.mtu,
+            mac(self.address),
+        )
+        .map_err(|e| {
+            refused(
+                &step,
+                format!(
+                    "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
+                    self.plan.veth, def.bridge
+                ),
+                e,
+            )
+        })?;
+        // [::1] cannot be NATed: its published TCP ports are forwarded by the supervisor.
+        if let Some(a6) = self.address6 {
+            if self.entry.publish.iter().any(forward::covers_loopback) {
+                let f = forward::Forwarder::start(&self.entry.publish, a6)?;
+                let _ = self.forwarder.set(f);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -296,6 +396,8 @@ impl Drop for Attachment {
         if std::process::id() != self.owner {
             return;
         }
+        // The [::1] listeners first: no new connection while the rules go.
+        drop(self.forwarder.take());
         if let Err(e) = self.release() {
             tracing::warn!("{e}");
         }
@@ -328,9 +430,15 @@ impl Attachment {
         let _ = fs::remove_file(&self.plan.hosts_file);
         let _ = fs::remove_file(&self.plan.resolv_file);
         let _ = fs::remove_file(&self.lease);
+        if let Some(l) = &self.lease6 {
+            let _ = fs::remove_file(l);
+        }
         sweep(&dir.join("leases"));
         let global = global_lock()?;
-        let last = !others_remain(std::slice::from_ref(&self.lease));
+        let mine: Vec<PathBuf> = std::iter::once(self.lease.clone())
+            .chain(self.lease6.clone())
+            .collect();
+        let last = !others_remain(&mine);
         let rules = match self.rules {
             true => nft::remove(std::slice::from_ref(&self.entry), last).map(Some),
             false => Ok(None),
@@ -348,6 +456,27 @@ impl Attachment {
     }
 }
 
+/// eth0's MAC address, made of its IPv4 address (locally administered, unicast): a host
+/// or a bridge that lives on (an admin's, or one another sandbox keeps) still holds the
+/// neighbour entry of an address's earlier lease, and a new random MAC behind it would be
+/// unreachable until that entry expires (some 30 s).
+fn mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x53, a, b, c, d]
+}
+
+/// Until the lease is taken: a start that fails before it leaves no empty state directory
+/// (nor a bridge no lease uses) behind. Dropped with the network's lock held.
+struct Unleased<'a>(&'a NetworkPlan);
+
+impl Drop for Unleased<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = remove_unused_bridge(&self.0.state_dir, &self.0.def.bridge) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 /// Removes the leases of supervisors that are gone (a stockade killed with SIGKILL): each
 /// lease names its supervisor's pid and start time. Called with the network's lock held.
 fn sweep(leases: &Path) {
@@ -361,7 +490,12 @@ fn sweep(leases: &Path) {
         if lease_alive(&host, &mut w) {
             continue;
         }
-        let address = e.file_name().to_str().and_then(|a| a.parse().ok());
+        // The IPv4 lease names the whole entry (its IPv6 address too); an IPv6 lease only
+        // goes with it.
+        let address = e
+            .file_name()
+            .to_str()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
         if let (Some(entry), Some(dir)) = (
             address.and_then(|a| nft::Entry::from_lease(a, w)),
             leases.parent(),
@@ -431,7 +565,47 @@ fn lock_file(path: &Path, step: &str) -> Result<Flock<File>, SetupError> {
         .map_err(|(_, e)| SetupError::sys(step, format!("flock({}, LOCK_EX)", path.display()), e))
 }
 
-const IP_FORWARD: &str = "net/ipv4/ip_forward";
+/// A forwarding sysctl stockade turns on while a sandbox routes through the host, and the
+/// file below RUN_DIR where the host's value is kept until the last sandbox is gone.
+struct Forwarding {
+    sysctl: &'static str,
+    saved: &'static str,
+    what: &'static str,
+    v6: bool,
+}
+
+/// IPv4 for every bridge sandbox; IPv6 for those with an IPv6 address. IPv6's is the `all`
+/// setting, which the kernel copies to every interface; with it on, the host ignores
+/// router advertisements on interfaces with accept_ra=1 (as with Docker's IPv6).
+const FORWARDING: [Forwarding; 2] = [
+    Forwarding {
+        sysctl: "net/ipv4/ip_forward",
+        saved: "ip_forward.saved",
+        what: "IPv4 forwarding",
+        v6: false,
+    },
+    Forwarding {
+        sysctl: "net/ipv6/conf/all/forwarding",
+        saved: "ipv6_forwarding.saved",
+        what: "IPv6 forwarding",
+        v6: true,
+    },
+];
+
+/// Creates a lease file naming its holder ("PID START_TIME WORDS..."); fails when it exists.
+fn write_lease(path: &Path, holder: &str, step: &str) -> Result<(), SetupError> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| SetupError::other(step, format!("{}: {e}", path.display())))?;
+    writeln!(f, "{holder}").map_err(|e| {
+        // A lease nobody holds would keep its address taken until a sweep.
+        let _ = fs::remove_file(path);
+        SetupError::other(step, format!("write({}): {e}", path.display()))
+    })
+}
 
 /// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given. A network sysctl
 /// is the namespace's of the process that opens it, whichever procfs it is reached through.
@@ -476,25 +650,21 @@ fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupEr
     Ok(old.trim().to_owned())
 }
 
-/// Where the host's ip_forward is kept while stockade has it on.
-fn saved_forwarding() -> PathBuf {
-    Path::new(crate::plan::RUN_DIR).join("ip_forward.saved")
-}
-
 /// Routing between the bridge and the host's other interfaces (NAT, published ports) needs
-/// net.ipv4.ip_forward; the host's value is kept to be restored with the last sandbox.
-fn forwarding_on() -> Result<(), SetupError> {
-    let step = "turn on IPv4 forwarding";
-    let now = sysctl(step, IP_FORWARD, None)?;
+/// forwarding on; the host's value is kept to be restored with the last sandbox.
+fn forwarding_on(f: &Forwarding) -> Result<(), SetupError> {
+    let step = format!("turn on {}", f.what);
+    fault::point(&step)?;
+    let now = sysctl(&step, f.sysctl, None)?;
     if now == "1" {
         return Ok(());
     }
-    let saved = saved_forwarding();
+    let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
     if !saved.exists() {
         fs::write(&saved, &now)
-            .map_err(|e| SetupError::other(step, format!("{}: {e}", saved.display())))?;
+            .map_err(|e| SetupError::other(&step, format!("{}: {e}", saved.display())))?;
     }
-    sysctl(step, IP_FORWARD, Some("1")).map(drop)
+    sysctl(&step, f.sysctl, Some("1")).map(drop)
 }
 
 /// Removes the rules of these sandboxes, whose leases are `leaving`; after the last sandbox
@@ -515,11 +685,13 @@ fn remove_rules(entries: &[nft::Entry], leaving: &[PathBuf]) -> Result<(), Setup
 /// The host's forwarding setting as it was before the first sandbox, once the last is gone.
 /// Called with the global lock held.
 fn restore_forwarding() -> Result<(), SetupError> {
-    let saved = saved_forwarding();
-    if saved.exists() {
-        let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
-        sysctl("restore IPv4 forwarding", IP_FORWARD, Some(old.trim()))?;
-        let _ = fs::remove_file(&saved);
+    for f in &FORWARDING {
+        let saved = Path::new(crate::plan::RUN_DIR).join(f.saved);
+        if saved.exists() {
+            let old = fs::read_to_string(&saved).unwrap_or_else(|_| "0".into());
+            sysctl(&format!("restore {}", f.what), f.sysctl, Some(old.trim()))?;
+            let _ = fs::remove_file(&saved);
+        }
     }
     Ok(())
 }
@@ -554,7 +726,8 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
         return Ok(());
     }
     if !mark.exists() {
-        // An admin's bridge stays; stockade's state of the network goes.
+        // An admin's bridge stays, with its own route_localnet; stockade's state goes.
+        localnet::restore(dir)?;
         let _ = fs::remove_dir(dir.join("leases"));
         let _ = fs::remove_file(dir.join("lock"));
         let _ = fs::remove_dir(dir);
@@ -578,17 +751,22 @@ fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
 }
 
 /// Inside the sandbox's network namespace (init, with CAP_NET_ADMIN over it): eth0 gets its
-/// address and is brought up, and the default route goes via the gateway.
-pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), SetupError> {
+/// addresses and is brought up, and the default routes go via the gateways.
+pub fn configure_inside(
+    plan: &NetworkPlan,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+) -> Result<(), SetupError> {
     let def = &plan.def;
     let step = "configure eth0";
+    fault::point(step)?;
     let mut nl = netlink::Rtnl::open()
         .map_err(|e| refused(step, "socket(AF_NETLINK, NETLINK_ROUTE)".into(), e))?;
     let index = nl
         .index(INNER)
         .map_err(|e| refused(step, format!("RTM_GETLINK {INNER}"), e))?
         .ok_or_else(|| SetupError::other(step, "eth0 did not arrive in the sandbox"))?;
-    nl.add_address(index, address, def.subnet.prefix)
+    nl.add_address(index, IpAddr::V4(address), def.subnet.prefix)
         .map_err(|e| {
             refused(
                 step,
@@ -596,8 +774,29 @@ pub fn configure_inside(plan: &NetworkPlan, address: Ipv4Addr) -> Result<(), Set
                 e,
             )
         })?;
+    let v6 = def.ipv6.zip(address6);
+    if let Some((v6, a6)) = v6 {
+        nl.add_address(index, IpAddr::V6(a6), v6.subnet.prefix)
+            .map_err(|e| {
+                refused(
+                    step,
+                    format!("RTM_NEWADDR {a6}/{} dev {INNER} nodad", v6.subnet.prefix),
+                    e,
+                )
+            })?;
+    }
     nl.set_up(index)
         .map_err(|e| refused(step, format!("RTM_SETLINK {INNER} up"), e))?;
-    nl.add_default_route(def.gateway)
-        .map_err(|e| refused(step, format!("RTM_NEWROUTE default via {}", def.gateway), e))
+    nl.add_default_route(IpAddr::V4(def.gateway))
+        .map_err(|e| refused(step, format!("RTM_NEWROUTE default via {}", def.gateway), e))?;
+    if let Some((v6, _)) = v6 {
+        nl.add_default_route(IpAddr::V6(v6.gateway)).map_err(|e| {
+            refused(
+                step,
+                format!("RTM_NEWROUTE default via {} dev {INNER}", v6.gateway),
+                e,
+            )
+        })?;
+    }
+    Ok(())
 }

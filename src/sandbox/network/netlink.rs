@@ -7,7 +7,7 @@
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
@@ -18,7 +18,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub struct Rtnl {
@@ -119,9 +119,11 @@ impl Rtnl {
         netns: BorrowedFd,
         master: u32,
         mtu: u32,
+        peer_mac: [u8; 6],
     ) -> io::Result<()> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.to_owned()));
+        p.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
         p.attributes.push(LinkAttribute::Mtu(mtu));
         p.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         let mut m = LinkMessage::default();
@@ -176,14 +178,19 @@ impl Rtnl {
             .map(drop)
     }
 
-    /// Adds `ip/prefix` to interface `index`.
-    pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    /// Adds `ip/prefix` to interface `index`. An IPv6 address skips duplicate address
+    /// detection (IFA_F_NODAD): stockade's lease makes it unique on the bridge, and DAD
+    /// would keep it tentative, unusable, for a second or more.
+    pub fn add_address(&mut self, index: u32, ip: IpAddr, prefix: u8) -> io::Result<()> {
         let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet;
+        m.header.family = family(ip);
         m.header.prefix_len = prefix;
         m.header.index = index;
-        m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
-        m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
+        if ip.is_ipv6() {
+            m.header.flags = AddressHeaderFlags::Nodad;
+        }
+        m.attributes.push(AddressAttribute::Local(ip));
+        m.attributes.push(AddressAttribute::Address(ip));
         self.request(
             RouteNetlinkMessage::NewAddress(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -191,20 +198,27 @@ impl Rtnl {
         .map(drop)
     }
 
-    /// Adds the default route via `gateway`.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()> {
+    /// Adds the default route of `gateway`'s family via it.
+    pub fn add_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        m.header.address_family = family(gateway);
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
         m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
         self.request(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
+    }
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }

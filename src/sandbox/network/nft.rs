@@ -7,10 +7,12 @@
 //! only rules look the packet up in verdict maps, and three regular chains per sandbox,
 //! named after its veth (`vstk123-dnat`, `-post`, `-fwd`), that the maps jump to:
 //!
-//! - `publish` (protocol . host port) and `publish_at4` (host address . protocol . port)
-//!   lead the nat prerouting and output hooks to the sandbox's DNAT chain;
-//! - `post4` and `fwd4` (an address, looked up as source and as destination) lead
-//!   postrouting and forward to its masquerade and filter chains.
+//! - `publish` (protocol . host port: every host address, of both families when the sandbox
+//!   has IPv6, or of one for 0.0.0.0 and [::]) and `publish_at4`/`publish_at6` (host address
+//!   . protocol . port) lead the nat prerouting and output hooks to the sandbox's DNAT chain,
+//!   whose rules DNAT each family to the sandbox's address of that family;
+//! - `post4`/`post6` and `fwd4`/`fwd6` (an address, looked up as source and as destination)
+//!   lead postrouting and forward to its masquerade and filter chains.
 //!
 //! Why verdict maps and not per-sandbox base chains: a base chain is a hook registration, and
 //! every packet walks every base chain on its hook, so N sandboxes cost N evaluations per
@@ -34,13 +36,21 @@
 //! set on bridges stockade creates (the setting goes with the bridge), and such traffic and
 //! another sandbox's hairpin traffic are masqueraded so replies come back through the host.
 //! A small forwarder would avoid route_localnet but costs a process and a copy per packet.
+//!
+//! IPv6 has the same rules with `ip6` payloads: DNAT of published ports to the sandbox's
+//! IPv6 address, hairpin and outbound masquerade, the same forward filter. IPv6 has no
+//! route_localnet: the kernel drops a packet to or from ::1 that arrives on any interface
+//! but `lo` (RFC 4291 2.5.3), so a reply to a DNAT from ::1 never reaches the client. The
+//! IPv6 DNAT rules leave ::1 alone, and the supervisor forwards [::1] in user space
+//! (forward.rs). One limit of the shared `publish` map: 0.0.0.0:P and [::]:P of two
+//! sandboxes are one key, so the second is refused although the families differ.
 
 use super::super::error::SetupError;
 use crate::plan::NetworkPlan;
 use crate::profile::networks::Publish;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 pub const TABLE: &str = "stockade";
@@ -48,8 +58,7 @@ pub const TABLE: &str = "stockade";
 /// The program nft is looked for as; CI installs it with Debian's `nftables`.
 const NFT: &str = "nft";
 
-/// The address family a match or a map is for. IPv4 only carries sandboxes for now; the
-/// IPv6 maps and dispatch rules exist already so IPv6 rules join the same table and chains.
+/// The address family a match or a map is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     V4,
@@ -64,6 +73,21 @@ impl Family {
         match self {
             Family::V4 => "ip",
             Family::V6 => "ip6",
+        }
+    }
+
+    /// Its `meta nfproto` name.
+    fn nfproto(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+
+    fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
         }
     }
 
@@ -125,7 +149,16 @@ impl Pending {
             return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        let hint = if err.contains("Operation not supported") || err.contains("No such file") {
+        // "Protocol not supported": no nfnetlink socket at all (nf_tables is not loaded and
+        // cannot be); the others: a table or expression the kernel cannot provide.
+        let hint = if [
+            "Operation not supported",
+            "No such file",
+            "Protocol not supported",
+        ]
+        .iter()
+        .any(|m| err.contains(m))
+        {
             " (hint: the kernel lacks nf_tables or its NAT support: modprobe nf_tables nft_nat nft_fib_inet)"
         } else if err.contains("Device or resource busy") || err.contains("File exists") {
             " (hint: another running sandbox publishes the same host address, port and protocol)"
@@ -145,22 +178,30 @@ impl Pending {
 pub struct Entry {
     pub veth: String,
     pub address: Ipv4Addr,
+    /// Its IPv6 address, on a network with subnet6.
+    pub address6: Option<Ipv6Addr>,
     pub publish: Vec<Publish>,
 }
 
 impl Entry {
-    pub fn of(plan: &NetworkPlan, address: Ipv4Addr) -> Entry {
+    pub fn of(plan: &NetworkPlan, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Entry {
         Entry {
             veth: plan.veth.clone(),
             address,
+            address6,
             publish: plan.publish.iter().map(|p| p.value).collect(),
         }
     }
 
-    /// The part of a lease file after the supervisor's pid and start time: the veth and the
-    /// published ports, as `[HOST_IP:]HOST_PORT:PORT/PROTO` words.
+    /// The part of a lease file after the supervisor's pid and start time: the veth, the
+    /// IPv6 address (when it has one) and the published ports, as
+    /// `[HOST_IP:]HOST_PORT:PORT/PROTO` words (none of which reads as an IPv6 address).
     pub fn lease_words(&self) -> String {
         let mut s = self.veth.clone();
+        if let Some(a6) = self.address6 {
+            s.push(' ');
+            s.push_str(&a6.to_string());
+        }
         for p in &self.publish {
             s.push(' ');
             s.push_str(&p.to_string());
@@ -175,12 +216,18 @@ impl Entry {
         mut words: impl Iterator<Item = &'a str>,
     ) -> Option<Entry> {
         let veth = words.next()?.to_owned();
-        let publish = words
-            .filter_map(|w| crate::profile::networks::parse_publish(w).ok())
-            .collect();
+        let mut address6 = None;
+        let mut publish = Vec::new();
+        for w in words {
+            match w.parse::<Ipv6Addr>() {
+                Ok(a6) => address6 = Some(a6),
+                Err(_) => publish.extend(crate::profile::networks::parse_publish(w).ok()),
+            }
+        }
         Some(Entry {
             veth,
             address,
+            address6,
             publish,
         })
     }
@@ -193,15 +240,22 @@ impl Entry {
     /// (on two container ports) is one key.
     fn elements(&self) -> Vec<(String, Vec<Value>)> {
         let jump = |part: &str| json!({"jump": {"target": self.chain(part)}});
-        let a = self.address.to_string();
         let mut any = Vec::new();
-        let mut at = Vec::new();
+        let mut at4 = Vec::new();
+        let mut at6 = Vec::new();
         for p in &self.publish {
             let proto = p.proto.to_string();
+            // Every address (of both families, or of one: 0.0.0.0, [::]) is a port key;
+            // the DNAT chain's rules tell the families apart.
             let (list, key) = match p.host_ip {
                 None => (&mut any, json!({"concat": [proto, p.host_port]})),
+                Some(h) if h.is_unspecified() => {
+                    (&mut any, json!({"concat": [proto, p.host_port]}))
+                }
+                // ::1: no element, forward.rs listens there.
+                Some(IpAddr::V6(h)) if h.is_loopback() => continue,
                 Some(h) => (
-                    &mut at,
+                    if h.is_ipv4() { &mut at4 } else { &mut at6 },
                     json!({"concat": [h.to_string(), proto, p.host_port]}),
                 ),
             };
@@ -210,16 +264,21 @@ impl Entry {
                 list.push(elem);
             }
         }
-        let v4 = Family::V4;
-        let mut out = vec![
-            (v4.map("post"), vec![json!([a, jump("post")])]),
-            (v4.map("fwd"), vec![json!([a, jump("fwd")])]),
-        ];
+        let mut out = Vec::new();
+        let addresses = std::iter::once((Family::V4, IpAddr::V4(self.address)))
+            .chain(self.address6.map(|a| (Family::V6, IpAddr::V6(a))));
+        for (f, a) in addresses {
+            let a = a.to_string();
+            out.push((f.map("post"), vec![json!([a, jump("post")])]));
+            out.push((f.map("fwd"), vec![json!([a, jump("fwd")])]));
+        }
         if !any.is_empty() {
             out.push(("publish".to_owned(), any));
         }
-        if !at.is_empty() {
-            out.push((v4.map("publish_at"), at));
+        for (f, at) in [(Family::V4, at4), (Family::V6, at6)] {
+            if !at.is_empty() {
+                out.push((f.map("publish_at"), at));
+            }
         }
         out
     }
@@ -357,12 +416,10 @@ fn skeleton() -> Vec<Value> {
     cmds
 }
 
-/// The sandbox's own chains and their rules.
+/// The sandbox's own chains and their rules: for IPv4, and for IPv6 when it has an address.
 fn sandbox_rules(plan: &NetworkPlan, e: &Entry) -> Vec<Value> {
-    let v4 = Family::V4;
     let def = &plan.def;
     let br = def.bridge.as_str();
-    let a = e.address.to_string();
     let [dnat, post, fwd] = PARTS.map(|p| e.chain(p));
     let mut cmds = Vec::new();
     for c in [&dnat, &post, &fwd] {
@@ -370,82 +427,117 @@ fn sandbox_rules(plan: &NetworkPlan, e: &Entry) -> Vec<Value> {
         cmds.push(json!({"add": chain_id(c)}));
         cmds.push(json!({"flush": chain_id(c)}));
     }
-    for p in &e.publish {
-        let proto = p.proto.to_string();
-        let mut expr = vec![m(
-            "==",
-            json!({"fib": {"result": "type", "flags": ["daddr"]}}),
-            json!("local"),
-        )];
-        if let Some(h) = p.host_ip {
-            expr.push(m("==", addr(v4, "daddr"), json!(h.to_string())));
+    // Each family with the sandbox's address in it, the sources whose published traffic
+    // is masqueraded (the host's loopback addresses, IPv4 only: see above; the network
+    // itself, hairpin), and the network's prefix.
+    let mut families = vec![(
+        Family::V4,
+        IpAddr::V4(e.address),
+        vec![
+            prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
+            prefix(def.subnet.addr, def.subnet.prefix),
+        ],
+    )];
+    if let (Some(a6), Some(v6)) = (e.address6, def.ipv6) {
+        families.push((
+            Family::V6,
+            IpAddr::V6(a6),
+            vec![prefix(v6.subnet.addr, v6.subnet.prefix)],
+        ));
+    }
+    for (f, addr_f, _) in &families {
+        for p in &e.publish {
+            // A publish of one family (a host address, 0.0.0.0 or [::]) leaves the other;
+            // one on ::1 is forward.rs's alone.
+            if p.host_ip
+                .is_some_and(|h| Family::of(h) != *f || h.is_loopback() && h.is_ipv6())
+            {
+                continue;
+            }
+            let proto = p.proto.to_string();
+            let mut expr = vec![
+                m("==", meta("nfproto"), json!(f.nfproto())),
+                m(
+                    "==",
+                    json!({"fib": {"result": "type", "flags": ["daddr"]}}),
+                    json!("local"),
+                ),
+            ];
+            match p.host_ip.filter(|h| !h.is_unspecified()) {
+                Some(h) => expr.push(m("==", addr(*f, "daddr"), json!(h.to_string()))),
+                // Every address but ::1, whose replies could not come back (see above).
+                None if *f == Family::V6 => expr.push(m("!=", addr(*f, "daddr"), json!("::1"))),
+                None => {}
+            }
+            expr.push(m(
+                "==",
+                json!({"payload": {"protocol": proto, "field": "dport"}}),
+                json!(p.host_port),
+            ));
+            expr.push(
+                json!({"dnat": {"family": f.proto(), "addr": addr_f.to_string(), "port": p.port}}),
+            );
+            cmds.push(rule(&dnat, expr));
         }
-        expr.push(m(
-            "==",
-            json!({"payload": {"protocol": proto, "field": "dport"}}),
-            json!(p.host_port),
-        ));
-        expr.push(json!({"dnat": {"family": v4.proto(), "addr": a, "port": p.port}}));
-        cmds.push(rule(&dnat, expr));
     }
-    // Published traffic from the host's loopback addresses or from the network itself
-    // (hairpin) leaves with the gateway's address, so the replies come back through NAT.
-    for from in [
-        prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
-        prefix(def.subnet.addr, def.subnet.prefix),
-    ] {
-        cmds.push(rule(
-            &post,
-            vec![
-                m("==", addr(v4, "daddr"), json!(a)),
-                m("in", ct("status"), json!("dnat")),
-                m("==", addr(v4, "saddr"), from),
-                json!({"masquerade": null}),
-            ],
-        ));
-    }
-    if plan.outbound.value {
-        cmds.push(rule(
-            &post,
-            vec![
-                m("==", addr(v4, "saddr"), json!(a)),
-                m("!=", meta("oifname"), json!(br)),
-                json!({"masquerade": null}),
-            ],
-        ));
-    } else {
-        // Only the own network: nothing new leaves the bridge towards elsewhere.
+    for (f, addr_f, masq_from) in &families {
+        let a = addr_f.to_string();
+        // Published traffic from the host's loopback addresses or from the network itself
+        // (hairpin) leaves with the gateway's address, so the replies come back through NAT.
+        for from in masq_from {
+            cmds.push(rule(
+                &post,
+                vec![
+                    m("==", addr(*f, "daddr"), json!(a)),
+                    m("in", ct("status"), json!("dnat")),
+                    m("==", addr(*f, "saddr"), from.clone()),
+                    json!({"masquerade": null}),
+                ],
+            ));
+        }
+        if plan.outbound.value {
+            cmds.push(rule(
+                &post,
+                vec![
+                    m("==", addr(*f, "saddr"), json!(a)),
+                    m("!=", meta("oifname"), json!(br)),
+                    json!({"masquerade": null}),
+                ],
+            ));
+        } else {
+            // Only the own network: nothing new leaves the bridge towards elsewhere.
+            cmds.push(rule(
+                &fwd,
+                vec![
+                    m("==", meta("iifname"), json!(br)),
+                    m("!=", meta("oifname"), json!(br)),
+                    m("==", addr(*f, "saddr"), json!(a)),
+                    m("in", ct("state"), json!("new")),
+                    json!({"drop": null}),
+                ],
+            ));
+        }
+        // Reachable from elsewhere only through its published ports: other networks'
+        // sandboxes and other hosts cannot open connections to its address.
         cmds.push(rule(
             &fwd,
             vec![
-                m("==", meta("iifname"), json!(br)),
-                m("!=", meta("oifname"), json!(br)),
-                m("==", addr(v4, "saddr"), json!(a)),
+                m("==", addr(*f, "daddr"), json!(a)),
+                m("in", ct("status"), json!("dnat")),
+                json!({"accept": null}),
+            ],
+        ));
+        cmds.push(rule(
+            &fwd,
+            vec![
+                m("==", meta("oifname"), json!(br)),
+                m("!=", meta("iifname"), json!(br)),
+                m("==", addr(*f, "daddr"), json!(a)),
                 m("in", ct("state"), json!("new")),
                 json!({"drop": null}),
             ],
         ));
     }
-    // Reachable from elsewhere only through its published ports: other networks' sandboxes
-    // and other hosts cannot open connections to its address.
-    cmds.push(rule(
-        &fwd,
-        vec![
-            m("==", addr(v4, "daddr"), json!(a)),
-            m("in", ct("status"), json!("dnat")),
-            json!({"accept": null}),
-        ],
-    ));
-    cmds.push(rule(
-        &fwd,
-        vec![
-            m("==", meta("oifname"), json!(br)),
-            m("!=", meta("iifname"), json!(br)),
-            m("==", addr(v4, "daddr"), json!(a)),
-            m("in", ct("state"), json!("new")),
-            json!({"drop": null}),
-        ],
-    ));
     for (map, elem) in e.elements() {
         cmds.push(
             json!({"add": {"element": {"family": "inet", "table": TABLE, "name": map,
@@ -520,6 +612,7 @@ mod tests {
                 .unwrap()
                 .unwrap(),
             address: None,
+            address6: None,
             publish: publish
                 .iter()
                 .map(|p| {
@@ -540,9 +633,83 @@ mod tests {
     }
 
     fn entry(p: &NetworkPlan, veth: &str, a: &str) -> Entry {
-        let mut e = Entry::of(p, a.parse().unwrap());
+        let mut e = Entry::of(p, a.parse().unwrap(), None);
         e.veth = veth.into();
         e
+    }
+
+    /// The plan on a network with IPv6 (fd89::/64), and its entry at fd89::5.
+    fn plan6(outbound: bool, publish: &[&str]) -> (NetworkPlan, Entry) {
+        let mut p = plan(outbound, publish);
+        p.def.ipv6 = Some(crate::profile::networks::Ipv6Net {
+            subnet: crate::profile::networks::Subnet6::parse("fd89::/64").unwrap(),
+            gateway: "fd89::1".parse().unwrap(),
+        });
+        let e = Entry::of(
+            &p,
+            "10.89.0.5".parse().unwrap(),
+            Some("fd89::5".parse().unwrap()),
+        );
+        (p, e)
+    }
+
+    #[test]
+    fn an_ipv6_sandbox_has_its_rules_in_both_families() {
+        let (p, e) = plan6(
+            true,
+            &[
+                "8080:80",
+                "[fd00::1]:5353:53/udp",
+                "0.0.0.0:8081:81",
+                "127.0.0.1:8082:82",
+                "[::1]:8083:83",
+            ],
+        );
+        let line = format!("123 456 {}", e.lease_words());
+        let mut w = line.split_whitespace().skip(2);
+        assert_eq!(Entry::from_lease(e.address, &mut w), Some(e.clone()));
+        let batch = add_batch(&p, &e);
+        let added = objects(&batch, "add");
+        for want in [
+            "element \"post6\" \"fd89::5\"",
+            "element \"fwd6\" \"fd89::5\"",
+            "element \"publish\" {\"concat\":[\"tcp\",8080]}",
+            "element \"publish\" {\"concat\":[\"tcp\",8081]}",
+            "element \"publish_at6\" {\"concat\":[\"fd00::1\",\"udp\",5353]}",
+            "element \"publish_at4\" {\"concat\":[\"127.0.0.1\",\"tcp\",8082]}",
+        ] {
+            assert!(added.contains(&want.to_owned()), "{want} not in {added:?}");
+        }
+        // The DNAT rules: 8080 to both addresses, 5353 to the IPv6 one only, 8081 and
+        // 8082 to the IPv4 one only.
+        let dnats: Vec<String> = batch["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"]["rule"]["expr"].as_array())
+            .flat_map(|x| x.iter().filter_map(|e| e.get("dnat")).cloned())
+            .map(|d| format!("{} {}:{}", d["family"], d["addr"], d["port"]))
+            .collect();
+        assert_eq!(
+            dnats,
+            [
+                "\"ip\" \"10.89.0.5\":80",
+                "\"ip\" \"10.89.0.5\":81",
+                "\"ip\" \"10.89.0.5\":82",
+                "\"ip6\" \"fd89::5\":80",
+                "\"ip6\" \"fd89::5\":53",
+            ]
+        );
+        // ::1 is the forwarder's (forward.rs): no element of it, and the IPv6 DNAT of a port
+        // without host address leaves it out.
+        assert!(!added.iter().any(|o| o.contains("8083")), "{added:?}");
+        assert!(batch.to_string().contains(r#"{"match":{"left":{"payload":{"field":"daddr","protocol":"ip6"}},"op":"!=","right":"::1"}}"#));
+        // Outbound IPv6 is masqueraded; the IPv6 forward filter keeps new connections out.
+        let text = batch.to_string();
+        assert!(text.contains(r#"{"match":{"left":{"payload":{"field":"saddr","protocol":"ip6"}},"op":"==","right":"fd89::5"}},{"match":{"left":{"meta":{"key":"oifname"}},"op":"!=","right":"stockade0"}},{"masquerade":null}"#), "{text}");
+        assert!(text.contains(r#"{"match":{"left":{"payload":{"field":"daddr","protocol":"ip6"}},"op":"==","right":"fd89::5"}},{"match":{"left":{"ct":{"key":"state"}},"op":"in","right":"new"}},{"drop":null}"#), "{text}");
+        let removed = remove_batch(std::slice::from_ref(&e), false);
+        assert_eq!(objects(&removed, "delete"), added);
     }
 
     #[test]
