@@ -42,6 +42,10 @@ pub struct Needs {
     /// A bridge network to join: its name, the directories its definition may be in, and its
     /// lease directory (below the host root).
     pub network: Option<(String, Vec<PathBuf>, PathBuf)>,
+    /// Whether the bridge profile publishes ports, so the host's bound ports are read (each
+    /// /proc/net/tcp read walks the kernel's whole TCP hash: milliseconds, not worth it
+    /// for a profile that publishes nothing).
+    pub network_ports: bool,
 }
 
 /// What the sandbox view's walk may look at: it resolves `paths` inside the sandbox as the
@@ -348,7 +352,7 @@ impl HostFacts {
             network: needs.network.as_ref().map(|(name, dirs, leases)| {
                 (
                     crate::profile::networks::find(name, dirs),
-                    host.net_facts(leases),
+                    host.net_facts(leases, needs.network_ports),
                 )
             }),
             lstat: r.lstat,

@@ -57,8 +57,9 @@ pub struct NetFacts {
 }
 
 impl Host {
-    /// Reads the network facts; `lease_dir` is the network's lease directory.
-    pub fn net_facts(&self, lease_dir: &Path) -> NetFacts {
+    /// Reads the network facts; `lease_dir` is the network's lease directory; the bound
+    /// ports only when `ports` (the profile publishes some).
+    pub fn net_facts(&self, lease_dir: &Path, ports: bool) -> NetFacts {
         let text = |e: std::io::Error| e.to_string();
         NetFacts {
             routes: std::fs::read_to_string(self.path("/proc/net/route"))
@@ -86,13 +87,14 @@ impl Host {
                 .map_err(text),
             bound: ["tcp", "tcp6", "udp", "udp6"]
                 .iter()
+                .filter(|_| ports)
                 .map(|f| {
                     let proto = if f.starts_with("tcp") {
                         Proto::Tcp
                     } else {
                         Proto::Udp
                     };
-                    match std::fs::read_to_string(self.path(&format!("/proc/net/{f}"))) {
+                    match read_whole(&self.path(&format!("/proc/net/{f}"))) {
                         Ok(t) => Ok(bound(&t, proto)),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
                         Err(e) => Err(format!("/proc/net/{f}: {e}")),
@@ -113,6 +115,16 @@ impl Host {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// A /proc/net table read in as few read(2) calls as it takes: each call walks the kernel's
+/// socket hash tables from the start (std's read_to_string starts with a 32-byte probe and
+/// grows: three walks of a table that fits in one read).
+fn read_whole(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::with_capacity(256 * 1024);
+    std::fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
 }
 
 impl Host {

@@ -85,6 +85,11 @@ pub fn needs(p: &Profile, inv: &Invocation, n: &mut Needs) {
     if mode(p) == NetMode::Bridge {
         let name = network_name(p);
         n.network = Some((name.clone(), inv.network_dirs.clone(), lease_dir(&name)));
+        n.network_ports = p
+            .network
+            .publish
+            .as_ref()
+            .is_some_and(|l| !l.value.is_empty());
     }
 }
 
