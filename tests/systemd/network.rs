@@ -766,14 +766,31 @@ fn stopping_one_of_two_networks_sandboxes_leaves_the_others_rules_and_port() {
         "the second network's port stopped answering"
     );
     assert_ne!(first_ping, "PONG", "the first sandbox's port still answers");
-    // Only the second sandbox's rules are left: its port, its address, its three chains.
+    // Both networks had their shared chains, keyed by their subnets.
+    for net in ["stockade0", "stk-second"] {
+        for part in ["post", "fwd"] {
+            let chain = format!("\tchain net-{net}-{part} {{");
+            assert!(both.contains(&chain), "{chain} not in {both}");
+        }
+    }
+    assert!(both.contains("ip daddr 10.89.0.0/24"), "{both}");
+    // Only the second sandbox's rules are left: its port, its address, its DNAT chain,
+    // and its network's chains; the first network's went with its last sandbox.
     assert!(!after_one.contains("16491"), "{after_one}");
     assert!(!after_one.contains("10.89.0."), "{after_one}");
+    assert!(!after_one.contains("stockade0"), "{after_one}");
     assert!(
         after_one.contains("dnat ip to 10.91.0.2:6379"),
         "{after_one}"
     );
-    assert_eq!(after_one.matches("\tchain vstk").count(), 3, "{after_one}");
+    assert!(after_one.contains("ip daddr 10.91.0.0/24"), "{after_one}");
+    assert!(
+        after_one.contains("\tchain net-stk-second-post {")
+            && after_one.contains("\tchain net-stk-second-fwd {")
+            && after_one.contains("\"stk-second\" : jump net-stk-second-fwd"),
+        "{after_one}"
+    );
+    assert_eq!(after_one.matches("\tchain vstk").count(), 1, "{after_one}");
     assert_eq!(
         full_snapshot(),
         before,
@@ -802,7 +819,7 @@ fn a_host_port_another_sandbox_publishes_is_refused_and_the_first_keeps_it() {
         "{err}"
     );
     assert_eq!(still, "PONG", "the first sandbox lost its port");
-    assert_eq!(table.matches("\tchain vstk").count(), 3, "{table}");
+    assert_eq!(table.matches("\tchain vstk").count(), 1, "{table}");
     assert_eq!(
         full_snapshot(),
         before,
