@@ -536,6 +536,13 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
     let _one = serial();
     let outside = Outside::start();
     let _net = Net6::define("out6", "10.95.0.0/24", "fd95::/64");
+    // A network whose default is no outbound: a sandbox asking for it is its exception.
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/closed.toml",
+        "subnet = \"10.94.0.0/24\"\noutbound = false\n",
+    )
+    .unwrap();
     let before = full_snapshot();
     let run = |name: &str, network: &str, server: &str, outbound: bool| {
         let ping = format!("timeout 3 redis-cli -h {server} -p 7777 ping");
@@ -551,8 +558,19 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
     // Over IPv6, from a network with subnet6: masqueraded to the bed's fd99::1.
     let with6 = run("outbound6-on", "out6", "fd99::2", true);
     let without6 = run("outbound6-off", "out6", "fd99::2", false);
+    let closed_with = run("closed-on", "closed", "198.18.0.2", true);
+    let closed_without = run("closed-off", "closed", "198.18.0.2", false);
+    let _ = std::fs::remove_file("/etc/stockade/networks/closed.toml");
     let after = full_snapshot();
     drop(outside);
+    assert!(
+        closed_with.contains("PONG"),
+        "outbound = true on a network without outbound: {closed_with}"
+    );
+    assert!(
+        !closed_without.contains("PONG"),
+        "a network without outbound reached the outside: {closed_without}"
+    );
     assert!(with.contains("PONG"), "outbound = true: {with}");
     assert!(
         !without.contains("PONG"),

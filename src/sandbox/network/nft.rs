@@ -117,7 +117,7 @@ impl Family {
         }
     }
 
-    /// The name of one of its maps: `post4`, `fwd6`, `publish_at4`.
+    /// The name of one of its maps: `publish_at4`, `net-stockade0-odd6`.
     fn map(self, base: &str) -> String {
         match self {
             Family::V4 => format!("{base}4"),
