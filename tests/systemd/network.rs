@@ -536,6 +536,13 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
     let _one = serial();
     let outside = Outside::start();
     let _net = Net6::define("out6", "10.95.0.0/24", "fd95::/64");
+    // A network whose default is no outbound: a sandbox asking for it is its exception.
+    std::fs::create_dir_all("/etc/stockade/networks").unwrap();
+    std::fs::write(
+        "/etc/stockade/networks/closed.toml",
+        "subnet = \"10.94.0.0/24\"\noutbound = false\n",
+    )
+    .unwrap();
     let before = full_snapshot();
     let run = |name: &str, network: &str, server: &str, outbound: bool| {
         let ping = format!("timeout 3 redis-cli -h {server} -p 7777 ping");
@@ -551,8 +558,19 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
     // Over IPv6, from a network with subnet6: masqueraded to the bed's fd99::1.
     let with6 = run("outbound6-on", "out6", "fd99::2", true);
     let without6 = run("outbound6-off", "out6", "fd99::2", false);
+    let closed_with = run("closed-on", "closed", "198.18.0.2", true);
+    let closed_without = run("closed-off", "closed", "198.18.0.2", false);
+    let _ = std::fs::remove_file("/etc/stockade/networks/closed.toml");
     let after = full_snapshot();
     drop(outside);
+    assert!(
+        closed_with.contains("PONG"),
+        "outbound = true on a network without outbound: {closed_with}"
+    );
+    assert!(
+        !closed_without.contains("PONG"),
+        "a network without outbound reached the outside: {closed_without}"
+    );
     assert!(with.contains("PONG"), "outbound = true: {with}");
     assert!(
         !without.contains("PONG"),
@@ -766,14 +784,31 @@ fn stopping_one_of_two_networks_sandboxes_leaves_the_others_rules_and_port() {
         "the second network's port stopped answering"
     );
     assert_ne!(first_ping, "PONG", "the first sandbox's port still answers");
-    // Only the second sandbox's rules are left: its port, its address, its three chains.
+    // Both networks had their shared chains, keyed by their subnets.
+    for net in ["stockade0", "stk-second"] {
+        for part in ["post", "fwd"] {
+            let chain = format!("\tchain net-{net}-{part} {{");
+            assert!(both.contains(&chain), "{chain} not in {both}");
+        }
+    }
+    assert!(both.contains("ip daddr 10.89.0.0/24"), "{both}");
+    // Only the second sandbox's rules are left: its port, its address, its DNAT chain,
+    // and its network's chains; the first network's went with its last sandbox.
     assert!(!after_one.contains("16491"), "{after_one}");
     assert!(!after_one.contains("10.89.0."), "{after_one}");
+    assert!(!after_one.contains("stockade0"), "{after_one}");
     assert!(
         after_one.contains("dnat ip to 10.91.0.2:6379"),
         "{after_one}"
     );
-    assert_eq!(after_one.matches("\tchain vstk").count(), 3, "{after_one}");
+    assert!(after_one.contains("ip daddr 10.91.0.0/24"), "{after_one}");
+    assert!(
+        after_one.contains("\tchain net-stk-second-post {")
+            && after_one.contains("\tchain net-stk-second-fwd {")
+            && after_one.contains("\"stk-second\" : jump net-stk-second-fwd"),
+        "{after_one}"
+    );
+    assert_eq!(after_one.matches("\tchain vstk").count(), 1, "{after_one}");
     assert_eq!(
         full_snapshot(),
         before,
@@ -802,7 +837,7 @@ fn a_host_port_another_sandbox_publishes_is_refused_and_the_first_keeps_it() {
         "{err}"
     );
     assert_eq!(still, "PONG", "the first sandbox lost its port");
-    assert_eq!(table.matches("\tchain vstk").count(), 3, "{table}");
+    assert_eq!(table.matches("\tchain vstk").count(), 1, "{table}");
     assert_eq!(
         full_snapshot(),
         before,

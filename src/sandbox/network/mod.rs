@@ -8,9 +8,12 @@
 //! and its bridge, so sandboxes started at once get distinct addresses and a bridge is never
 //! removed while another sandbox is joining it. A lease is a file named after the address
 //! in `leases/` (one per family, both taken under one hold of the lock, both with the same
-//! words: the supervisor, the veth, the IPv6 address, the published ports; a sweep rebuilds
+//! words: the supervisor, the veth, the IPv6 address, an `outbound` other than the
+//! network's, the published ports; a sweep rebuilds
 //! the sandbox's nftables entry from the IPv4 one); `bridge-created` marks a bridge stockade
-//! made (and may remove).
+//! made (and may remove); `rules` marks (and names) the network's shared nftables rules,
+//! added with its first sandbox and removed with its last lease (see nft.rs). Lock order:
+//! the network's lock, then the global one.
 
 mod fault;
 mod forward;
@@ -32,6 +35,16 @@ use std::path::{Path, PathBuf};
 pub const INNER: &str = "eth0";
 
 const CREATED_MARK: &str = "bridge-created";
+
+/// Marks a network whose shared rules are (or, while its first start's nft runs, may be)
+/// in the table, naming them ([`nft::Net::line`]): written before the run that adds them,
+/// removed when that run fails or before the run that removes them.
+const RULES_MARK: &str = "rules";
+
+/// The network's shared rules its marker names, when it has one.
+fn net_rules(dir: &Path) -> Option<nft::Net> {
+    nft::Net::from_line(&fs::read_to_string(dir.join(RULES_MARK)).ok()?)
+}
 
 /// A kernel refusal of a netlink request, with a hint naming the module when the kernel
 /// lacks the kind of link.
@@ -89,6 +102,9 @@ pub struct Attachment {
     entry: nft::Entry,
     /// Whether its rules went in: a start whose transaction was refused has none to remove.
     rules: bool,
+    /// Whether its start's transaction added its network's shared rules too (it wrote
+    /// the network's marker, and takes it back when the transaction fails).
+    net_added: bool,
     /// Its published TCP ports on [::1], forwarded in user space (see forward.rs); set by
     /// `attach`, after the last clone, since it runs threads.
     forwarder: std::cell::OnceCell<forward::Forwarder>,
@@ -199,6 +215,7 @@ impl Attachment {
             lease6,
             entry,
             rules: false,
+            net_added: false,
             forwarder: std::cell::OnceCell::new(),
             adding: None,
             owner: std::process::id(),
@@ -216,13 +233,59 @@ impl Attachment {
     /// while the bridge is made and the sandbox is built, under the global lock, until
     /// [`Attachment::rules_in_place`]: its exit waits for an RCU grace period (see
     /// nft::Pending), which that work overlaps.
+    ///
+    /// The network's shared rules go in with its first sandbox: with the network's lock
+    /// held, and then the global lock (which an earlier start holds until its run has
+    /// answered), a marker tells whether they are in. A sandbox with nothing of its own
+    /// (no published port, the network's `outbound`) then needs no nft run at all.
     fn set_up_host(&mut self) -> Result<(), SetupError> {
         let global = global_lock()?;
+        let mark = self.plan.state_dir.join(RULES_MARK);
+        let with_net = !mark.exists();
         // Rules first: when nft cannot run, neither the bridge nor forwarding is touched.
-        fault::point(&format!("add the nftables rules of {}", self.entry.veth))?;
-        let rules = nft::add(&self.plan, &self.entry)?;
-        self.adding = Some((rules, global));
+        let step = format!("add the nftables rules of {}", self.entry.veth);
+        fault::point(&step)?;
+        if with_net {
+            // Before the run: a SIGKILL after it leaves a marker a sweep reads.
+            fs::write(&mark, nft::Net::of(&self.plan).line())
+                .map_err(|e| SetupError::other(&step, format!("{}: {e}", mark.display())))?;
+            self.net_added = true;
+        }
+        match nft::add(&self.plan, &self.entry, with_net) {
+            Ok(Some(rules)) => self.adding = Some((rules, global)),
+            Ok(None) => {
+                // The network's rules are in place: forwarding is on already, unless
+                // someone turned it off meanwhile.
+                self.rules = true;
+                self.forwarding_on()?;
+                drop(global);
+            }
+            Err(e) => {
+                self.adding_failed();
+                return Err(e);
+            }
+        }
         self.ensure_bridge()
+    }
+
+    /// Its start's transaction was refused (or never ran): the network's marker goes when
+    /// that transaction was to add the network's rules. Called with the global lock held.
+    fn adding_failed(&mut self) {
+        if std::mem::take(&mut self.net_added) {
+            let _ = fs::remove_file(self.plan.state_dir.join(RULES_MARK));
+        }
+    }
+
+    /// IPv4 forwarding, and IPv6 forwarding for a sandbox with IPv6 (the host's settings
+    /// are kept). Called with the global lock held.
+    fn forwarding_on(&self) -> Result<(), SetupError> {
+        for f in &FORWARDING {
+            if f.v6 && self.address6.is_none() {
+                continue;
+            }
+            forwarding_on(f)?;
+        }
+        Ok(())
     }
 
     /// Waits for the start's rules and turns forwarding on (remembering the host's
@@ -232,16 +295,12 @@ impl Attachment {
         let Some((rules, _global)) = self.adding.take() else {
             return Ok(());
         };
-        rules.wait()?;
-        self.rules = true;
-        // IPv6 forwarding only for a sandbox with IPv6.
-        for f in &FORWARDING {
-            if f.v6 && self.address6.is_none() {
-                continue;
-            }
-            forwarding_on(f)?;
+        if let Err(e) = rules.wait() {
+            self.adding_failed();
+            return Err(e);
         }
-        Ok(())
+        self.rules = true;
+        self.forwarding_on()
     }
 
     /// The sandbox's /etc/hosts (its name at its address) and /etc/resolv.conf (the
@@ -416,6 +475,9 @@ impl Attachment {
         // order every path takes them in is network, then global).
         if let Some((rules, global)) = self.adding.take() {
             self.rules = rules.wait().is_ok();
+            if !self.rules {
+                self.adding_failed();
+            }
             drop(global);
         }
         let dir = &self.plan.state_dir;
@@ -439,10 +501,17 @@ impl Attachment {
             .chain(self.lease6.clone())
             .collect();
         let last = !others_remain(&mine);
-        let rules = match self.rules {
-            true => nft::remove(std::slice::from_ref(&self.entry), last).map(Some),
-            false => Ok(None),
+        // The network's last sandbox takes its shared rules (sweep() left no dead lease).
+        let net = net_rules(dir);
+        let net_goes = leases_empty(dir);
+        if net_goes {
+            let _ = fs::remove_file(dir.join(RULES_MARK));
+        }
+        let own: &[nft::Entry] = match self.rules {
+            true => std::slice::from_ref(&self.entry),
+            false => &[],
         };
+        let rules = nft::remove(own, net.as_ref(), net_goes, last);
         let bridge = remove_unused_bridge(dir, &self.plan.def.bridge);
         let rules = match rules {
             Ok(Some(pending)) => pending.wait().and_then(|()| match last {
@@ -506,8 +575,17 @@ fn sweep(leases: &Path) {
         }
         gone.push(e.path());
     }
-    // Its veth went with its namespace; its rules are still in the table.
-    if let Err(e) = remove_rules(&stale, &gone) {
+    if gone.is_empty() {
+        return;
+    }
+    // Its veth went with its namespace; its rules are still in the table, and its
+    // network's when no live lease is left.
+    let net_goes = fs::read_dir(leases)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .all(|l| gone.contains(&l.path()));
+    if let Err(e) = remove_rules(leases.parent(), &stale, &gone, net_goes) {
         tracing::warn!("{e}");
     }
     for g in gone {
@@ -669,13 +747,26 @@ fn forwarding_on(f: &Forwarding) -> Result<(), SetupError> {
 
 /// Removes the rules of these sandboxes, whose leases are `leaving`; after the last sandbox
 /// of all networks, the whole table, and the host's forwarding setting comes back.
-fn remove_rules(entries: &[nft::Entry], leaving: &[PathBuf]) -> Result<(), SetupError> {
-    if entries.is_empty() {
+fn remove_rules(
+    dir: Option<&Path>,
+    entries: &[nft::Entry],
+    leaving: &[PathBuf],
+    net_goes: bool,
+) -> Result<(), SetupError> {
+    let net = dir.and_then(net_rules);
+    let network_goes = net_goes && net.is_some();
+    if !network_goes && !entries.iter().any(|e| e.has_own()) {
         return Ok(());
     }
     let _global = global_lock()?;
     let last = !others_remain(leaving);
-    nft::remove(entries, last)?.wait()?;
+    if let (true, Some(d)) = (net_goes, dir) {
+        let _ = fs::remove_file(d.join(RULES_MARK));
+    }
+    let Some(pending) = nft::remove(entries, net.as_ref(), net_goes, last)? else {
+        return Ok(());
+    };
+    pending.wait()?;
     match last {
         true => restore_forwarding(),
         false => Ok(()),
@@ -715,12 +806,17 @@ pub fn cleanup() -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Whether the network has no lease left.
+fn leases_empty(dir: &Path) -> bool {
+    fs::read_dir(dir.join("leases"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
 /// Removes the network's bridge when no lease is left and stockade made it. Called with the
 /// network's lock held.
 fn remove_unused_bridge(dir: &Path, bridge: &str) -> Result<(), SetupError> {
-    let in_use = fs::read_dir(dir.join("leases"))
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
+    let in_use = !leases_empty(dir);
     let mark = dir.join(CREATED_MARK);
     if in_use {
         return Ok(());
