@@ -155,42 +155,14 @@ fn setup(
 
 /// vm.memfd_noexec = 2 for the sandbox's pid namespace (and any below it): no anonymous
 /// memory file can be executed. Written while init is still the host's root (the file is
-/// root's, checked before the namespace's CAP_SYS_ADMIN). The value belongs to the writer's
-/// pid namespace whichever procfs the file is reached through, so the host's /proc is
-/// tried first; where it is read-only (a container) a detached proc of init's own is the
-/// way. Not that one first: closing a detached mount waits for an expedited RCU grace
-/// period, measured at 0.3 to 2.5 ms of a 10 ms launch on a shared two-core machine.
+/// root's, checked before the namespace's CAP_SYS_ADMIN); the value is the writer's pid
+/// namespace's (see sysctl.rs).
 fn memfd_noexec() -> Result<(), SetupError> {
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
-    let step = "make anonymous memory files non-executable";
-    let write = |path: &str| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(b"2"))
-    };
-    let host = "/proc/sys/vm/memfd_noexec";
-    match write(host) {
-        Ok(()) => return Ok(()),
-        // Only a read-only or refused host file has another way; anything else is the
-        // kernel's answer to the value itself.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EROFS | libc::EACCES | libc::EPERM)
-            ) => {}
-        Err(e) => {
-            return Err(SetupError::other(
-                step,
-                format!("write({host:?}, \"2\"): {e}"),
-            ))
-        }
-    }
-    let proc = mounts::new_mount(step, "proc", &[], 0)?;
-    // The mount is detached: reached through its descriptor, never attached anywhere.
-    let path = format!("/proc/self/fd/{}/sys/vm/memfd_noexec", proc.as_raw_fd());
-    write(&path).map_err(|e| SetupError::other(step, format!("write({path:?}, \"2\"): {e}")))
+    super::sysctl::write(
+        "make anonymous memory files non-executable",
+        "vm/memfd_noexec",
+        "2",
+    )
 }
 
 /// The service starts with default dispositions and nothing blocked: SIGPIPE too (Rust's

@@ -22,6 +22,7 @@ mod network;
 mod notify;
 mod pty;
 mod seccomp;
+mod sysctl;
 
 pub use channel::ServiceEnd;
 pub use error::SetupError;

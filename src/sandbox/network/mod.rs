@@ -685,46 +685,15 @@ fn write_lease(path: &Path, holder: &str, step: &str) -> Result<(), SetupError> 
     })
 }
 
-/// Reads a sysctl (`net/ipv4/ip_forward`) and writes `value` when given. A network sysctl
-/// is the namespace's of the process that opens it, whichever procfs it is reached through.
-/// Read, and written where the host's /proc/sys is writable, through the host's /proc;
-/// where it is read-only (a container, the systemd bed), written through a detached proc
-/// mount of stockade's own. Not that one first: closing a detached mount waits for an
-/// expedited RCU grace period (0.3 to 2.5 ms each on a shared two-core machine).
+/// Reads a sysctl (`net/ipv4/ip_forward`) through the host's /proc and writes `value`
+/// when given (see sysctl.rs); returns the value it had.
 fn sysctl(step: &str, name: &str, value: Option<&str>) -> Result<String, SetupError> {
-    use std::os::fd::AsRawFd;
     let host = format!("/proc/sys/{name}");
     let old =
         fs::read_to_string(&host).map_err(|e| SetupError::other(step, format!("{host}: {e}")))?;
-    let Some(v) = value else {
-        return Ok(old.trim().to_owned());
-    };
-    let write = |path: &str| {
-        OpenOptions::new()
-            .write(true)
-            .open(path)?
-            .write_all(v.as_bytes())
-    };
-    match write(&host) {
-        Ok(()) => return Ok(old.trim().to_owned()),
-        // Only a read-only or refused host file has another way; anything else is the
-        // kernel's answer to the value itself.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EROFS | libc::EACCES | libc::EPERM)
-            ) => {}
-        Err(e) => {
-            return Err(SetupError::other(
-                step,
-                format!("write({host}, {v:?}): {e}"),
-            ))
-        }
+    if let Some(v) = value {
+        super::sysctl::write(step, name, v)?;
     }
-    let proc = super::mounts::new_mount(step, "proc", &[], 0)?;
-    // Reached through its descriptor only, never attached anywhere.
-    let path = format!("/proc/self/fd/{}/sys/{name}", proc.as_raw_fd());
-    write(&path).map_err(|e| SetupError::other(step, format!("write({host}, {v:?}): {e}")))?;
     Ok(old.trim().to_owned())
 }
 
