@@ -587,6 +587,74 @@ fn outbound_true_reaches_the_outside_and_outbound_false_does_not() {
     );
 }
 
+/// A sandbox joining a network that already has rules: its `outbound` exception is its
+/// own element, added and removed by its own nft run, and the next sandbox given the same
+/// address (the lowest free one) has the network's default again.
+#[test]
+fn a_joining_sandboxs_outbound_exception_goes_with_it() {
+    bed();
+    let _one = serial();
+    let outside = Outside::start();
+    let before = full_snapshot();
+    // Holds the default network's shared rules while the others come and go.
+    let keeper = write_profile(
+        "keeper",
+        "[exec]\ncommand = [\"/bin/sleep\", \"60\"]\n[network]\nmode = \"bridge\"\n",
+    );
+    let mut keep = stockade(&["run", &keeper])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = crate::common::wait_until(Duration::from_secs(15), || {
+        out("ls /run/stockade/networks/default/leases 2>/dev/null")
+            .lines()
+            .count()
+            == 1
+    });
+    let run = |name: &str, outbound: Option<bool>| {
+        let line = outbound.map_or(String::new(), |o| format!("outbound = {o}\n"));
+        let path = write_profile(
+            name,
+            &format!("[exec]\ncommand = [\"/bin/sh\", \"-c\", \"ip -4 -o addr show dev eth0; timeout 3 redis-cli -h 198.18.0.2 -p 7777 ping\"]\n[network]\nmode = \"bridge\"\n{line}"),
+        );
+        let o = stockade(&["run", &path]).output().unwrap();
+        format!("{}{}", text(&o.stdout), text(&o.stderr))
+    };
+    let off = run("joining-off", Some(false));
+    let on = run("joining-default", None);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keep.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    keep.wait().unwrap();
+    let after = full_snapshot();
+    drop(outside);
+    assert!(up, "the keeper sandbox never leased its address");
+    let addr = |o: &str| {
+        o.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert!(addr(&off).is_some(), "{off}");
+    assert_eq!(
+        addr(&off),
+        addr(&on),
+        "the second did not reuse the address: {off} / {on}"
+    );
+    assert!(
+        !off.contains("PONG"),
+        "outbound = false, joining, reached the outside: {off}"
+    );
+    assert!(
+        on.contains("PONG"),
+        "the default sandbox at the same address was still held back: {on}"
+    );
+    assert_eq!(after, before, "something was left behind");
+}
+
 #[test]
 fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
     bed();
