@@ -128,25 +128,10 @@ fn bridge(p: &mut LaunchPlan) -> Option<&mut NetworkPlan> {
     if !p.has(Namespace::Net) {
         return None;
     }
-    let test = Provenance::default("test");
-    Some(p.network.get_or_insert_with(|| {
-        NetworkPlan {
-            network: Decided::new("default".into(), test.clone()),
-            def: crate::profile::networks::find("default", &[])
-                .unwrap()
-                .unwrap(),
-            address: None,
-            address6: None,
-            publish: Vec::new(),
-            outbound: Decided::new(false, test.clone()),
-            dns: Decided::new(Vec::new(), test.clone()),
-            veth: "vstk7".into(),
-            state_dir: crate::plan::network::network_dir("default"),
-            hostname: "test".into(),
-            hosts_file: "/run/stockade/networks/default/vstk7.hosts".into(),
-            resolv_file: "/run/stockade/networks/default/vstk7.resolv.conf".into(),
-        }
-    }))
+    Some(
+        p.network
+            .get_or_insert_with(|| crate::plan::network::test_plan(false, &[])),
+    )
 }
 
 /// Removes one protection from the plan, the one check `id` looks at.

@@ -415,3 +415,34 @@ fn clashes(pb: &Publish, with_v6: bool, s: &Bound) -> bool {
         }
     }
 }
+
+/// A bridge plan on the built-in `default` network for unit tests elsewhere (nft batches,
+/// analyze's checks): outbound as given, these `publish` specs, veth `vstk7`.
+#[cfg(test)]
+pub(crate) fn test_plan(outbound: bool, publish: &[&str]) -> NetworkPlan {
+    let test = Provenance::default("test");
+    NetworkPlan {
+        network: Decided::new("default".into(), test.clone()),
+        def: crate::profile::networks::find("default", &[])
+            .unwrap()
+            .unwrap(),
+        address: None,
+        address6: None,
+        publish: publish
+            .iter()
+            .map(|p| {
+                Decided::new(
+                    crate::profile::networks::parse_publish(p).unwrap(),
+                    test.clone(),
+                )
+            })
+            .collect(),
+        outbound: Decided::new(outbound, test.clone()),
+        dns: Decided::new(Vec::new(), test),
+        veth: "vstk7".into(),
+        state_dir: network_dir("default"),
+        hostname: "test".into(),
+        hosts_file: "/run/stockade/networks/default/vstk7.hosts".into(),
+        resolv_file: "/run/stockade/networks/default/vstk7.resolv.conf".into(),
+    }
+}

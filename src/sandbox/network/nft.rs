@@ -824,34 +824,9 @@ pub fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Decided, Provenance};
 
     fn plan(outbound: bool, publish: &[&str]) -> NetworkPlan {
-        let test = Provenance::default("test");
-        NetworkPlan {
-            network: Decided::new("default".into(), test.clone()),
-            def: crate::profile::networks::find("default", &[])
-                .unwrap()
-                .unwrap(),
-            address: None,
-            address6: None,
-            publish: publish
-                .iter()
-                .map(|p| {
-                    Decided::new(
-                        crate::profile::networks::parse_publish(p).unwrap(),
-                        test.clone(),
-                    )
-                })
-                .collect(),
-            outbound: Decided::new(outbound, test.clone()),
-            dns: Decided::new(Vec::new(), test.clone()),
-            veth: "vstk7".into(),
-            state_dir: crate::plan::network::network_dir("default"),
-            hostname: "test".into(),
-            hosts_file: "/run/stockade/networks/default/vstk7.hosts".into(),
-            resolv_file: "/run/stockade/networks/default/vstk7.resolv.conf".into(),
-        }
+        crate::plan::network::test_plan(outbound, publish)
     }
 
     fn entry(p: &NetworkPlan, veth: &str, a: &str) -> Entry {
