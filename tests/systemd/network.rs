@@ -315,12 +315,7 @@ fn a_published_redis_answers_the_host_and_its_network_but_not_another_network() 
         "timeout 2 redis-cli -h 10.89.0.50 ping",
     );
     let other_took = t.elapsed();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(redis.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = redis.wait_with_output().unwrap();
+    let o = terminate(redis);
     let _ = std::fs::remove_file("/etc/stockade/networks/other.toml");
     assert!(
         answered,
@@ -390,12 +385,7 @@ fn a_published_redis_answers_over_ipv6_from_the_host_and_its_network() {
         "timeout 2 redis-cli -h fd96::50 ping",
     );
     let other_took = t.elapsed();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(redis.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = redis.wait_with_output().unwrap();
+    let o = terminate(redis);
     let _ = std::fs::remove_file(path);
     assert!(
         !other.1.contains("PONG") && other_took < Duration::from_secs(5),
@@ -601,7 +591,7 @@ fn a_joining_sandboxs_outbound_exception_goes_with_it() {
         "keeper",
         "[exec]\ncommand = [\"/bin/sleep\", \"60\"]\n[network]\nmode = \"bridge\"\n",
     );
-    let mut keep = stockade(&["run", &keeper])
+    let keep = stockade(&["run", &keeper])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -623,12 +613,7 @@ fn a_joining_sandboxs_outbound_exception_goes_with_it() {
     };
     let off = run("joining-off", Some(false));
     let on = run("joining-default", None);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(keep.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    keep.wait().unwrap();
+    terminate(keep);
     let after = full_snapshot();
     drop(outside);
     assert!(up, "the keeper sandbox never leased its address");
@@ -744,12 +729,7 @@ fn nginx_in_a_user_namespace_on_a_bridge_serves_its_published_port() {
         "ps -o uid= --ppid $(pgrep -P {} | head -1) | head -1",
         nginx.id()
     ));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(nginx.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = nginx.wait_with_output().unwrap();
+    let o = terminate(nginx);
     assert!(
         served,
         "curl http://127.0.0.1:8080/ got no nginx page: {}",
@@ -815,13 +795,18 @@ fn published_redis(name: &str, network: &str, port: u16) -> std::process::Child 
     child
 }
 
-fn stop(child: std::process::Child) {
+/// SIGTERM to a stockade the test started, and what it printed once it has exited.
+fn terminate(child: std::process::Child) -> std::process::Output {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let o = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stop(child: std::process::Child) {
+    let o = terminate(child);
     assert!(o.status.success(), "{:?}", o.status);
 }
 
@@ -925,7 +910,7 @@ fn ps_shows_the_leased_address_that_eth0_has() {
         "leased",
         &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"ip -4 -o addr show dev eth0 >/dev/tcp/10.89.0.1/{port}; sleep 30\"]\n[network]\nmode = \"bridge\"\n"),
     );
-    let mut child = stockade(&["run", &path])
+    let child = stockade(&["run", &path])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -934,12 +919,7 @@ fn ps_shows_the_leased_address_that_eth0_has() {
     let table = out(&format!("{} ps", crate::common::BIN));
     let json = out(&format!("{} ps --json", crate::common::BIN));
     let metrics = out(&format!("{} metrics", crate::common::BIN));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    child.wait().unwrap();
+    terminate(child);
     let (peer, said) = got.expect("the sandbox did not report eth0");
     let ip = peer.ip().to_string();
     assert!(said.contains(&format!("inet {ip}/24")), "{said}");
@@ -1129,12 +1109,7 @@ fn an_admins_bridge_gets_route_localnet_for_127_0_0_1_and_its_own_value_back() {
             let o = stockade(&["cleanup"]).output().unwrap();
             assert!(o.status.success(), "{}", text(&o.stderr));
         } else {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(redis.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            )
-            .unwrap();
-            redis.wait().unwrap();
+            terminate(redis);
         }
         let clean = crate::common::wait_until(Duration::from_secs(5), || snapshot() == before);
         results.push((kill, answered, during, clean, snapshot()));
@@ -1219,12 +1194,7 @@ fn a_published_port_answers_another_host_and_a_sandbox_through_the_hosts_address
         "default",
         "timeout 5 redis-cli -h 198.19.0.1 -p 16483 client list",
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(redis.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = redis.wait_with_output().unwrap();
+    let o = terminate(redis);
     let clean = crate::common::wait_until(Duration::from_secs(5), || full_snapshot() == before);
     let after = full_snapshot();
     drop(remote);
