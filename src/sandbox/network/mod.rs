@@ -20,6 +20,7 @@ mod forward;
 mod localnet;
 mod netlink;
 mod nft;
+mod orphans;
 
 use super::error::SetupError;
 use crate::plan::NetworkPlan;
@@ -108,6 +109,9 @@ pub struct Attachment {
     /// Its published TCP ports on [::1], forwarded in user space (see forward.rs); set by
     /// `attach`, after the last clone, since it runs threads.
     forwarder: std::cell::OnceCell<forward::Forwarder>,
+    /// init's network namespace, from `attach` on: what is left in it once the sandbox is
+    /// gone (see orphans.rs).
+    netns: std::cell::OnceCell<File>,
     /// The start's nft run, until [`Attachment::rules_in_place`] reads its answer, and the
     /// global lock held for it meanwhile.
     adding: Option<(nft::Pending, Flock<File>)>,
@@ -217,6 +221,7 @@ impl Attachment {
             rules: false,
             net_added: false,
             forwarder: std::cell::OnceCell::new(),
+            netns: std::cell::OnceCell::new(),
             adding: None,
             owner: std::process::id(),
         };
@@ -439,6 +444,7 @@ impl Attachment {
                 e,
             )
         })?;
+        let _ = self.netns.set(ns);
         // [::1] cannot be NATed: its published TCP ports are forwarded by the supervisor.
         if let Some(a6) = self.address6 {
             if self.entry.publish.iter().any(forward::covers_loopback) {
@@ -464,11 +470,17 @@ impl Drop for Attachment {
 }
 
 impl Attachment {
-    /// Removes the veth (the namespace would take it too, but only once the kernel has
-    /// torn the namespace down, later), gives the lease back and removes the sandbox's
+    /// Takes the veth off the bridge, gives the lease back and removes the sandbox's
     /// rules; the last sandbox of the network removes a bridge stockade made and the
     /// network's state directory, the last of all networks stockade's table. The nft run
     /// goes on while the bridge is removed: both wait for RCU grace periods, which overlap.
+    ///
+    /// The veth itself goes with init's network namespace: the kernel deletes the pair in
+    /// its own worker moments after the namespace's last process is gone. Deleting it here
+    /// instead waits in `netdev_run_todo()`'s `rcu_barrier()`, 25–30 ms, which was most of
+    /// what a bridge added to a launch joining its network. Off the bridge at once, a port
+    /// that lingers (say, a namespace someone still holds) cannot take the frames of the
+    /// address's next lease, which has the same MAC.
     fn release(&mut self) -> Result<(), SetupError> {
         // A start that failed before its rules were waited for: their answer decides what
         // there is to remove. Its global lock goes before the network's lock is taken (the
@@ -481,14 +493,22 @@ impl Attachment {
             drop(global);
         }
         let dir = &self.plan.state_dir;
-        let step = format!("remove the veth {}", self.plan.veth);
+        let step = format!("take the veth {} off its bridge", self.plan.veth);
         let _lock = lock(dir)?;
+        // While the veth is still on the bridge, so the aborted connections' resets reach
+        // their peers. Where they cannot be aborted the veth is deleted, at that cost.
+        let lingers = self.netns.take().is_some_and(|ns| {
+            orphans::abort(&ns)
+                .map_err(|e| tracing::debug!("closed connections of {}: {e}", self.plan.veth))
+                .is_err()
+        });
         let removed = netlink::Rtnl::open()
             .and_then(|mut nl| match nl.index(&self.plan.veth)? {
-                Some(i) => nl.del_link(i),
+                Some(i) if lingers => nl.del_link(i),
+                Some(i) => nl.set_nomaster(i),
                 None => Ok(()),
             })
-            .map_err(|e| refused(&step, format!("RTM_DELLINK {}", self.plan.veth), e));
+            .map_err(|e| refused(&step, format!("RTM_SETLINK {} nomaster", self.plan.veth), e));
         let _ = fs::remove_file(&self.plan.hosts_file);
         let _ = fs::remove_file(&self.plan.resolv_file);
         let _ = fs::remove_file(&self.lease);

@@ -171,6 +171,18 @@ impl Rtnl {
             .map(drop)
     }
 
+    /// Takes interface `index` off its bridge (IFLA_MASTER 0). An interface already gone
+    /// (its namespace took it) is not an error.
+    pub fn set_nomaster(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Controller(0));
+        match self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     pub fn del_link(&mut self, index: u32) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;

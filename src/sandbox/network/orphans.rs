@@ -1,0 +1,118 @@
+//! The TCP connections a sandbox's processes closed but the kernel still carries: a
+//! closed socket that has not finished its goodbye (FIN_WAIT1/2, CLOSING, LAST_ACK) belongs
+//! to no process but keeps its network namespace alive, for up to `tcp_fin_timeout` (60 s)
+//! or its retransmissions (minutes) when the other end is unreachable. The namespace holds
+//! the veth, so the veth would stay on the host that long. Once the sandbox's last
+//! process is gone the supervisor aborts them (RST, as the kernel's `ss -K` does), and the
+//! kernel tears the namespace down at once.
+//!
+//! sock_diag messages by hand (`inet_diag_req_v2` and `inet_diag_msg` are fixed structs):
+//! no crate of the netlink family covers SOCK_DESTROY.
+
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+use nix::sched::{setns, CloneFlags};
+use std::fs::File;
+use std::io;
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const SOCK_DESTROY: u16 = 21;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_DUMP: u16 = 0x300;
+/// include/net/tcp_states.h: the states a closed socket passes through while it still
+/// has something to say.
+const CLOSING_STATES: u32 = 1 << 4 | 1 << 5 | 1 << 9 | 1 << 11;
+/// `inet_diag_sockid`: ports, addresses, interface, cookie.
+const SOCKID: usize = 48;
+
+/// Aborts every TCP connection of network namespace `netns` that no process holds, and
+/// returns how many there were. An error (a kernel without `inet_diag` or its destroy
+/// support) means they may live on: the caller deletes the veth itself.
+pub fn abort(netns: &File) -> io::Result<usize> {
+    let ns = netns.try_clone()?;
+    // A thread of its own enters the namespace: the socket stays bound to it, and the
+    // supervisor's own thread never leaves the host's network.
+    let mut sock = std::thread::spawn(move || -> io::Result<Socket> {
+        setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        let mut s = Socket::new(NETLINK_SOCK_DIAG)?;
+        s.bind_auto()?;
+        s.connect(&SocketAddr::new(0, 0))?;
+        Ok(s)
+    })
+    .join()
+    .map_err(|_| io::Error::other("the thread entering the sandbox's network died"))??;
+    let mut closed = Vec::new();
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        let req = request(family, CLOSING_STATES, &[0; SOCKID]);
+        for msg in exchange(&mut sock, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req)? {
+            // inet_diag_msg: family, state, timer, retrans, id, expires, rqueue, wqueue,
+            // uid, inode. No inode: no process holds it.
+            if msg.len() >= 72 && msg[68..72] == [0; 4] {
+                closed.push((msg[0], msg[4..4 + SOCKID].to_vec()));
+            }
+        }
+    }
+    for (family, id) in &closed {
+        let req = request(*family, u32::MAX, id);
+        match exchange(&mut sock, SOCK_DESTROY, NLM_F_ACK, &req) {
+            // Gone meanwhile: what was wanted.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            other => drop(other?),
+        }
+    }
+    Ok(closed.len())
+}
+
+/// `inet_diag_req_v2` for TCP: family, protocol, extensions, pad, states, id.
+fn request(family: u8, states: u32, id: &[u8]) -> Vec<u8> {
+    let mut r = vec![family, libc::IPPROTO_TCP as u8, 0, 0];
+    r.extend_from_slice(&states.to_ne_bytes());
+    r.extend_from_slice(id);
+    r
+}
+
+/// Sends one request and returns the payloads of the answers up to the acknowledgement or
+/// the end of the dump; a negative acknowledgement is the kernel's errno.
+fn exchange(sock: &mut Socket, kind: u16, flags: u16, payload: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+    let mut msg = Vec::with_capacity(16 + payload.len());
+    msg.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+    msg.extend_from_slice(&kind.to_ne_bytes());
+    msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(payload);
+    sock.send(&msg, 0)?;
+    let mut out = Vec::new();
+    loop {
+        let (data, _) = sock.recv_from_full()?;
+        let mut off = 0;
+        while off + 16 <= data.len() {
+            let h = &data[off..off + 16];
+            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let kind = u16::from_ne_bytes([h[4], h[5]]);
+            if len < 16 || off + len > data.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a short sock_diag answer",
+                ));
+            }
+            let body = &data[off + 16..off + len];
+            match kind {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => {
+                    let code = body
+                        .get(..4)
+                        .map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                    return match code {
+                        0 => Ok(out),
+                        c => Err(io::Error::from_raw_os_error(-c)),
+                    };
+                }
+                _ => out.push(body.to_vec()),
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
