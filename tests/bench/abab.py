@@ -8,7 +8,11 @@ How noisy the run was: the rounds are cut into five consecutive blocks and the r
 medians is given for each block (min-max); a ratio whose block range straddles the target
 is not shown by this run.
 
-  abab.py [--rounds N] [--warmup N] [--rss-rounds N] [--json FILE] NAME=COMMAND ... PEER=COMMAND
+  abab.py [--rounds N] [--warmup N] [--rss-rounds N] [--gap MS] [--json FILE] NAME=COMMAND ... PEER=COMMAND
+
+--gap MS waits MS milliseconds after each run before the next starts: what the kernel does
+after a process is gone (tearing down its namespaces in a worker) is then over before the
+next one is timed, which measures one launch on an idle machine rather than a stream of them.
 
 COMMAND is split like a shell word list (no shell runs it); stdout goes to /dev/null; a
 non-zero exit stops the run with the command's name and its stderr, so a failure is never
@@ -51,7 +55,7 @@ def quantile(values, q):
 
 def main():
     args = sys.argv[1:]
-    rounds, warmup, json_out, rss_rounds = 100, 5, None, 10
+    rounds, warmup, json_out, rss_rounds, gap = 100, 5, None, 10, 0.0
     while args and args[0].startswith("--"):
         opt = args.pop(0)
         if opt == "--rounds":
@@ -60,6 +64,8 @@ def main():
             warmup = int(args.pop(0))
         elif opt == "--rss-rounds":
             rss_rounds = int(args.pop(0))
+        elif opt == "--gap":
+            gap = float(args.pop(0)) / 1000
         elif opt == "--json":
             json_out = args.pop(0)
         else:
@@ -90,6 +96,8 @@ def main():
                 sys.exit(f"abab.py: {name} exited with {code}: {shlex.join(argv)}\n{said}")
             if r >= warmup:
                 times[name].append(t)
+            if gap:
+                time.sleep(gap)
     # Peak RSS in rounds of its own (the wrapper would add to the times), interleaved too.
     scratch = f"/tmp/abab-rss.{os.getpid()}"
     for r in range(rss_rounds):

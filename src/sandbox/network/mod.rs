@@ -111,7 +111,7 @@ pub struct Attachment {
     forwarder: std::cell::OnceCell<forward::Forwarder>,
     /// init's network namespace, from `attach` on: what is left in it once the sandbox is
     /// gone (see orphans.rs).
-    netns: std::cell::OnceCell<File>,
+    netns: std::cell::OnceCell<orphans::Netns>,
     /// The start's nft run, until [`Attachment::rules_in_place`] reads its answer, and the
     /// global lock held for it meanwhile.
     adding: Option<(nft::Pending, Flock<File>)>,
@@ -444,7 +444,7 @@ impl Attachment {
                 e,
             )
         })?;
-        let _ = self.netns.set(ns);
+        let _ = self.netns.set(orphans::Netns::new(init, ns));
         // [::1] cannot be NATed: its published TCP ports are forwarded by the supervisor.
         if let Some(a6) = self.address6 {
             if self.entry.publish.iter().any(forward::covers_loopback) {
@@ -498,7 +498,7 @@ impl Attachment {
         // While the veth is still on the bridge, so the aborted connections' resets reach
         // their peers. Where they cannot be aborted the veth is deleted, at that cost.
         let lingers = self.netns.take().is_some_and(|ns| {
-            orphans::abort(&ns)
+            ns.abort_orphans()
                 .map_err(|e| tracing::debug!("closed connections of {}: {e}", self.plan.veth))
                 .is_err()
         });
