@@ -6,6 +6,7 @@
 //! changes no audit setting (the one request it sends is AUDIT_GET, a read of the status).
 //! The record parser is a pure function of the record text.
 
+use super::nlmsg;
 use crate::plan::{LandlockRule, LaunchPlan};
 use nix::sys::socket::{
     bind, recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
@@ -22,8 +23,6 @@ const AUDIT_LANDLOCK_ACCESS: u16 = 1423;
 const AUDIT_LANDLOCK_DOMAIN: u16 = 1424;
 /// `AUDIT_NLGRP_READLOG`: the read-only multicast group (needs CAP_AUDIT_READ).
 const AUDIT_NLGRP_READLOG: u32 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_HDRLEN: usize = 16;
 
 /// One record's event serial and its `key=value` fields, values unquoted and hex-decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +102,7 @@ pub fn deciding_rule<'a>(
 /// Whether kernel audit is on, read with AUDIT_GET (None: the kernel would not say).
 pub fn audit_enabled() -> Option<bool> {
     let fd = open(0).ok()?;
-    let mut msg = Vec::with_capacity(NLMSG_HDRLEN);
-    msg.extend_from_slice(&(NLMSG_HDRLEN as u32).to_ne_bytes());
-    msg.extend_from_slice(&AUDIT_GET.to_ne_bytes());
-    msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
+    let msg = nlmsg::request(AUDIT_GET, 0, &[]);
     sendto(
         fd.as_raw_fd(),
         &msg,
@@ -129,14 +123,14 @@ pub fn audit_enabled() -> Option<bool> {
         let Ok(n) = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
             continue;
         };
-        for (kind, payload) in messages(&buf[..n]) {
+        for (kind, payload) in nlmsg::messages(&buf[..n]) {
             match kind {
                 // struct audit_status: mask, then enabled.
                 AUDIT_GET => {
                     let b = payload.get(4..8)?;
                     return Some(u32::from_ne_bytes(b.try_into().ok()?) != 0);
                 }
-                NLMSG_ERROR => return None,
+                nlmsg::NLMSG_ERROR => return None,
                 _ => {}
             }
         }
@@ -154,21 +148,6 @@ fn open(groups: u32) -> nix::Result<OwnedFd> {
     )?;
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
     Ok(fd)
-}
-
-/// The netlink messages in one datagram: (type, payload).
-fn messages(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while buf.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            break;
-        }
-        out.push((kind, &buf[NLMSG_HDRLEN..len]));
-        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
 }
 
 /// One landlock denial waiting for its event's syscall record (which names the caller).
@@ -309,7 +288,7 @@ impl<'a> Reader<'a> {
                 Err(nix::errno::Errno::ENOBUFS | nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
             };
-            let records: Vec<(u16, Record)> = messages(&buf[..n])
+            let records: Vec<(u16, Record)> = nlmsg::messages(&buf[..n])
                 .into_iter()
                 .filter_map(|(k, p)| Some((k, parse(std::str::from_utf8(p).ok()?)?)))
                 .collect();

@@ -19,6 +19,7 @@ mod journal;
 mod llaudit;
 mod mounts;
 mod network;
+mod nlmsg;
 mod notify;
 mod pty;
 mod seccomp;

@@ -9,6 +9,7 @@
 //! sock_diag messages by hand (`inet_diag_req_v2` and `inet_diag_msg` are fixed structs):
 //! no crate of the netlink family covers SOCK_DESTROY.
 
+use crate::sandbox::nlmsg;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
@@ -16,9 +17,6 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const SOCK_DESTROY: u16 = 21;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 /// include/net/tcp_states.h: the states a closed socket passes through while it still
@@ -140,43 +138,21 @@ fn request(family: u8, states: u32, id: &[u8]) -> Vec<u8> {
 /// Sends one request and returns the payloads of the answers up to the acknowledgement or
 /// the end of the dump; a negative acknowledgement is the kernel's errno.
 fn exchange(sock: &mut Socket, kind: u16, flags: u16, payload: &[u8]) -> io::Result<Vec<Vec<u8>>> {
-    let mut msg = Vec::with_capacity(16 + payload.len());
-    msg.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
-    msg.extend_from_slice(&kind.to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(payload);
-    sock.send(&msg, 0)?;
+    sock.send(&nlmsg::request(kind, flags, payload), 0)?;
     let mut out = Vec::new();
     loop {
         let (data, _) = sock.recv_from_full()?;
-        let mut off = 0;
-        while off + 16 <= data.len() {
-            let h = &data[off..off + 16];
-            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let kind = u16::from_ne_bytes([h[4], h[5]]);
-            if len < 16 || off + len > data.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a short sock_diag answer",
-                ));
-            }
-            let body = &data[off + 16..off + len];
+        for (kind, body) in nlmsg::messages(&data) {
             match kind {
-                NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => {
-                    let code = body
-                        .get(..4)
-                        .map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-                    return match code {
+                nlmsg::NLMSG_DONE => return Ok(out),
+                nlmsg::NLMSG_ERROR => {
+                    return match nlmsg::error_code(body) {
                         0 => Ok(out),
                         c => Err(io::Error::from_raw_os_error(-c)),
-                    };
+                    }
                 }
                 _ => out.push(body.to_vec()),
             }
-            off += (len + 3) & !3;
         }
     }
 }
