@@ -15,6 +15,9 @@
 #     <= 1.3), twice: joining a network another sandbox is on (the bridge exists), and
 #     alone on it (the bridge is made and removed with every launch).
 # STOCKADE=path picks the binary (default target/release/stockade, else target/debug).
+# GAP=MS waits MS ms after each launch (abab.py --gap): the kernel's teardown of the last
+# sandbox's namespace is then over before the next launch is timed. bed.sh clears the
+# environment: pass these through env, `bed.sh run -- env GAP=50 tests/bench/network.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 requests=${1:-100000}
@@ -64,7 +67,7 @@ PY
 printf '[exec]\ncommand = ["/bin/true"]\n' > "$dir/none.toml"
 printf '[exec]\ncommand = ["/bin/true"]\n[network]\nmode = "bridge"\n' > "$dir/br.toml"
 launch() {
-  python3 tests/bench/abab.py --rounds "$launch_rounds" --warmup 3 --rss-rounds 0 \
+  python3 tests/bench/abab.py --rounds "$launch_rounds" --warmup 3 --rss-rounds 0 ${GAP:+--gap "$GAP"} \
     "bridge=$stockade -q run --name nb-bridge $dir/br.toml" "none=$stockade -q run --name nb-none $dir/none.toml"
 }
 echo "launch, mode bridge against mode none, joining a network that has a sandbox (the redis one):"
