@@ -498,7 +498,9 @@ impl Attachment {
         // While the veth is still on the bridge, so the aborted connections' resets reach
         // their peers. Where they cannot be aborted the veth is deleted, at that cost.
         let lingers = self.netns.take().is_some_and(|ns| {
-            ns.abort_orphans()
+            fault::point("abort the closed connections")
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|()| ns.abort_orphans())
                 .map_err(|e| tracing::debug!("closed connections of {}: {e}", self.plan.veth))
                 .is_err()
         });
