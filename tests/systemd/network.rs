@@ -181,6 +181,53 @@ fn a_connection_left_half_closed_does_not_keep_the_veth() {
     }
 }
 
+/// After a SIGKILL of stockade nobody aborts such a connection: `stockade cleanup` (as the
+/// next stockade command would) deletes the veth the stale lease names. Here the service's
+/// goodbye is never answered (a rule of the test's own table drops what reaches the
+/// listener's port once the connection is up), so its socket retransmits in FIN_WAIT1,
+/// holding the namespace for minutes.
+#[test]
+fn after_sigkill_a_connection_still_closing_does_not_keep_the_veth() {
+    bed();
+    let _one = serial();
+    let before = net_snapshot();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = write_profile(
+        "closing-killed",
+        &format!(
+            "[exec]\ncommand = [\"/bin/bash\", \"-c\", \"exec 3<>/dev/tcp/10.89.0.1/{port}; sleep 2; echo bye >&3; exec 3>&-; exec sleep 60\"]\n[network]\nmode = \"bridge\"\n"
+        ),
+    );
+    let mut child = stockade(&["run", &path]).spawn().unwrap();
+    let up = crate::common::wait_until(Duration::from_secs(15), || {
+        out("ss -Htn state established").contains(&format!(":{port} "))
+    });
+    let drop_rule = format!(
+        "add table inet stktest; add chain inet stktest in {{ type filter hook input priority 0; }}; add rule inet stktest in tcp dport {port} drop"
+    );
+    let ruled = std::process::Command::new("nft")
+        .arg(&drop_rule)
+        .status()
+        .unwrap();
+    // The service writes, closes and sleeps; nothing it sends is answered.
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = stockade(&["cleanup"]).output().unwrap();
+    let after = settled(&before, net_snapshot);
+    let _ = std::process::Command::new("nft")
+        .arg("delete table inet stktest")
+        .status();
+    drop(listener);
+    assert!(up && ruled.success(), "the service never connected");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        after, before,
+        "the veth (or more) stayed after SIGKILL and cleanup"
+    );
+}
+
 /// Everything networking may change in the bed, nftables and sysctls included.
 fn full_snapshot() -> Vec<String> {
     let mut s = net_snapshot();

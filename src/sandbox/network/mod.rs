@@ -574,19 +574,25 @@ fn sweep(leases: &Path) {
     let host = crate::host::Host::current();
     let mut stale = Vec::new();
     let mut gone = Vec::new();
+    let mut live_veths = Vec::new();
     for e in fs::read_dir(leases).into_iter().flatten().flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
         let mut w = text.split_whitespace();
-        // Being written right now by a start holding the lock cannot be: we hold it.
-        if lease_alive(&host, &mut w) {
-            continue;
-        }
         // The IPv4 lease names the whole entry (its IPv6 address too); an IPv6 lease only
         // goes with it.
         let address = e
             .file_name()
             .to_str()
             .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        // Being written right now by a start holding the lock cannot be: we hold it.
+        if lease_alive(&host, &mut w) {
+            live_veths.extend(
+                address
+                    .and_then(|a| nft::Entry::from_lease(a, w))
+                    .map(|e| e.veth),
+            );
+            continue;
+        }
         if let (Some(entry), Some(dir)) = (
             address.and_then(|a| nft::Entry::from_lease(a, w)),
             leases.parent(),
@@ -600,8 +606,26 @@ fn sweep(leases: &Path) {
     if gone.is_empty() {
         return;
     }
-    // Its veth went with its namespace; its rules are still in the table, and its
-    // network's when no live lease is left.
+    // Its veth goes with its namespace, unless a connection its service closed still
+    // holds that (nobody aborted them, see orphans.rs): then it is deleted here. Never one
+    // a live lease names (a supervisor that got the dead one's pid, and so its veth name).
+    let lingering: Vec<&str> = stale
+        .iter()
+        .map(|e| e.veth.as_str())
+        .filter(|v| !live_veths.iter().any(|l| l == v))
+        .collect();
+    if !lingering.is_empty() {
+        if let Ok(mut nl) = netlink::Rtnl::open() {
+            for v in lingering {
+                if let Ok(Some(i)) = nl.index(v) {
+                    if let Err(e) = nl.del_link(i) {
+                        tracing::warn!("remove the veth {v} of a sandbox that is gone: {e}");
+                    }
+                }
+            }
+        }
+    }
+    // Its rules are still in the table, and its network's when no live lease is left.
     let net_goes = fs::read_dir(leases)
         .into_iter()
         .flatten()
