@@ -33,14 +33,19 @@ fn net_snapshot() -> Vec<String> {
 /// last process (stockade does not wait for that). Waits at most 5 s for `before` to be
 /// back and returns what there is then.
 fn settled(before: &[String], snap: impl Fn() -> Vec<String>) -> Vec<String> {
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = snap();
-        if now == before || Instant::now() > end {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut now = Vec::new();
+    crate::common::wait_until(Duration::from_secs(5), || {
+        now = snap();
+        now == before
+    });
+    now
+}
+
+/// A listener in the bed's namespace on a free port: sandboxes reach it at the gateway.
+fn listen() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
 }
 
 /// A network with IPv6 beside IPv4, defined in /etc/stockade/networks for the test's
@@ -103,8 +108,7 @@ fn a_bridge_sandbox_has_eth0_reaches_its_gateway_and_leaves_nothing_behind() {
     let _one = serial();
     let before = net_snapshot();
     // Listening in the bed's namespace: the sandbox reaches it through the gateway address.
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listen();
     let path = write_profile(
         "gateway",
         &format!(
@@ -159,8 +163,7 @@ fn a_connection_left_half_closed_does_not_keep_the_veth() {
     let _one = serial();
     for fault in ["", "abort the closed connections"] {
         let before = net_snapshot();
-        let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen();
         let path = write_profile(
             "half-closed",
             &format!(
@@ -181,6 +184,51 @@ fn a_connection_left_half_closed_does_not_keep_the_veth() {
     }
 }
 
+/// A namespace someone else still holds keeps the veth after the sandbox is gone, but off
+/// the bridge from the moment stockade stops: the address's next lease (the same MAC) meets
+/// no stale port. The bridge stays (a keeper sandbox is on it), so only stockade's own
+/// detach can take the port off.
+#[test]
+fn a_veth_whose_namespace_is_held_leaves_the_bridge_at_stop() {
+    bed();
+    let _one = serial();
+    let before = net_snapshot();
+    let sleeper = |name: &str| {
+        let path = write_profile(
+            name,
+            "[exec]\ncommand = [\"/bin/sleep\", \"60\"]\n[network]\nmode = \"bridge\"\n",
+        );
+        stockade(&["run", "--name", name, &path]).spawn().unwrap()
+    };
+    let keeper = sleeper("keeper");
+    let held = sleeper("held");
+    let record = "/run/stockade/instances/held.json";
+    let up = crate::common::wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(record).is_ok_and(|r| r.contains("\"veth\""))
+    });
+    assert!(up, "the held sandbox never recorded its veth");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    let veth = r["network"]["veth"].as_str().unwrap().to_owned();
+    let init = r["init"]["pid"].as_u64().unwrap();
+    let ns = std::fs::File::open(format!("/proc/{init}/ns/net")).unwrap();
+    let on_bridge = out(&format!("ip -j link show {veth}"));
+    terminate(held);
+    let after_stop = out(&format!("ip -j link show {veth}"));
+    drop(ns);
+    terminate(keeper);
+    let after = settled(&before, net_snapshot);
+    assert!(
+        on_bridge.contains("\"master\":\"stockade0\""),
+        "{on_bridge}"
+    );
+    assert!(
+        after_stop.contains(&format!("\"ifname\":\"{veth}\"")) && !after_stop.contains("master"),
+        "the held veth is gone or still on the bridge: {after_stop}"
+    );
+    assert_eq!(after, before, "left behind");
+}
+
 /// After a SIGKILL of stockade nobody aborts such a connection: `stockade cleanup` (as the
 /// next stockade command would) deletes the veth the stale lease names. Here the service's
 /// goodbye is never answered (a rule of the test's own table drops what reaches the
@@ -191,8 +239,7 @@ fn after_sigkill_a_connection_still_closing_does_not_keep_the_veth() {
     bed();
     let _one = serial();
     let before = net_snapshot();
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listen();
     let path = write_profile(
         "closing-killed",
         &format!(
@@ -741,8 +788,7 @@ fn twenty_sandboxes_at_once_get_twenty_distinct_addresses_and_leave_nothing() {
     // On a network with IPv6: each also leases an IPv6 address under the same lock.
     let _net = Net6::define("twenty", "10.94.0.0/24", "fd94::/64");
     let before = full_snapshot();
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listen();
     let path = write_profile(
         "twenty",
         &format!("[exec]\ncommand = [\"/bin/bash\", \"-c\", \"for i in 1 2 3 4 5; do a=$(ip -o addr show dev eth0 scope global) && [ -n \\\"$a\\\" ] && break; sleep 0.2; done; echo \\\"$a\\\" >/dev/tcp/10.94.0.1/{port}; sleep 1\"]\n[network]\nmode = \"bridge\"\nnetwork = \"twenty\"\n"),
@@ -995,8 +1041,7 @@ fn ps_shows_the_leased_address_that_eth0_has() {
     bed();
     let _one = serial();
     let before = full_snapshot();
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listen();
     // The address is left to the lease: only the record can tell it.
     let path = write_profile(
         "leased",
