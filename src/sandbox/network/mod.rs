@@ -47,14 +47,15 @@ fn net_rules(dir: &Path) -> Option<nft::Net> {
     nft::Net::from_line(&fs::read_to_string(dir.join(RULES_MARK)).ok()?)
 }
 
-/// A kernel refusal of a netlink request, with a hint naming the module when the kernel
-/// lacks the kind of link.
+/// A kernel refusal of a netlink request.
 fn refused(step: &str, call: String, e: io::Error) -> SetupError {
+    link_refused(step, call, None, e)
+}
+
+/// A kernel refusal of a request that makes a link of `kind` (`veth`, `bridge`: the kind
+/// is the module's name), with a hint naming the module when the kernel lacks it.
+fn link_refused(step: &str, call: String, kind: Option<&str>, e: io::Error) -> SetupError {
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    // The kind of link is the module's name: the kernel could not find or load it.
-    let kind = ["veth", "bridge"]
-        .into_iter()
-        .find(|k| call.contains(&format!(" type {k}")));
     let mut err = SetupError::sys(step, call, errno);
     if matches!(errno, nix::errno::Errno::EOPNOTSUPP) {
         err.detail = Some(match kind {
@@ -360,9 +361,10 @@ impl Attachment {
             .map_err(|e| SetupError::other(&step, format!("{}: {e}", mark.display())))?;
         fault::point(&step)?;
         nl.add_bridge(&def.bridge, def.mtu).map_err(|e| {
-            refused(
+            link_refused(
                 &step,
                 format!("RTM_NEWLINK {} type bridge mtu {}", def.bridge, def.mtu),
+                Some("bridge"),
                 e,
             )
         })?;
@@ -435,12 +437,13 @@ impl Attachment {
             mac(self.address),
         )
         .map_err(|e| {
-            refused(
+            link_refused(
                 &step,
                 format!(
                     "RTM_NEWLINK {} type veth peer {INNER} netns {ns_path} master {}",
                     self.plan.veth, def.bridge
                 ),
+                Some("veth"),
                 e,
             )
         })?;

@@ -107,7 +107,7 @@ fn in_use(file: &io::Result<File>, row: &str) -> bool {
 fn abort(mut sock: Socket, families: &[u8]) -> io::Result<usize> {
     let mut closed = Vec::new();
     for &family in families {
-        let req = request(family, CLOSING_STATES, &[0; SOCKID]);
+        let req = diag_request(family, CLOSING_STATES, &[0; SOCKID]);
         for msg in exchange(&mut sock, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req)? {
             // inet_diag_msg: family, state, timer, retrans, id, expires, rqueue, wqueue,
             // uid, inode. No inode: no process holds it.
@@ -117,7 +117,7 @@ fn abort(mut sock: Socket, families: &[u8]) -> io::Result<usize> {
         }
     }
     for (family, id) in &closed {
-        let req = request(*family, u32::MAX, id);
+        let req = diag_request(*family, u32::MAX, id);
         match exchange(&mut sock, SOCK_DESTROY, NLM_F_ACK, &req) {
             // Gone meanwhile: what was wanted.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -128,7 +128,7 @@ fn abort(mut sock: Socket, families: &[u8]) -> io::Result<usize> {
 }
 
 /// `inet_diag_req_v2` for TCP: family, protocol, extensions, pad, states, id.
-fn request(family: u8, states: u32, id: &[u8]) -> Vec<u8> {
+fn diag_request(family: u8, states: u32, id: &[u8]) -> Vec<u8> {
     let mut r = vec![family, libc::IPPROTO_TCP as u8, 0, 0];
     r.extend_from_slice(&states.to_ne_bytes());
     r.extend_from_slice(id);
