@@ -158,6 +158,23 @@ impl Fixture {
     fn problems(&self, text: &str) -> Vec<String> {
         self.plan(text, &[]).expect_err("plan should fail")
     }
+
+    /// What loading (parsing and validating) `text` as a profile refuses, before any plan.
+    fn load_problems(&self, text: &str) -> Vec<String> {
+        let path = self.dir.path().join("v.toml");
+        fs::write(&path, text).unwrap();
+        let loaded = load(
+            path.to_str().unwrap(),
+            &SearchPath {
+                dirs: vec![],
+                trusted_owners: None,
+            },
+        );
+        match loaded {
+            Ok(_) => panic!("the profile should be refused: {text}"),
+            Err(e) => e.lines(),
+        }
+    }
 }
 
 const MIN: &str = "[exec]\ncommand = [\"/bin/true\"]\n";
@@ -1404,18 +1421,7 @@ fn mode_host_is_the_hosts_network_namespace_and_contradictions_are_one_error() {
     assert!(!p.has(Namespace::Net));
     assert!(p.network.is_none());
     let text = format!("{MIN}[namespaces]\nnet = true\n[network]\nmode = \"host\"\n");
-    let path = f.dir.path().join("c.toml");
-    fs::write(&path, &text).unwrap();
-    let e = load(
-        path.to_str().unwrap(),
-        &SearchPath {
-            dirs: vec![],
-            trusted_owners: None,
-        },
-    )
-    .err()
-    .unwrap()
-    .lines();
+    let e = f.load_problems(&text);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].contains(":6:")
@@ -1459,18 +1465,7 @@ fn bad_network_values_are_refused_with_file_line_and_key() {
         ("publish = [\"80\"]\n", "is not a port mapping"),
         ("address = \"10.89.0\"\n", "is not an IPv4 address"),
     ] {
-        let path = f.dir.path().join("v.toml");
-        fs::write(&path, format!("{BRIDGE}{extra}")).unwrap();
-        let e = load(
-            path.to_str().unwrap(),
-            &SearchPath {
-                dirs: vec![],
-                trusted_owners: None,
-            },
-        )
-        .err()
-        .unwrap()
-        .lines();
+        let e = f.load_problems(&format!("{BRIDGE}{extra}"));
         assert!(
             e.iter().any(|l| l.contains(":5:") && l.contains(want)),
             "{extra}: {e:?}"
@@ -1629,18 +1624,7 @@ fn bad_ipv6_values_are_refused_with_file_line_and_key() {
         "{e:?}"
     );
     // Malformed: validation finds it without the host.
-    let path = f.dir.path().join("v.toml");
-    fs::write(&path, format!("{BRIDGE}address6 = \"fd89::g\"\n")).unwrap();
-    let e = load(
-        path.to_str().unwrap(),
-        &SearchPath {
-            dirs: vec![],
-            trusted_owners: None,
-        },
-    )
-    .err()
-    .unwrap()
-    .lines();
+    let e = f.load_problems(&format!("{BRIDGE}address6 = \"fd89::g\"\n"));
     assert!(
         e.iter()
             .any(|l| l.contains(":5:12: network.address6: `fd89::g` is not an IPv6 address")),
