@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install --locked --quiet cargo-deb
-. packaging/static-seccomp.sh
-cargo build --release --locked
+packaging/release-build.sh
 mkdir -p target/completions
 target/release/stockade completions bash > target/completions/stockade.bash
 target/release/stockade completions zsh > target/completions/_stockade

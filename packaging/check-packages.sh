@@ -64,15 +64,18 @@ rpm -qpl "$rpm" >"$work/rpm.files"
 check_list "the RPM" "$work/rpm.files"
 rpm -qpR "$rpm" >"$work/rpm.requires"
 echo "requires:"; sed 's/^/  /' "$work/rpm.requires"
-grep -q '^libc\.so\.6' "$work/rpm.requires" || fail "the RPM does not require libc (no ELF dependencies generated)"
-grep -q '^libgcc_s\.so\.1' "$work/rpm.requires" || fail "the RPM does not require libgcc_s (unwinding)"
-# libseccomp is linked statically when its static library was there (packaging/static-seccomp.sh):
-# then no package may be required for it; else its shared library must be.
-if ldd target/release/stockade | grep -q libseccomp; then
-  grep -q '^libseccomp\.so' "$work/rpm.requires" || fail "the binary links libseccomp, the RPM does not require it"
-else
-  ! grep -q libseccomp "$work/rpm.requires" || fail "the RPM requires libseccomp, which the binary links statically"
-fi
+# What the binary needs at run time is what the RPM must require, no more: every shared
+# library it names (none for the static-pie packaging/release-build.sh makes where it can).
+needed=$(readelf -dW target/release/stockade | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+echo "the binary needs: ${needed:-no shared library (statically linked)}"
+for lib in libc.so.6 libgcc_s.so.1 libseccomp.so.2; do
+  if grep -qx "$lib" <<<"$needed"; then
+    grep -q "^${lib//./\\.}" "$work/rpm.requires" || fail "the binary needs $lib, the RPM does not require it"
+  else
+    ! grep -q "^${lib%%.so*}\.so" "$work/rpm.requires" || fail "the RPM requires $lib, which the binary does not need"
+  fi
+done
+[ -n "$needed" ] || ! grep -q '\.so' "$work/rpm.requires" || fail "the RPM requires shared libraries of a static binary"
 rpm -qp --recommends "$rpm" | grep -qx systemd || fail "the RPM does not recommend systemd"
 echo "ok: $(basename "$rpm"), $(wc -l <"$work/rpm.files") files"
 

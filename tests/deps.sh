@@ -22,6 +22,7 @@ packages=(
   prometheus                   # promtool: the metrics test checks stockade's exposition with it
   crun                         # the exported OCI bundles run with crun in tests/integration/export.rs
   rpm makepkg lintian          # packaging/check-packages.sh: rpmbuild, makepkg, lintian
+  pacman-package-manager       # makepkg looks up pacman at start, and Debian's makepkg does not depend on it
   libarchive-tools             # bsdtar, which makepkg packs with
   nftables iproute2            # bridge networks: nft -j for stockade's table; ip -j in the network tests
 )

@@ -34,8 +34,8 @@ done
 stockade=${STOCKADE:-$PWD/target/release/stockade}
 case "${1:-}" in --in-bed|--in-vm) ;; *)
   if [ -z "${STOCKADE:-}" ]; then
-    # Built as the package builds it (libseccomp linked statically when possible).
-    . packaging/static-seccomp.sh; cargo build --release --quiet
+    # Built as the package builds it (packaging/release-build.sh).
+    packaging/release-build.sh --quiet
   fi
 esac
 abab=$PWD/tests/bench/abab.py

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Regenerates packaging/launch-order.txt: the functions a launch runs, for the release
+linker (packaging/link-ordered.sh) to put first in .text.
+
+    sudo tools/launch-order.py [PROFILE] > packaging/launch-order.txt
+
+Build first with packaging/release-build.sh; PROFILE defaults to the host row's bench.toml
+of tests/bench/run.sh. Takes about ten minutes, nearly all of it spent registering uprobes.
+
+Two measurements, both of every process of the launch (supervisor, init, the service up to
+its exec):
+  1. Which 4 KiB pages of the binary the launch reads: a copy on a loop-mounted ext4 with
+     readahead 0 and a cold page cache, then mincore(). The candidates are the functions
+     whose first instruction lies on such a page (a superset: a page holds many functions).
+  2. Which candidates are entered: one counting uprobe each (perf_event_open on the uprobe
+     PMU), in eight batches on eight copies of the binary, run side by side. A batch whose
+     launch does not finish (a rare function does not survive its probe) keeps all its
+     candidates.
+Output: one key a line, in today's address order, the key being the symbol without the
+hashes that change between builds (the same transformation as link-ordered.sh's).
+"""
+import concurrent.futures
+import ctypes
+import os
+import re
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(REPO, "target/release/stockade")
+BENCH = """[exec]
+command = ["/bin/true"]
+[filesystem]
+read_only = true
+private_tmp = true
+private_dev = true
+proc = true
+[security]
+landlock = { read = ["/usr", "/lib", "/lib64", "/etc"], exec = ["/bin", "/usr/bin", "/usr/lib", "/lib"] }
+"""
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+
+
+def key(name):
+    name = re.sub(r"17h[0-9a-f]{16}E$", "E", name)
+    name = re.sub(r"Cs[0-9A-Za-z]+_", "", name)
+    return re.sub(r"\.(llvm\.)?[0-9]+$", "", name)
+
+
+def run(*cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def functions(binary):
+    """(address, file offset, name) of every sized function, by address."""
+    segs = []
+    for line in run("readelf", "-lW", binary).splitlines():
+        p = line.split()
+        if p and p[0] == "LOAD":
+            segs.append((int(p[2], 16), int(p[1], 16), int(p[4], 16)))
+    out = {}
+    for line in run("nm", "-S", "--defined-only", binary).splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTwW" and int(p[1], 16) > 0:
+            a = int(p[0], 16)
+            off = next((a - v + o for v, o, s in segs if v <= a < v + s), None)
+            if off is not None:
+                out.setdefault(a, (a, off, p[3]))
+    return sorted(out.values())
+
+
+def pages_read(binary, profile):
+    fd = os.open(binary, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    subprocess.run([binary, "-q", "run", "--name", "launch-order", profile], check=True)
+    size = os.fstat(fd).st_size
+    n = (size + 4095) // 4096
+    addr = libc.mmap(None, ctypes.c_size_t(size), 1, 1, fd, ctypes.c_long(0))
+    vec = ctypes.create_string_buffer(n)
+    if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
+        sys.exit("mincore: " + os.strerror(ctypes.get_errno()))
+    os.close(fd)
+    return {i for i in range(n) if vec.raw[i] & 1}
+
+
+def entered(binary, profile, batch):
+    """Names of the batch's functions the launch enters; all of them if it does not end."""
+    pmu = int(open("/sys/bus/event_source/devices/uprobe/type").read())
+    path = ctypes.create_string_buffer(os.path.realpath(binary).encode())
+    fds = []
+    for _, off, name in batch:
+        attr = struct.pack("IIQQQQQIIQQ", pmu, 128, 0, 0, 0, 0, 0, 0, 0, ctypes.addressof(path), off)
+        buf = ctypes.create_string_buffer(attr + b"\0" * (128 - len(attr)), 128)
+        # cpu 0 only, the launch pinned there: one event per probe instead of one per cpu.
+        fd = libc.syscall(298, buf, -1, 0, -1, 0)
+        if fd < 0:
+            sys.exit("perf_event_open (uprobe): " + os.strerror(ctypes.get_errno()))
+        fds.append((name, fd))
+    try:
+        cmd = ["taskset", "-c", "0", "timeout", "60", binary, "-q", "run", "--name", "launch-order-" + str(id(batch)), profile]
+        done = subprocess.run(cmd).returncode == 0
+        return {name for name, fd in fds if not done or struct.unpack("Q", os.read(fd, 8))[0] > 0}
+    finally:
+        for _, fd in fds:
+            os.close(fd)
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("tools/launch-order.py: run as root (loop mount, uprobes, stockade run)")
+    work = tempfile.mkdtemp(prefix="launch-order.")
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    profile = sys.argv[1] if len(sys.argv) > 1 else os.path.join(work, "bench.toml")
+    if len(sys.argv) <= 1:
+        open(profile, "w").write(BENCH)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    img = os.path.join(work, "img")
+    try:
+        with open(img, "wb") as f:
+            f.truncate(64 << 20)
+        run("mkfs.ext4", "-q", "-F", img)
+        run("mount", "-o", "loop", img, mnt)
+        dev = run("findmnt", "-no", "SOURCE", mnt).strip()
+        run("blockdev", "--setra", "0", dev)
+        cold = os.path.join(mnt, "stockade")
+        shutil.copy2(BINARY, cold)
+        funcs = functions(cold)
+        pages = pages_read(cold, profile)
+        cands = [f for f in funcs if f[1] // 4096 in pages]
+        print("%d functions begin on the %d pages a launch reads" % (len(cands), len(pages)), file=sys.stderr)
+        batches = [cands[i::8] for i in range(8)]
+        copies = []
+        for i in range(8):
+            copies.append(os.path.join(work, "stockade-%d" % i))
+            shutil.copy2(BINARY, copies[-1])
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: entered(copies[i], profile, batches[i]), range(8)))
+        names = set().union(*results)
+        keys, seen = [], set()
+        for _, _, name in cands:
+            if name in names and key(name) not in seen:
+                seen.add(key(name))
+                keys.append(key(name))
+        print("%d entered" % len(keys), file=sys.stderr)
+        print("# The functions a launch runs, in link order: packaging/link-ordered.sh puts them")
+        print("# first in .text. Made by tools/launch-order.py; one key a line.")
+        print("\n".join(keys))
+    finally:
+        subprocess.run(["umount", mnt])
+        shutil.rmtree(work, ignore_errors=True)
+
+
+main()
