@@ -53,6 +53,25 @@ check_list() {
   [ $missing = 0 ] || fail "$what is incomplete (its files: $list)"
 }
 
+# Where packaging/release-build.sh linked with an order (packaging/link-ordered.sh leaves the
+# order it used beside the binary it linked), the launch's functions must open .text: the
+# peak RSS figure of BENCH.md rests on it, and nothing else would notice it being lost.
+host=$(rustc -vV | sed -n 's/^host: //p')
+order=$(ls -t "target/$host/release/deps/"stockade-*.order 2>/dev/null | sed -n 1p || true)
+if [ -n "$order" ] && cmp -s target/release/stockade "target/$host/release/stockade"; then
+  # The listed functions must lie together at the start of .text: nine tenths of their bytes
+  # within its first 1.5 times their size (unordered, they spread over all of it).
+  span=$(nm -n -S -t d --defined-only target/release/stockade | awk -v order="$order" '
+    BEGIN { while ((getline l < order) > 0) want[l] = 1 }
+    $3 ~ /^[tTwW]$/ && start == "" { start = $1 + 0 }
+    $3 ~ /^[tTwW]$/ && ($4 in want) { n++; at[n] = $1 - start; len[n] = $2; size += $2 }
+    END { for (i = 1; i <= n; i++) if (at[i] + len[i] <= size * 1.5) near += len[i]; printf "%d %d\n", size, near }')
+  read -r size near <<<"$span"
+  echo "the launch's functions: $((size / 1024)) KiB, $((near / 1024)) KiB of them within the first $((size * 3 / 2048)) KiB of .text"
+  [ "$size" -gt 0 ] && [ $((near * 10)) -ge $((size * 9)) ] \
+    || fail "the launch's functions do not open .text: was packaging/link-ordered.sh the linker?"
+fi
+
 echo "== rpmbuild -bb packaging/stockade.spec"
 mkdir -p "$work/rpm/SOURCES"
 cp "$work/stockade-$version.tar.gz" "$work/rpm/SOURCES/"
