@@ -4,8 +4,8 @@ linker (packaging/link-ordered.sh) to put first in .text.
 
     sudo tools/launch-order.py [PROFILE] > packaging/launch-order.txt
 
-Build first with packaging/release-build.sh; PROFILE defaults to the host row's bench.toml
-of tests/bench/run.sh. Takes about ten minutes, nearly all of it spent registering uprobes.
+Build first with packaging/release-build.sh; PROFILE defaults to tests/bench/bench.toml,
+the benchmark's host row. Takes a few minutes, nearly all of them spent registering uprobes.
 
 Two measurements, both of every process of the launch (supervisor, init, the service up to
 its exec):
@@ -33,16 +33,7 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(REPO, "target/release/stockade")
-BENCH = """[exec]
-command = ["/bin/true"]
-[filesystem]
-read_only = true
-private_tmp = true
-private_dev = true
-proc = true
-[security]
-landlock = { read = ["/usr", "/lib", "/lib64", "/etc"], exec = ["/bin", "/usr/bin", "/usr/lib", "/lib"] }
-"""
+BENCH = os.path.join(REPO, "tests/bench/bench.toml")
 # A launch as the benchmark and a shell start it (logging to stderr), and a quiet one.
 LAUNCHES = [["run", "--name", "launch-order"], ["-q", "run", "--name", "launch-order"]]
 libc = ctypes.CDLL(None, use_errno=True)
@@ -130,9 +121,7 @@ def main():
     work = tempfile.mkdtemp(prefix="launch-order.")
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
-    profile = sys.argv[1] if len(sys.argv) > 1 else os.path.join(work, "bench.toml")
-    if len(sys.argv) <= 1:
-        open(profile, "w").write(BENCH)
+    profile = sys.argv[1] if len(sys.argv) > 1 else BENCH
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     img = os.path.join(work, "img")

@@ -46,19 +46,7 @@ bwrap_cmd="/usr/bin/bwrap --unshare-all --unshare-user --uid 0 --gid 0 --die-wit
 
 profiles() {
   local dir=$1
-  cat > "$dir/bench.toml" <<'TOML'
-[exec]
-command = ["/bin/true"]
-[filesystem]
-read_only = true
-private_tmp = true
-private_dev = true
-proc = true
-[security]
-landlock = { read = ["/usr", "/lib", "/lib64", "/etc"], exec = ["/bin", "/usr/bin", "/usr/lib", "/lib"] }
-TOML
-  # Every namespace and these mounts are stockade's defaults, and so are the seccomp
-  # baseline and protect_kernel's masks; bench.toml only adds landlock.
+  cp tests/bench/bench.toml "$dir/bench.toml"
   { cat "$dir/bench.toml"; printf '[systemd]\nmode = "scope"\n'; } > "$dir/scope.toml"
   sed 's#"/bin/true"#"/bin/sleep", "4"#' "$dir/scope.toml" > "$dir/sleep.toml"
   # The same with the limits of the issue's rows, for the VM (where they can be enforced).
