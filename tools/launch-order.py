@@ -2,10 +2,23 @@
 """Regenerates packaging/launch-order.txt: the functions a launch runs, for the release
 linker (packaging/link-ordered.sh) to put first in .text.
 
-    sudo tools/launch-order.py [PROFILE] > packaging/launch-order.txt
+    sudo tools/launch-order.py > target/host-order.txt
 
-Build first with packaging/release-build.sh; PROFILE defaults to tests/bench/bench.toml,
-the benchmark's host row. Takes a few minutes, nearly all of them spent registering uprobes.
+on a host without systemd (a launch there has no scope), then the launches with a scope, in
+the systemd test bed, after those: on an ext4 image the host mounts below the repository
+(the bed can neither make a loop device nor reach the host's /tmp):
+
+    truncate -s 64M target/cold.img && mkfs.ext4 -q target/cold.img && mkdir -p target/cold
+    sudo mount -o loop target/cold.img target/cold
+    sudo blockdev --setra 0 "$(findmnt -no SOURCE target/cold)"
+    sudo tests/systemd/bed.sh run -- /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        LAUNCH_ORDER_COLD_DIR="$PWD/target/cold" "$PWD/tools/launch-order.py" \
+        --first "$PWD/target/host-order.txt" > packaging/launch-order.txt
+
+Build first with packaging/release-build.sh. With no PROFILE arguments it measures
+tests/bench/bench.toml, the benchmark's host row, and, where systemd runs (the test bed
+above, or a host booted with systemd), the same profile with a scope. Takes a few minutes,
+nearly all of them spent registering uprobes.
 
 Two measurements, both of every process of the launch (supervisor, init, the service up to
 its exec):
@@ -68,12 +81,13 @@ def functions(binary):
     return sorted(out.values())
 
 
-def pages_read(binary, profile):
+def pages_read(binary, profiles):
     fd = os.open(binary, os.O_RDONLY)
     os.fsync(fd)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    for cmd in LAUNCHES:
-        subprocess.run([binary] + cmd + [profile], check=True)
+    for profile in profiles:
+        for cmd in LAUNCHES:
+            subprocess.run([binary] + cmd + [profile], check=True)
     size = os.fstat(fd).st_size
     n = (size + 4095) // 4096
     addr = libc.mmap(None, ctypes.c_size_t(size), 1, 1, fd, ctypes.c_long(0))
@@ -85,8 +99,9 @@ def pages_read(binary, profile):
     return {i for i in range(n) if vec.raw[i] & 1}
 
 
-def entered(binary, profile, batch):
-    """Names of the batch's functions the launch enters; all of them if it does not end."""
+def entered(binary, profiles, batch):
+    """For each profile, the names of the batch's functions entered by its launches and the
+    launches before it; all of them once a launch does not end."""
     pmu = int(open("/sys/bus/event_source/devices/uprobe/type").read())
     path = ctypes.create_string_buffer(os.path.realpath(binary).encode())
     fds = []
@@ -99,15 +114,19 @@ def entered(binary, profile, batch):
             sys.exit("perf_event_open (uprobe): " + os.strerror(ctypes.get_errno()))
         fds.append((name, fd))
     try:
-        done = True
-        for cmd in LAUNCHES:
-            # Each batch its own instance name: the batches run side by side.
-            named = [a + "-" + os.path.basename(binary) if a == "launch-order" else a for a in cmd]
-            pinned = ["taskset", "-c", "0", "timeout", "60", binary] + named + [profile]
-            done = done and subprocess.run(pinned).returncode == 0
-        if not done:
-            print("a batch's launch did not finish: its %d functions are all kept" % len(fds), file=sys.stderr)
-        return {name for name, fd in fds if not done or struct.unpack("Q", os.read(fd, 8))[0] > 0}
+        # Read after each profile's launches: what the first profile's launches enter is
+        # laid out first, so that a launch of that kind maps none of the others' code.
+        done, seen = True, []
+        for profile in profiles:
+            for cmd in LAUNCHES:
+                # Each batch its own instance name: the batches run side by side.
+                named = [a + "-" + os.path.basename(binary) if a == "launch-order" else a for a in cmd]
+                pinned = ["taskset", "-c", "0", "timeout", "60", binary] + named + [profile]
+                done = done and subprocess.run(pinned).returncode == 0
+            if not done:
+                print("a batch's launch did not finish: its %d functions are all kept" % len(fds), file=sys.stderr)
+            seen.append({name for name, fd in fds if not done or struct.unpack("Q", os.read(fd, 8))[0] > 0})
+        return seen
     finally:
         for _, fd in fds:
             os.close(fd)
@@ -121,21 +140,40 @@ def main():
     work = tempfile.mkdtemp(prefix="launch-order.")
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
-    profile = sys.argv[1] if len(sys.argv) > 1 else BENCH
+    args = sys.argv[1:]
+    first = []
+    if args[:1] == ["--first"] and len(args) > 1:
+        # A list measured elsewhere (the host's launches, on a host without systemd) goes
+        # first: here, under systemd, even a launch of bench.toml registers a scope.
+        first = [l.strip() for l in open(args[1]) if l.strip() and not l.startswith("#")]
+        args = args[2:]
+    profiles = args or [BENCH]
+    if not args and os.path.isdir("/run/systemd/system"):
+        # Under systemd (the test bed), a launch with a scope too: its D-Bus code is on the
+        # path of every sandbox a unit or an admin's shell starts there.
+        scope = os.path.join(work, "scope.toml")
+        open(scope, "w").write(open(BENCH).read() + '[systemd]\nmode = "scope"\n')
+        profiles.append(scope)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     img = os.path.join(work, "img")
+    given = os.environ.get("LAUNCH_ORDER_COLD_DIR")
     try:
-        with open(img, "wb") as f:
-            f.truncate(64 << 20)
-        run("mkfs.ext4", "-q", "-F", img)
-        run("mount", "-o", "loop", img, mnt)
-        dev = run("findmnt", "-no", "SOURCE", mnt).strip()
-        run("blockdev", "--setra", "0", dev)
-        cold = os.path.join(mnt, "stockade")
+        if given:
+            # A filesystem the caller mounted with readahead 0 (the test bed cannot make a
+            # loop device; it sees the host's mounts below the repository).
+            mnt = given
+        else:
+            with open(img, "wb") as f:
+                f.truncate(64 << 20)
+            run("mkfs.ext4", "-q", "-F", img)
+            run("mount", "-o", "loop", img, mnt)
+            dev = run("findmnt", "-no", "SOURCE", mnt).strip()
+            run("blockdev", "--setra", "0", dev)
+        cold = os.path.join(mnt, "stockade-launch-order")
         shutil.copy2(BINARY, cold)
         funcs = functions(cold)
-        pages = pages_read(cold, profile)
+        pages = pages_read(cold, profiles)
         cands = [f for f in funcs if f[1] // 4096 in pages]
         print("%d functions begin on the %d pages a launch reads" % (len(cands), len(pages)), file=sys.stderr)
         batches = [cands[i::8] for i in range(8)]
@@ -144,20 +182,25 @@ def main():
             copies.append(os.path.join(work, "stockade-%d" % i))
             shutil.copy2(BINARY, copies[-1])
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda i: entered(copies[i], profile, batches[i]), range(8)))
-        names = set().union(*results)
-        keys, seen = [], set()
-        for _, _, name in cands:
-            if name in names and key(name) not in seen:
-                seen.add(key(name))
-                keys.append(key(name))
-        print("%d entered" % len(keys), file=sys.stderr)
+            results = list(pool.map(lambda i: entered(copies[i], profiles, batches[i]), range(8)))
+        keys, seen = list(first), set(first)
+        for i in range(len(profiles)):
+            names = set().union(*(r[i] for r in results))
+            for _, _, name in cands:
+                if name in names and key(name) not in seen:
+                    seen.add(key(name))
+                    keys.append(key(name))
+        print("%d keys, %d of them measured here" % (len(keys), len(keys) - len(first)), file=sys.stderr)
         print("# The functions a launch runs, in link order: packaging/link-ordered.sh puts them")
         print("# first in .text. Made by tools/launch-order.py; one key a line.")
         print("\n".join(keys))
     finally:
+        if given:
+            if os.path.exists(os.path.join(given, "stockade-launch-order")):
+                os.unlink(os.path.join(given, "stockade-launch-order"))
+            shutil.rmtree(work, ignore_errors=True)
         # The image only once it is unmounted: with the mount still there, rmtree would empty it.
-        if subprocess.run(["umount", mnt]).returncode == 0 or not os.path.ismount(mnt):
+        elif subprocess.run(["umount", mnt]).returncode == 0 or not os.path.ismount(mnt):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("tools/launch-order.py: %s is still mounted; left for you" % mnt, file=sys.stderr)
