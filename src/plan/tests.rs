@@ -88,17 +88,27 @@ impl Fixture {
         }
     }
 
-    pub(crate) fn plan(&self, text: &str, extra: &[&str]) -> Result<LaunchPlan, Vec<String>> {
-        let path = self.dir.path().join("p.toml");
+    /// Writes `text` as `name` in the fixture's directory and loads it with no search path.
+    fn load_text(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> Result<crate::profile::Loaded, Box<crate::profile::Invalid>> {
+        let path = self.dir.path().join(name);
         fs::write(&path, text).unwrap();
-        let loaded = load(
+        load(
             path.to_str().unwrap(),
             &SearchPath {
                 dirs: vec![],
                 trusted_owners: None,
             },
         )
-        .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
+    }
+
+    pub(crate) fn plan(&self, text: &str, extra: &[&str]) -> Result<LaunchPlan, Vec<String>> {
+        let loaded = self
+            .load_text("p.toml", text)
+            .unwrap_or_else(|e| panic!("{:#?}", e.lines()));
         let inv = Invocation {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             env: vec![
@@ -161,16 +171,7 @@ impl Fixture {
 
     /// What loading (parsing and validating) `text` as a profile refuses, before any plan.
     fn load_problems(&self, text: &str) -> Vec<String> {
-        let path = self.dir.path().join("v.toml");
-        fs::write(&path, text).unwrap();
-        let loaded = load(
-            path.to_str().unwrap(),
-            &SearchPath {
-                dirs: vec![],
-                trusted_owners: None,
-            },
-        );
-        match loaded {
+        match self.load_text("v.toml", text) {
             Ok(_) => panic!("the profile should be refused: {text}"),
             Err(e) => e.lines(),
         }

@@ -588,18 +588,13 @@ fn sweep(leases: &Path) {
             .to_str()
             .and_then(|a| a.parse::<Ipv4Addr>().ok());
         // Being written right now by a start holding the lock cannot be: we hold it.
-        if lease_alive(&host, &mut w) {
-            live_veths.extend(
-                address
-                    .and_then(|a| nft::Entry::from_lease(a, w))
-                    .map(|e| e.veth),
-            );
+        let alive = lease_alive(&host, &mut w);
+        let entry = address.and_then(|a| nft::Entry::from_lease(a, w));
+        if alive {
+            live_veths.extend(entry.map(|e| e.veth));
             continue;
         }
-        if let (Some(entry), Some(dir)) = (
-            address.and_then(|a| nft::Entry::from_lease(a, w)),
-            leases.parent(),
-        ) {
+        if let (Some(entry), Some(dir)) = (entry, leases.parent()) {
             let _ = fs::remove_file(dir.join(format!("{}.hosts", entry.veth)));
             let _ = fs::remove_file(dir.join(format!("{}.resolv.conf", entry.veth)));
             stale.push(entry);
