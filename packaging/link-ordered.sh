@@ -14,6 +14,11 @@
 # nothing is left out, so a stale list costs memory, never a failed build.
 set -euo pipefail
 
+# The key of each symbol name on stdin, as "key TAB symbol" (the one definition: the tool
+# calls `link-ordered.sh --keys` too).
+keys() { sed -E 'h; s/17h[0-9a-f]{16}E$/E/; s/Cs[0-9A-Za-z]+_//g; s/\.(llvm\.)?[0-9]+$//; G; s/\n/\t/'; }
+if [ "${1:-}" = --keys ]; then keys; exit; fi
+
 cc=${STOCKADE_LINK_CC:-cc}
 out= prev=
 for arg in "$@"; do
@@ -32,9 +37,7 @@ for arg in "$@"; do
   esac
 done
 order=$out.order
-# key TAB symbol for every symbol the objects define (the same transformation as the tool's).
-nm --defined-only --format=just-symbols "${objects[@]}" 2>/dev/null | sort -u |
-  sed -E 'h; s/17h[0-9a-f]{16}E$/E/; s/Cs[0-9A-Za-z]+_//g; s/\.(llvm\.)?[0-9]+$//; G; s/\n/\t/' >"$order.keys"
+nm --defined-only --format=just-symbols "${objects[@]}" 2>/dev/null | sort -u | keys >"$order.keys"
 awk -F '\t' 'NR == FNR { real[$1] = real[$1] "\n" $2; next }
   $0 == "" || /^#/ { next }
   $0 in real { printf "%s", substr(real[$0], 2) "\n"; next }

@@ -30,12 +30,11 @@ its exec):
      launch does not finish (a rare function does not survive its probe) keeps all its
      candidates.
 Output: one key a line, in today's address order, the key being the symbol without the
-hashes that change between builds (the same transformation as link-ordered.sh's).
+hashes that change between builds (link-ordered.sh --keys defines it, for both).
 """
 import concurrent.futures
 import ctypes
 import os
-import re
 import resource
 import shutil
 import signal
@@ -53,10 +52,12 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 
 
-def key(name):
-    name = re.sub(r"17h[0-9a-f]{16}E$", "E", name)
-    name = re.sub(r"Cs[0-9A-Za-z]+_", "", name)
-    return re.sub(r"\.(llvm\.)?[0-9]+$", "", name)
+def keys(names):
+    """Each name's key, by packaging/link-ordered.sh --keys (the linker's own definition)."""
+    script = os.path.join(REPO, "packaging/link-ordered.sh")
+    text = subprocess.run([script, "--keys"], input="\n".join(names) + "\n", check=True,
+                          capture_output=True, text=True).stdout
+    return dict(reversed(line.split("\t")) for line in text.splitlines())
 
 
 def run(*cmd):
@@ -183,17 +184,18 @@ def main():
             shutil.copy2(BINARY, copies[-1])
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda i: entered(copies[i], profiles, batches[i]), range(8)))
-        keys, seen = list(first), set(first)
+        key = keys([name for _, _, name in cands])
+        ordered, seen = list(first), set(first)
         for i in range(len(profiles)):
             names = set().union(*(r[i] for r in results))
             for _, _, name in cands:
-                if name in names and key(name) not in seen:
-                    seen.add(key(name))
-                    keys.append(key(name))
-        print("%d keys, %d of them measured here" % (len(keys), len(keys) - len(first)), file=sys.stderr)
+                if name in names and key[name] not in seen:
+                    seen.add(key[name])
+                    ordered.append(key[name])
+        print("%d keys, %d of them measured here" % (len(ordered), len(ordered) - len(first)), file=sys.stderr)
         print("# The functions a launch runs, in link order: packaging/link-ordered.sh puts them")
         print("# first in .text. Made by tools/launch-order.py; one key a line.")
-        print("\n".join(keys))
+        print("\n".join(ordered))
     finally:
         if given:
             if os.path.exists(os.path.join(given, "stockade-launch-order")):
